@@ -1,0 +1,16 @@
+"""jpegtrace: find JPEG compression in an image from its pixels alone, pixel by pixel.
+
+The main entry point is :func:`analyze`; see the README for the command-line tool.
+"""
+
+from .errors import ImageReadError, JpegTraceError, ModelError
+from .images import read_image
+from .inference import Analysis, analyze, load_model, predict_maps
+from .jpeg import jpeg_compress
+from .model import NetConfig, QFNet, load_weights, save_weights
+
+__all__ = [
+    "Analysis", "ImageReadError", "JpegTraceError", "ModelError", "NetConfig", "QFNet",
+    "analyze", "jpeg_compress", "load_model", "load_weights", "predict_maps", "read_image", "save_weights",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,193 @@
+"""Training data made online from never-compressed images.
+
+Every training batch is a pure function of ``(seed, batch_index)``: resuming at step ``n``
+replays exactly the batches an uninterrupted run would have seen, whatever the number of
+worker processes.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .jpeg import SUBSAMPLING_CODES, jpeg_compress
+
+IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".webp", ".gif", ".jpg", ".jpeg"}
+#: Lossless formats, the only ones a never-compressed training image can come in.
+LOSSLESS_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """How training patches and their labels are made.
+
+    Parameters
+    ----------
+    patch_size : int
+        Side of the square patches (paper: 60).
+    uncompressed_fraction : float
+        Share of patches left uncompressed, labelled (0, 0) (paper: 0.1).
+    min_quality, max_quality : int
+        The QF of a compressed patch is drawn uniformly from this closed range (paper: 5..100).
+        Its labels are ``((100 - QF) / 100, 1)``.
+    subsamplings : tuple of str
+        Chroma subsamplings drawn uniformly for colour patches (paper: 4:2:0 only).
+    grid_shift : bool
+        Compress a larger region and crop the patch at a random offset, so the 8x8 (and 16x16
+        chroma) grid falls anywhere in the patch, as in cropped JPEGs (paper: off).
+    grayscale_fraction : float
+        Share of patches turned grayscale before compression and stored as one-channel JPEGs
+        (paper: 0).
+    augment : bool
+        Apply one of the 8 flips and rotations to the source region before compression.
+    """
+
+    patch_size: int = 60
+    uncompressed_fraction: float = 0.1
+    min_quality: int = 5
+    max_quality: int = 100
+    subsamplings: tuple[str, ...] = ("4:2:0", "4:2:2", "4:4:4")
+    grid_shift: bool = True
+    grayscale_fraction: float = 0.1
+    augment: bool = True
+
+    @classmethod
+    def paper(cls, patch_size: int = 60) -> "SynthesisConfig":
+        """The recipe of the paper: 4:2:0 colour JPEGs with the grid at the patch origin."""
+        return cls(patch_size=patch_size, subsamplings=("4:2:0",), grid_shift=False, grayscale_fraction=0.0)
+
+    def __post_init__(self):
+        unknown = set(self.subsamplings) - set(SUBSAMPLING_CODES)
+        if unknown or not self.subsamplings:
+            raise ValueError(f"subsamplings must be a non-empty subset of {sorted(SUBSAMPLING_CODES)}")
+        if not 1 <= self.min_quality <= self.max_quality <= 100:
+            raise ValueError("need 1 <= min_quality <= max_quality <= 100")
+        if self.patch_size < 1:
+            raise ValueError("patch_size must be positive")
+
+
+def quality_label(quality: int | None) -> tuple[float, float]:
+    """Normalised (quality, flag) labels of a patch; ``None`` means never compressed."""
+    if quality is None:
+        return 0.0, 0.0
+    return (100 - quality) / 100.0, 1.0
+
+
+def list_images(folder: str | Path, split_csv: str | Path | None = None, subset: str | None = None,
+                suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Image files of ``folder`` in sorted order, optionally those a split CSV assigns to ``subset``.
+
+    The split CSV has columns ``file`` and ``split`` (as ``shared/data/clean/split.csv``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a directory")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+    if split_csv is not None and subset is not None:
+        with open(split_csv, newline="") as f:
+            chosen = {row["file"] for row in csv.DictReader(f) if row["split"] == subset}
+        files = [p for p in files if p.name in chosen]
+    return files
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read a training image as uint8 RGB (training images are trusted, unlike analysed ones)."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def to_grayscale(rgb: np.ndarray) -> np.ndarray:
+    """Luma of a uint8 RGB array, computed as libjpeg and Pillow do (ITU-R 601)."""
+    return np.asarray(Image.fromarray(rgb).convert("L"))
+
+
+def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisConfig
+               ) -> tuple[np.ndarray, int | None]:
+    """Cut one training patch from ``image`` and maybe compress it.
+
+    Returns
+    -------
+    patch : ndarray of uint8, (P, P, 3)
+        Grayscale patches have three equal channels.
+    quality : int or None
+        The QF the patch was compressed at, None when it was left uncompressed.
+    """
+    size = config.patch_size
+    margin = 15 if config.grid_shift else 0  # 16 phases cover the 16x16 MCU of 4:2:0
+    region_size = size + margin
+    h, w = image.shape[:2]
+    if h < region_size or w < region_size:
+        image = np.pad(image, ((0, max(0, region_size - h)), (0, max(0, region_size - w)), (0, 0)),
+                       mode="symmetric")
+        h, w = image.shape[:2]
+    y = int(rng.integers(0, h - region_size + 1))
+    x = int(rng.integers(0, w - region_size + 1))
+    region = image[y:y + region_size, x:x + region_size]
+    if config.augment:
+        k = int(rng.integers(0, 8))
+        region = np.rot90(region, k % 4)
+        if k >= 4:
+            region = region[:, ::-1]
+        region = np.ascontiguousarray(region)
+    gray = rng.random() < config.grayscale_fraction
+    if gray:
+        region = to_grayscale(region)
+    compress = rng.random() >= config.uncompressed_fraction
+    quality = int(rng.integers(config.min_quality, config.max_quality + 1)) if compress else None
+    subsampling = config.subsamplings[int(rng.integers(0, len(config.subsamplings)))]
+    dy, dx = (int(v) for v in rng.integers(0, margin + 1, size=2))
+    if quality is not None:
+        region = jpeg_compress(region, quality, subsampling)
+    patch = region[dy:dy + size, dx:dx + size]
+    if gray:
+        patch = np.repeat(patch[:, :, None], 3, axis=2)
+    return patch, quality
+
+
+class TrainingBatches(torch.utils.data.Dataset):
+    """Map-style dataset whose item ``i`` is training batch ``i``, made from ``(seed, i)`` alone.
+
+    Parameters
+    ----------
+    images : list of ndarray
+        Never-compressed uint8 RGB images.
+    batch_size : int
+        Patches per batch.
+    config : SynthesisConfig
+        How patches are made.
+    seed : int
+        Seed of the whole stream.
+    length : int
+        Number of batches (the dataset is otherwise unbounded).
+
+    Returns per item a uint8 tensor ``(B, 3, P, P)`` and a float tensor ``(B, 2)`` of labels.
+    """
+
+    def __init__(self, images: list[np.ndarray], batch_size: int, config: SynthesisConfig,
+                 seed: int = 0, length: int = 2**31 - 1):
+        if not images:
+            raise ValueError("no training images")
+        self.images = images
+        self.batch_size = batch_size
+        self.config = config
+        self.seed = seed
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, int(index)))
+        patches, labels = [], []
+        for _ in range(self.batch_size):
+            image = self.images[int(rng.integers(0, len(self.images)))]
+            patch, quality = make_patch(image, rng, self.config)
+            patches.append(patch)
+            labels.append(quality_label(quality))
+        batch = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).contiguous()
+        return batch, torch.tensor(labels, dtype=torch.float32)

@@ -1,0 +1,156 @@
+"""Pixelwise JPEG analysis of one image: quality map, compression-flag map and their summary."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .images import as_analysis_array
+from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, load_weights
+
+#: Side of the square output region computed per tile; inputs get a halo of half the receptive field.
+DEFAULT_TILE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Result of :func:`analyze`.
+
+    Attributes
+    ----------
+    quality_map : ndarray of float32, (H, W)
+        Estimated JPEG quality factor per pixel, 0..100 (100 also means never compressed).
+    flag_map : ndarray of float32, (H, W)
+        Estimated probability-like compression flag per pixel, 0..1.
+    mean_quality : float
+        Mean of ``quality_map``: the whole-image QF estimate.
+    mean_flag : float
+        Mean of ``flag_map``.
+    compressed : bool
+        True when ``mean_flag > 0.5``.
+    grayscale : bool
+        The image was analysed as grayscale (its three channels are equal).
+    notes : tuple of str
+        What was done to the input on the way (alpha dropped, 16-bit reduced, ...).
+    """
+
+    quality_map: np.ndarray
+    flag_map: np.ndarray
+    mean_quality: float
+    mean_flag: float
+    compressed: bool
+    grayscale: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.quality_map.shape
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(path: str | None, mtime_ns: int, device: str) -> QFNet:
+    return load_weights(path).to(device)
+
+
+def load_model(weights: str | os.PathLike | None = None, device: str = "cpu") -> QFNet:
+    """The network from a safetensors file (default: the shipped model), loaded once and reused.
+
+    Repeated calls with the same file (unchanged on disk) and device return the same module.
+    """
+    path = None if weights is None else os.fspath(weights)
+    mtime = Path(path).stat().st_mtime_ns if path is not None and Path(path).exists() else 0
+    return _cached_model(path, mtime, str(device))
+
+
+def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_SIZE,
+                 device: str | torch.device | None = None) -> np.ndarray:
+    """Raw network output for one uint8 image, computed tile by tile.
+
+    Parameters
+    ----------
+    model : QFNet
+    image : ndarray of uint8, (H, W, 3)
+    tile_size : int
+        Side of the output region computed at once. Each tile's input carries a halo of
+        ``model.receptive_field // 2`` pixels, so the result equals a whole-image pass.
+    device : str or torch.device, optional
+        Where to run; the model's own device by default.
+
+    Returns
+    -------
+    ndarray of float32, (2, H, W)
+        Unclipped normalised maps: channel 0 quality (0 = QF 100), channel 1 flag.
+    """
+    if tile_size < 1:
+        raise ValueError("tile_size must be positive")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    height, width = image.shape[:2]
+    halo = model.receptive_field // 2
+    out = np.empty((2, height, width), dtype=np.float32)
+    with torch.inference_mode():
+        for y0 in range(0, height, tile_size):
+            for x0 in range(0, width, tile_size):
+                y1, x1 = min(y0 + tile_size, height), min(x0 + tile_size, width)
+                iy0, ix0 = max(0, y0 - halo), max(0, x0 - halo)
+                iy1, ix1 = min(height, y1 + halo), min(width, x1 + halo)
+                tile = torch.from_numpy(np.array(image[iy0:iy1, ix0:ix1]))  # a writable copy
+                tile = tile.to(device).permute(2, 0, 1)[None].float().div_(255.0)
+                pred = model(tile)[0, :, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
+                out[:, y0:y1, x0:x1] = pred.float().cpu().numpy()
+    return out
+
+
+def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, ...] = ()) -> Analysis:
+    """Turn raw network maps ``(2, H, W)`` into an :class:`Analysis` (maps clipped to [0, 1] first)."""
+    quality = np.clip(raw_maps[QUALITY_CHANNEL], 0.0, 1.0)
+    flag = np.clip(raw_maps[FLAG_CHANNEL], 0.0, 1.0).astype(np.float32)
+    quality_map = (100.0 * (1.0 - quality)).astype(np.float32)
+    mean_flag = float(flag.mean(dtype=np.float64))
+    return Analysis(quality_map=quality_map, flag_map=flag,
+                    mean_quality=float(quality_map.mean(dtype=np.float64)), mean_flag=mean_flag,
+                    compressed=mean_flag > 0.5, grayscale=grayscale, notes=tuple(notes))
+
+
+def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | None = None,
+            tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None) -> Analysis:
+    """Find JPEG compression in an image, pixel by pixel.
+
+    Parameters
+    ----------
+    image : path, PIL.Image.Image or ndarray
+        A file path, a PIL image, or an array: ``(H, W, 3)`` RGB or ``(H, W)`` grayscale,
+        uint8 (or uint16, reduced to 8 bits); RGBA is flattened by dropping alpha, with a note.
+    model : QFNet, optional
+        The network; the shipped model (loaded once, then reused) by default.
+    tile_size : int
+        Side of the region computed at once; bounds memory without changing the result.
+    device : str, optional
+        'cpu' or 'cuda'; the model's device by default.
+
+    Returns
+    -------
+    Analysis
+
+    Raises
+    ------
+    ImageReadError
+        When a file cannot be read or an array has an unusable shape or type.
+
+    Examples
+    --------
+    >>> from jpegtrace import analyze
+    >>> result = analyze("photo.png")          # doctest: +SKIP
+    >>> result.compressed, round(result.mean_quality)   # doctest: +SKIP
+    (True, 31)
+    """
+    rgb, grayscale, notes = as_analysis_array(image)
+    if model is None:
+        model = load_model(device=device or "cpu")
+    raw = predict_maps(model, rgb, tile_size=tile_size, device=device)
+    return summarize(raw, grayscale=grayscale, notes=notes)

@@ -1,0 +1,75 @@
+"""Pictures of results: colour-mapped quality and flag maps with colour bars, and overlays."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .inference import Analysis  # noqa: E402
+from .outputs import save_figure  # noqa: E402
+
+QUALITY_CMAP = "viridis"
+FLAG_CMAP = "magma"
+
+
+def _map_figure(values: np.ndarray, title: str, label: str, vmin: float, vmax: float, cmap: str):
+    height, width = values.shape
+    scale = 6.0 / max(height, width)
+    fig, ax = plt.subplots(figsize=(max(2.5, width * scale) + 1.2, max(2.0, height * scale) + 0.6),
+                           layout="constrained")
+    shown = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_axis_off()
+    fig.colorbar(shown, ax=ax, label=label, shrink=0.9)
+    return fig
+
+
+def quality_map_figure(analysis: Analysis, title: str = "estimated JPEG quality"):
+    """Figure of the quality map in QF units (0..100) with a colour bar."""
+    return _map_figure(analysis.quality_map, f"{title} (mean QF {analysis.mean_quality:.1f})",
+                       "quality factor (100 = lossless or never compressed)", 0, 100, QUALITY_CMAP)
+
+
+def flag_map_figure(analysis: Analysis, title: str = "JPEG compression flag"):
+    """Figure of the compression-flag map (0..1) with a colour bar."""
+    verdict = "compressed" if analysis.compressed else "uncompressed"
+    return _map_figure(analysis.flag_map, f"{title} (mean {analysis.mean_flag:.2f}: {verdict})",
+                       "compression flag (1 = ever JPEG-compressed)", 0, 1, FLAG_CMAP)
+
+
+def overlay(rgb: np.ndarray, flag_map: np.ndarray, strength: float = 0.6) -> np.ndarray:
+    """The image in gray with the flag map laid over it in colour; uint8 ``(H, W, 3)``."""
+    gray = rgb.astype(np.float32).mean(axis=2, keepdims=True) / 255.0
+    colour = plt.get_cmap(FLAG_CMAP)(np.clip(flag_map, 0, 1))[:, :, :3].astype(np.float32)
+    alpha = strength * np.clip(flag_map, 0, 1)[:, :, None]
+    mixed = (1 - alpha) * gray + alpha * colour
+    return np.round(np.clip(mixed, 0, 1) * 255).astype(np.uint8)
+
+
+def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
+    """Write ``STEM_quality.png``, ``STEM_flag.png`` and ``STEM_overlay.png`` into ``out_dir``.
+
+    Each file is written under a temporary name and renamed, so it is never half-written.
+    """
+    from PIL import Image
+
+    from .outputs import atomic_path
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for kind, make in (("quality", quality_map_figure), ("flag", flag_map_figure)):
+        fig = make(analysis)
+        written[kind] = save_figure(fig, out_dir / f"{stem}_{kind}.png", dpi=100)
+        plt.close(fig)
+    path = out_dir / f"{stem}_overlay.png"
+    with atomic_path(path) as tmp:
+        Image.fromarray(overlay(rgb, analysis.flag_map)).save(tmp, format="PNG")
+    written["overlay"] = path
+    return written

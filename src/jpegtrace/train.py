@@ -1,0 +1,237 @@
+"""Training: one readable loop with Adam, MSE on both maps, validation, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import SynthesisConfig, TrainingBatches, list_images, load_rgb
+from .experiments import evaluate_model, summarize_evaluation
+from .model import NetConfig, QFNet, save_weights
+
+#: Validation during training: the uncompressed images, 4:2:0 JPEGs at these QFs...
+VAL_QUALITIES = (None, 10, 30, 50, 70, 90)
+#: ...and one near-lossless 4:4:4 JPEG, the hardest case to tell from the original.
+VAL_HARD_QUALITY = 98
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved in every checkpoint.
+
+    Parameters
+    ----------
+    data : str
+        Folder of never-compressed images.
+    out : str
+        Run folder: checkpoint, logs and exported weights go here.
+    split : str, optional
+        CSV with columns ``file``, ``split``; then ``train`` images train and ``val`` images validate.
+    steps : int
+        Optimizer steps in all (the learning-rate schedule ends here).
+    batch_size, patch_size : int
+        Patches per step and their side.
+    lr : float
+        Peak Adam learning rate, reached after ``warmup_steps`` and decayed by a cosine to
+        ``lr * min_lr_ratio`` at ``steps``.
+    flag_weight : float
+        Weight of the flag map's MSE against the quality map's.
+    recipe : {'jpegtrace', 'paper'}
+        'paper' makes only 4:2:0 JPEGs aligned to the patch, in colour; 'jpegtrace' adds 4:4:4
+        and 4:2:2, shifted grids and grayscale.
+    precision : {'fp32', 'bf16'}
+        'bf16' runs the convolutions under bfloat16 autocast (about 2x faster on CPUs with
+        AVX-512 BF16); weights and optimizer stay fp32.
+    """
+
+    data: str
+    out: str
+    split: str | None = None
+    steps: int = 20000
+    batch_size: int = 32
+    patch_size: int = 48
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05
+    flag_weight: float = 1.0
+    recipe: str = "jpegtrace"
+    seed: int = 0
+    workers: int = 1
+    val_every: int = 1000
+    checkpoint_every: int = 100
+    log_every: int = 10
+    precision: str = "fp32"
+    device: str = "cpu"
+    threads: int | None = None
+    width: int = 64
+    dilations: tuple[int, ...] = (1, 2, 3, 4, 3, 2, 1)
+    input_offset: float = 0.5
+
+    def synthesis(self) -> SynthesisConfig:
+        if self.recipe == "paper":
+            return SynthesisConfig.paper(self.patch_size)
+        if self.recipe == "jpegtrace":
+            return SynthesisConfig(patch_size=self.patch_size)
+        raise ValueError(f"unknown recipe {self.recipe!r} (use 'jpegtrace' or 'paper')")
+
+    def net(self) -> NetConfig:
+        return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset)
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``lr * min_lr_ratio`` at ``config.steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    floor = config.lr * config.min_lr_ratio
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def map_losses(prediction: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared error of each output map against constant label maps.
+
+    ``prediction`` is ``(B, 2, H, W)``, ``labels`` is ``(B, 2)``.
+    """
+    squared = (prediction.float() - labels[:, :, None, None]) ** 2
+    per_map = squared.mean(dim=(0, 2, 3))
+    return per_map[0], per_map[1]
+
+
+def _save_checkpoint(path: Path, model, optimizer, step: int, config: TrainConfig, best: float | None):
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "config": asdict(config), "best_val_mae": best, "torch_rng": torch.get_rng_state()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _append_csv(path: Path, row: dict):
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _load_images(config: TrainConfig, subset: str | None) -> dict[str, np.ndarray]:
+    paths = list_images(config.data, config.split, subset if config.split else None)
+    return {p.name: load_rgb(p) for p in paths}
+
+
+def validate(model: QFNet, images: dict[str, np.ndarray], device: str = "cpu") -> dict:
+    """QF MAE and flag accuracy on 4:2:0 JPEGs and originals, plus the near-lossless 4:4:4 case."""
+    model.eval()
+    summary = summarize_evaluation(evaluate_model(model, images, VAL_QUALITIES, device=device))
+    hard = summarize_evaluation(evaluate_model(model, images, (VAL_HARD_QUALITY,), subsampling="4:4:4",
+                                               device=device))
+    model.train()
+    return {"val_qf_mae": summary["qf_mae"], "val_detection_accuracy": summary["detection_accuracy"],
+            "val_clean_judged_uncompressed": summary["clean_judged_uncompressed"],
+            "val_444_q98_judged_compressed": 1.0 - hard["per_quality"][0]["judged_uncompressed"]}
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> Path:
+    """Train (or resume training) a :class:`QFNet`; returns the path of the exported weights.
+
+    Writes into ``config.out``: ``checkpoint.pt`` (every ``checkpoint_every`` steps, on Ctrl-C
+    and at the end), ``log.csv`` (loss per logged step), ``val.csv`` (validation scores),
+    ``best.safetensors`` (weights with the lowest validation QF MAE so far) and
+    ``model.safetensors`` (final weights).
+
+    ``stop_at`` ends the run early at that step, with a checkpoint, as if interrupted: a
+    later ``resume=True`` continues exactly (used to split long runs into bounded chunks).
+    """
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / "checkpoint.pt"
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+
+    model = QFNet(config.net()).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    start_step, best = 0, None
+    if resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_step, best = int(state["step"]), state["best_val_mae"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resuming {out} at step {start_step}", file=sys.stderr)
+    elif resume:
+        print(f"no checkpoint in {out}; starting afresh", file=sys.stderr)
+
+    train_images = list(_load_images(config, "train").values())
+    val_images = _load_images(config, "val") if config.split and config.val_every else {}
+    batches = TrainingBatches(train_images, config.batch_size, config.synthesis(), seed=config.seed)
+    end_step = min(config.steps, stop_at or config.steps)
+    loader = torch.utils.data.DataLoader(
+        batches, batch_size=None, sampler=range(start_step, end_step), num_workers=config.workers,
+        prefetch_factor=4 if config.workers else None)
+
+    stop = {"requested": False}
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    step = start_step
+    tick = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start_step, disable=not progress, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 60.0)
+    model.train()
+    try:
+        for patches, labels in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, config)
+            patches = patches.to(device, non_blocking=True).float().div_(255.0)
+            labels = labels.to(device)
+            with autocast:
+                prediction = model(patches)
+            quality_loss, flag_loss = map_losses(prediction, labels)
+            loss = quality_loss + config.flag_weight * flag_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", q=f"{quality_loss.item():.4f}", f=f"{flag_loss.item():.4f}",
+                            refresh=False)
+            if step % config.log_every == 0 or step == config.steps:
+                now = time.perf_counter()
+                _append_csv(out / "log.csv", {"step": step, "lr": f"{learning_rate(step - 1, config):.3e}",
+                                              "loss": f"{loss.item():.5f}", "quality_loss": f"{quality_loss.item():.5f}",
+                                              "flag_loss": f"{flag_loss.item():.5f}", "seconds": f"{now - tick:.2f}",
+                                              "time": f"{time.time():.0f}"})
+                tick = now
+            if val_images and (step % config.val_every == 0 or step == config.steps):
+                scores = validate(model, val_images, device=str(device))
+                if best is None or scores["val_qf_mae"] < best:
+                    best = scores["val_qf_mae"]
+                    save_weights(model, out / "best.safetensors", {"step": str(step), "val_qf_mae": f"{best:.4f}"})
+                _append_csv(out / "val.csv", {"step": step, **{k: f"{v:.4f}" for k, v in scores.items()}})
+                bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+            if step % config.checkpoint_every == 0 or stop["requested"]:
+                _save_checkpoint(checkpoint_path, model, optimizer, step, config, best)
+            if stop["requested"]:
+                break
+    except KeyboardInterrupt:
+        _save_checkpoint(checkpoint_path, model, optimizer, step, config, best)
+        bar.close()
+        print(f"\ninterrupted at step {step}; checkpoint saved, continue with --resume", file=sys.stderr)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    bar.close()
+    _save_checkpoint(checkpoint_path, model, optimizer, step, config, best)
+    return save_weights(model, out / "model.safetensors", {"step": str(step)})

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jpegtrace import ImageReadError, analyze
+from jpegtrace.inference import predict_maps, summarize
+from jpegtrace.model import NetConfig, QFNet
+
+
+@pytest.fixture(scope="module")
+def random_model():
+    torch.manual_seed(0)
+    return QFNet().eval()
+
+
+def test_tiled_maps_equal_whole_image_maps(random_model):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(101, 77, 3), dtype=np.uint8)
+    whole = predict_maps(random_model, image, tile_size=1000)
+    for tile in (16, 33, 40):
+        tiled = predict_maps(random_model, image, tile_size=tile)
+        assert np.abs(tiled - whole).max() <= 1e-5
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (7, 13)])
+def test_tiny_images_work(random_model, shape):
+    image = np.full(shape, 128, dtype=np.uint8)
+    result = analyze(image, model=random_model)
+    assert result.quality_map.shape == shape[:2] and result.flag_map.shape == shape[:2]
+
+
+def test_summary_clips_maps_and_converts_to_quality_factor():
+    raw = np.stack([np.array([[-0.5, 0.0], [0.3, 1.7]]), np.array([[-1.0, 0.2], [0.9, 2.0]])]).astype(np.float32)
+    result = summarize(raw)
+    np.testing.assert_allclose(result.quality_map, [[100, 100], [70, 0]], atol=1e-4)
+    np.testing.assert_allclose(result.flag_map, [[0, 0.2], [0.9, 1.0]], atol=1e-6)
+    assert result.mean_quality == pytest.approx(67.5, abs=1e-4)
+    assert result.mean_flag == pytest.approx(0.525) and result.compressed
+
+
+def test_accepts_path_pil_and_arrays_alike(random_model, photo, tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    from_array = analyze(photo, model=random_model)
+    from_pil = analyze(Image.fromarray(photo), model=random_model)
+    from_path = analyze(path, model=random_model)
+    from_str = analyze(str(path), model=random_model)
+    for other in (from_pil, from_path, from_str):
+        np.testing.assert_array_equal(other.quality_map, from_array.quality_map)
+    assert from_array.quality_map.dtype == np.float32 and not from_array.grayscale
+
+
+def test_grayscale_and_rgba_inputs(random_model, photo):
+    gray = photo.mean(axis=2).astype(np.uint8)
+    g = analyze(gray, model=random_model)
+    assert g.grayscale and g.shape == gray.shape
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 200, np.uint8)])
+    r = analyze(rgba, model=random_model)
+    assert "alpha channel dropped" in r.notes
+    np.testing.assert_array_equal(r.quality_map, analyze(photo, model=random_model).quality_map)
+
+
+def test_bad_arrays_raise_the_documented_error(random_model):
+    with pytest.raises(ImageReadError):
+        analyze(np.zeros((4, 4, 5), np.uint8), model=random_model)
+    with pytest.raises(ImageReadError):
+        analyze(np.zeros((0, 4, 3), np.uint8), model=random_model)
+    with pytest.raises(ImageReadError):
+        analyze(object(), model=random_model)

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+
+from jpegtrace.errors import ModelError
+from jpegtrace.model import NetConfig, QFNet, flops_per_pixel, load_weights, save_weights
+
+
+@pytest.mark.parametrize("height,width", [(33, 33), (40, 57), (64, 64), (1, 1), (7, 13)])
+def test_output_has_input_size_and_two_maps(height, width):
+    out = QFNet()(torch.rand(2, 3, height, width))
+    assert out.shape == (2, 2, height, width)
+
+
+def test_paper_structure():
+    model = QFNet()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.dilation[0] for c in convs] == [1, 2, 3, 4, 3, 2, 1]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert [c.out_channels for c in convs] == [64] * 6 + [2]
+    relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    assert len(relus) == 6
+    assert isinstance(list(model.layers)[-1], torch.nn.Conv2d)  # no ReLU after the last layer
+
+
+def test_receptive_field_is_33_pixels():
+    model = QFNet().double()
+    assert model.receptive_field == 33
+    x = torch.rand(1, 3, 81, 81, dtype=torch.float64, requires_grad=True)
+    model(x)[0, :, 40, 40].sum().backward()
+    touched = np.argwhere(x.grad[0].abs().sum(0).numpy() > 0)
+    (y0, x0), (y1, x1) = touched.min(0), touched.max(0)
+    assert (y1 - y0 + 1, x1 - x0 + 1) == (33, 33)
+    assert (y0, x0) == (40 - 16, 40 - 16)
+
+
+def test_flops_per_pixel_matches_paper_network():
+    assert flops_per_pixel() == 2 * 9 * (3 * 64 + 5 * 64 * 64 + 64 * 2)
+    assert abs(flops_per_pixel() - 374e3) < 5e3
+
+
+def test_width_and_dilations_are_parameters():
+    model = QFNet(NetConfig(width=16, dilations=(1, 2, 1)))
+    assert model.receptive_field == 9
+    assert model(torch.rand(1, 3, 20, 20)).shape == (1, 2, 20, 20)
+
+
+def test_weights_round_trip_through_safetensors(tmp_path):
+    model = QFNet(NetConfig(width=8, dilations=(1, 2, 1), input_offset=0.25))
+    path = save_weights(model, tmp_path / "w.safetensors")
+    loaded = load_weights(path)
+    assert loaded.config == model.config
+    x = torch.rand(1, 3, 17, 19)
+    assert torch.equal(model.eval()(x), loaded(x))
+
+
+def test_bad_weights_files_give_clear_errors(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_weights(tmp_path / "missing.safetensors")
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(ModelError, match="safetensors"):
+        load_weights(garbage)
+    good = save_weights(QFNet(), tmp_path / "good.safetensors")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(ModelError):
+        load_weights(truncated)
+
+
+def test_foreign_or_mismatched_weights_name_the_tensor(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in QFNet().state_dict().items()}
+    del state["layers.12.bias"]
+    save_file(state, str(tmp_path / "missing_key.safetensors"))
+    with pytest.raises(ModelError, match="layers.12.bias"):
+        load_weights(tmp_path / "missing_key.safetensors")
+    state = {k: v.clone() for k, v in QFNet().state_dict().items()}
+    state["layers.0.weight"] = torch.zeros(64, 3, 5, 5)
+    save_file(state, str(tmp_path / "bad_shape.safetensors"))
+    with pytest.raises(ModelError, match=r"layers.0.weight.*\(64, 3, 5, 5\)"):
+        load_weights(tmp_path / "bad_shape.safetensors")
+    save_file({"classifier.weight": torch.zeros(3)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(ModelError, match="missing tensor"):
+        load_weights(tmp_path / "foreign.safetensors")
