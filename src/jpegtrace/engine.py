@@ -16,9 +16,10 @@ reference the fast path is tested against within 1e-4):
 * the uint8 image goes to the device as uint8 and becomes float there, one strip at a time.
 
 Precision is fp32 by default. ``precision='bf16'`` (CPUs with AVX-512 BF16, recent GPUs) or
-``'fp16'`` (GPUs) run the convolutions under autocast, about twice as fast, at the cost of
-small differences in the maps (see ``benchmarks/RESULTS.md``). On CUDA, fp32 also turns off
-TF32 so that GPU results match CPU ones.
+``'fp16'`` (GPUs) run the five inner convolutions in that type, about twice as fast, at the
+cost of small differences in the maps (see ``benchmarks/RESULTS.md``); the first layer (exact
+pixels in) and the last (maps out) stay fp32. On CUDA, fp32 also turns off TF32 so that GPU
+results match CPU ones.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ CPU_STRIP_PIXELS = 48 * 1024
 GPU_STRIP_PIXELS = 2 ** 22
 #: Fewest output rows per strip; narrower strips would copy the kept rows too often.
 MIN_STRIP_ROWS = 16
+#: Smaller ``tile_size`` values count as this: tinier regions only add overhead.
+MIN_TILE_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -98,26 +101,29 @@ class FastNet:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.precision = precision
         self.input_offset = float(model.config.input_offset)
+        low = PRECISIONS[precision] or torch.float32
+        self.convs = []
         with torch.no_grad():
-            self.convs = [
-                _Conv(conv.weight.detach().to(self.device, torch.float32).contiguous(memory_format=torch.channels_last),
-                      None if conv.bias is None else conv.bias.detach().to(self.device, torch.float32),
-                      conv.padding[0], conv.dilation[0], relu)
-                for conv, relu in pairs]
+            for i, (conv, relu) in enumerate(pairs):
+                # The first layer sees the exact pixels and the last one writes the maps in fp32:
+                # together about 1% of the work, and they keep the input and output exact.
+                dtype = torch.float32 if i in (0, len(pairs) - 1) else low
+                weight = conv.weight.detach().to(self.device, dtype, copy=True).contiguous(memory_format=torch.channels_last)
+                bias = None if conv.bias is None else conv.bias.detach().to(self.device, dtype, copy=True)
+                self.convs.append(_Conv(weight, bias, conv.padding[0], conv.dilation[0], relu))
         self.halo = sum(c.padding for c in self.convs)
 
     # ----------------------------------------------------------------------------------- context
     def _context(self):
         stack = contextlib.ExitStack()
         stack.enter_context(torch.inference_mode())
-        dtype = PRECISIONS[self.precision]
-        if dtype is not None:
-            stack.enter_context(torch.autocast(self.device.type, dtype=dtype))
-        elif self.device.type == "cuda":
+        if self.device.type == "cuda":  # fp32 means fp32: no TF32 (the lower precisions set dtypes)
             stack.enter_context(torch.backends.cudnn.flags(enabled=True, allow_tf32=False))
         return stack
 
-    def _conv(self, x: torch.Tensor, c: _Conv, vertical_padding: int) -> torch.Tensor:
+    @staticmethod
+    def _conv(x: torch.Tensor, c: _Conv, vertical_padding: int) -> torch.Tensor:
+        x = x.to(c.weight.dtype)
         y = F.conv2d(x, c.weight, c.bias, padding=(vertical_padding, c.padding), dilation=c.dilation)
         return y.relu_() if c.relu else y
 
@@ -159,11 +165,12 @@ class FastNet:
     def predict_maps(self, image: np.ndarray, tile_size: int = 512) -> np.ndarray:
         """Raw maps ``(2, H, W)`` float32 of a uint8 ``(H, W, 3)`` image, equal to one whole pass.
 
-        At most about ``tile_size ** 2`` output pixels (plus the rows each layer keeps) are
-        computed at once, so memory stays bounded for any image size.
+        At most about ``max(tile_size, 32) ** 2`` output pixels (plus the rows each layer keeps)
+        are computed at once, so memory stays bounded for any image size.
         """
         if tile_size < 1:
             raise ValueError("tile_size must be positive")
+        tile_size = max(tile_size, MIN_TILE_SIZE)
         height, width = image.shape[:2]
         out = np.empty((2, height, width), dtype=np.float32)
         band = width if width * MIN_STRIP_ROWS <= tile_size * tile_size else max(1, tile_size * tile_size // MIN_STRIP_ROWS)
@@ -194,6 +201,8 @@ class FastNet:
                 p = c.padding
                 if x is None and not last:
                     continue
+                if x is not None:
+                    x = x.to(c.weight.dtype)
                 parts = [kept[i] if kept[i] is not None else _zero_rows(x, p)]
                 if x is not None:
                     parts.append(x)
