@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from jpegtrace import analyze
+from jpegtrace import analyze, engine
 from jpegtrace.engine import FastNet, eager_predict_maps, supports
 from jpegtrace.inference import predict_maps
 from jpegtrace.model import NetConfig, QFNet
@@ -62,12 +62,15 @@ def test_other_network_shapes_and_no_input_offset():
         assert np.abs(predict_maps(model, image, tile_size=tile) - _whole_pass(model, image)).max() <= TOLERANCE
 
 
-def test_batch_forward_equals_the_module(model):
+def test_batch_forward_equals_the_module(model, monkeypatch):
     patches = np.random.default_rng(2).integers(0, 256, size=(3, 21, 26, 3), dtype=np.uint8)
     x = torch.from_numpy(patches).permute(0, 3, 1, 2).float() / 255.0
     with torch.inference_mode():
         expected = model(x)
     net = FastNet(model)
+    assert torch.allclose(net.forward_uint8(patches), expected, atol=TOLERANCE, rtol=0)
+    assert torch.allclose(net(x), expected, atol=TOLERANCE, rtol=0)
+    monkeypatch.setattr(engine, "CPU_STRIP_PIXELS", 100)  # one patch at a time
     assert torch.allclose(net.forward_uint8(patches), expected, atol=TOLERANCE, rtol=0)
     assert torch.allclose(net(x), expected, atol=TOLERANCE, rtol=0)
 

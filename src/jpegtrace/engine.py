@@ -138,22 +138,29 @@ class FastNet:
     # ------------------------------------------------------------------------------ whole tensors
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Network output ``(N, 2, H, W)`` (float32) for a float batch ``(N, 3, H, W)`` in [0, 1]."""
-        with self._context():
-            x = images.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
-            x = x - self.input_offset
-            for c in self.convs:
-                x = self._conv(x, c, c.padding)
-            return x.float()
+        return self._batched(images, lambda x: x.to(self.device, torch.float32).contiguous(
+            memory_format=torch.channels_last) - self.input_offset)
 
     __call__ = forward
 
     def forward_uint8(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Network output ``(N, 2, H, W)`` for uint8 pixels ``(N, H, W, 3)`` (as a batch of patches)."""
+        return self._batched(pixels, self._to_input, channels_last_input=True)
+
+    def _batched(self, batch, to_input, channels_last_input: bool = False) -> torch.Tensor:
+        """Run the whole network on ``batch`` a few images at a time (cache-sized on a CPU)."""
+        n = batch.shape[0]
+        height, width = (batch.shape[1:3] if channels_last_input else batch.shape[2:4])
+        target = GPU_STRIP_PIXELS if self.device.type == "cuda" else 2 * CPU_STRIP_PIXELS
+        chunk = max(1, target // max(1, height * width))
         with self._context():
-            x = self._to_input(pixels)
-            for c in self.convs:
-                x = self._conv(x, c, c.padding)
-            return x.float()
+            outputs = []
+            for i in range(0, n, chunk):
+                x = to_input(batch[i:i + chunk])
+                for c in self.convs:
+                    x = self._conv(x, c, c.padding)
+                outputs.append(x.float())
+            return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     # ------------------------------------------------------------------------------------ images
     def strip_rows(self, band_width: int, tile_size: int) -> int:
