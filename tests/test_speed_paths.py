@@ -132,3 +132,12 @@ def test_bf16_option_runs_and_stays_close(model):
     assert 0 < np.abs(approx - exact).max() < 0.1
     with pytest.raises(ValueError):
         predict_maps(model, image, precision="int8")
+
+
+def test_no_tf32_restores_the_cudnn_flag():
+    from jpegtrace.engine import no_tf32
+
+    before = torch.backends.cudnn.allow_tf32
+    with no_tf32():
+        assert torch.backends.cudnn.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 == before

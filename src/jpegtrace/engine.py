@@ -118,7 +118,7 @@ class FastNet:
         stack = contextlib.ExitStack()
         stack.enter_context(torch.inference_mode())
         if self.device.type == "cuda":  # fp32 means fp32: no TF32 (the lower precisions set dtypes)
-            stack.enter_context(torch.backends.cudnn.flags(enabled=True, allow_tf32=False))
+            stack.enter_context(no_tf32())
         return stack
 
     @staticmethod
@@ -227,6 +227,18 @@ class FastNet:
                 yield produced, maps
                 produced += maps.shape[1]
         assert produced == height, (produced, height)
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """Convolutions on CUDA in true fp32 (PyTorch lets cuDNN use TF32 by default) while inside."""
+    cudnn = torch.backends.cudnn
+    previous = cudnn.allow_tf32
+    cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32 = previous
 
 
 def _zero_rows(like: torch.Tensor, rows: int) -> torch.Tensor:

@@ -184,7 +184,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
     end_step = min(config.steps, stop_at or config.steps)
     loader = torch.utils.data.DataLoader(
         batches, batch_size=None, sampler=range(start_step, end_step), num_workers=config.workers,
-        prefetch_factor=4 if config.workers else None)
+        prefetch_factor=4 if config.workers else None, pin_memory=device.type == "cuda")
 
     stop = {"requested": False}
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
