@@ -70,9 +70,10 @@ def test_batch_forward_equals_the_module(model, monkeypatch):
     net = FastNet(model)
     assert torch.allclose(net.forward_uint8(patches), expected, atol=TOLERANCE, rtol=0)
     assert torch.allclose(net(x), expected, atol=TOLERANCE, rtol=0)
-    monkeypatch.setattr(engine, "CPU_STRIP_PIXELS", 100)  # one patch at a time
-    assert torch.allclose(net.forward_uint8(patches), expected, atol=TOLERANCE, rtol=0)
-    assert torch.allclose(net(x), expected, atol=TOLERANCE, rtol=0)
+    for strip_pixels in (300, 100):  # one patch at a time, then each patch streamed in strips
+        monkeypatch.setattr(engine, "CPU_STRIP_PIXELS", strip_pixels)
+        assert torch.allclose(net.forward_uint8(patches), expected, atol=TOLERANCE, rtol=0)
+        assert torch.allclose(net(x), expected, atol=TOLERANCE, rtol=0)
 
 
 def test_read_only_and_broadcast_inputs(model):
