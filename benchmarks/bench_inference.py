@@ -30,7 +30,7 @@ import sys
 import numpy as np
 import torch
 
-from common import machine, matmul_rate, timed
+from common import machine, matmul_rate, timed, use_cpu_clock
 
 from jpegtrace.engine import FastNet, eager_predict_maps
 from jpegtrace.inference import DEFAULT_TILE_SIZE, predict_maps
@@ -57,6 +57,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--cpu-clock", action="store_true",
+                        help="one thread, timed by process CPU time: per-core rates that other load on the "
+                             "machine does not distort (for comparisons on a busy machine)")
     parser.add_argument("--sizes", default="0.25,1,4", help="image sizes in megapixels (2^20 pixels, square)")
     parser.add_argument("--batch", type=int, default=32, help="patches in the batch measurement (0: skip)")
     parser.add_argument("--patch", type=int, default=256, help="patch side of the batch measurement")
@@ -71,6 +74,8 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cpu_clock:
+        use_cpu_clock()
     device = torch.device(args.device)
     precisions = (args.precision or ("fp32,fp16" if device.type == "cuda" else "fp32")).split(",")
     if args.weights or default_weights_path().is_file():
@@ -82,7 +87,9 @@ def main(argv=None) -> int:
     fpp = flops_per_pixel(model.config)
     info = machine(device)
     print(f"# {info['date']}  {info['cpu']}  ({info['logical_cpus']} logical CPUs, torch {info['torch']}, "
-          f"{info['torch_threads']} threads)" + (f"  GPU: {info['gpu']}" if "gpu" in info else ""))
+          f"{info['torch_threads']} threads)" + (f"  GPU: {info['gpu']}" if "gpu" in info else "")
+          + ("  [timed by CPU time]" if args.cpu_clock else ""))
+    info["clock"] = "process CPU time, 1 thread" if args.cpu_clock else "wall clock"
     print(f"# network: {fpp / 1e3:.1f} kFLOP per pixel; weights: {weights}")
 
     limit = matmul_rate(device, reps=args.reps + 1)

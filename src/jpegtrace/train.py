@@ -194,13 +194,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
     waited, fetch_start = 0.0, tick  # seconds spent waiting for the data loader, per log interval
     bar = tqdm(total=config.steps, initial=start_step, disable=not progress, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 60.0)
+    model.to(memory_format=torch.channels_last)  # NHWC: oneDNN's convolutions train about 10% faster
     model.train()
     try:
         for patches, labels in loader:
             waited += time.perf_counter() - fetch_start
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
-            patches = patches.to(device, non_blocking=True).float().div_(255.0)
+            patches = patches.to(device, non_blocking=True).to(torch.float32, memory_format=torch.channels_last)
+            patches = patches.div_(255.0)
             labels = labels.to(device)
             with autocast:
                 prediction = model(patches)
