@@ -27,6 +27,8 @@ import json
 import math
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -173,6 +175,7 @@ def main(argv=None) -> int:
         print(f"{row['case']:<22} {row['path']:<6} {row['mp_per_s']:7.3f} {row['gflops']:8.1f} "
               f"{100 * row['of_matmul']:8.1f}% {speedup:>8}{extra}")
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "a") as f:
             f.write(json.dumps({"machine": info, "weights": weights, "matmul_gflops": limit,
                                 "matmul_gflops_start_end": [first, again], "rows": rows}) + "\n")

@@ -193,6 +193,7 @@ def main(argv=None) -> int:
     print(f"fp32 matmul again: {again:.1f} GFLOP/s{_load_note(load)}")
     results["matmul_gflops_end"] = again
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "a") as f:
             f.write(json.dumps(results) + "\n")
     return 0
