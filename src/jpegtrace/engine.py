@@ -110,7 +110,8 @@ class FastNet:
                 # The first layer sees the exact pixels and the last one writes the maps in fp32:
                 # together about 1% of the work, and they keep the input and output exact.
                 dtype = torch.float32 if i in (0, len(pairs) - 1) else low
-                weight = conv.weight.detach().to(self.device, dtype, copy=True).contiguous(memory_format=torch.channels_last)
+                weight = conv.weight.detach().to(self.device, dtype, copy=True)
+                weight = weight.contiguous(memory_format=torch.channels_last)
                 bias = None if conv.bias is None else conv.bias.detach().to(self.device, dtype, copy=True)
                 self.convs.append(_Conv(weight, bias, conv.padding[0], conv.dilation[0], relu))
         self.halo = sum(c.padding for c in self.convs)
@@ -189,7 +190,9 @@ class FastNet:
         tile_size = max(tile_size, MIN_TILE_SIZE)
         height, width = image.shape[:2]
         out = np.empty((2, height, width), dtype=np.float32)
-        band = width if width * MIN_STRIP_ROWS <= tile_size * tile_size else max(1, tile_size * tile_size // MIN_STRIP_ROWS)
+        # Bands of columns (each with a halo) only when a strip of MIN_STRIP_ROWS rows would be too big.
+        budget = tile_size * tile_size
+        band = width if width * MIN_STRIP_ROWS <= budget else budget // MIN_STRIP_ROWS
         halo = self.halo
         with self._context():
             for x0 in range(0, width, band):
