@@ -266,3 +266,12 @@ def test_help_describes_each_command(command, capsys):
     assert exc.value.code == 0
     text = capsys.readouterr().out
     assert "--out" in text and "--model" in text
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_the_run(folder, weights, tmp_path, capsys):
+    data, _ = folder
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    assert main(["assess", str(data), "--model", weights, "--out", str(blocker)]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err
+    assert blocker.read_text() == "a file, not a folder"

@@ -283,6 +283,24 @@ def _settings(args, **extra) -> dict:
     return {"jpegtrace": __version__, "model": _display(args.model) if args.model else "shipped", **extra}
 
 
+def _prepare_out(args) -> bool:
+    """Create ``--out`` before a long run; False after printing why it cannot be."""
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _error(f"{_display(args.out)}: cannot create the output folder ({exc.strerror or exc})")
+        return False
+    if not os.access(args.out, os.W_OK):
+        _error(f"{_display(args.out)}: output folder is not writable")
+        return False
+    return True
+
+
+def _write_error(exc: OSError) -> int:
+    _error(f"cannot write results: {exc.strerror or exc}" + (f" ({_display(exc.filename)})" if exc.filename else ""))
+    return 2
+
+
 def _report_failures(failures) -> None:
     for f in failures:
         _error(f"{f.file}: {f.reason}")
@@ -297,7 +315,7 @@ def _add_evaluate(sub) -> None:
                     "the mean and standard deviation of the estimated QF (mean of the quality map) and its "
                     "mean absolute error (the paper's Fig. 2), and the share of images judged uncompressed "
                     "(mean flag at most 0.5) at QF 97, 98, 99, 100 and without JPEG (its Table 1), plus "
-                    "the QF MAE over the QFs up to 95 and the detection accuracy. Writes into OUT: "
+                    "the QF MAE over the QFs up to 95 and the detection accuracy. Writes into OUT_DIR: "
                     "records.csv, per_quality.csv, table1.csv, failures.csv, summary.json, fig2_quality.png "
                     "and table1.png. The same images and settings give the same numbers. Unreadable files "
                     "are reported and skipped; the exit status is then 1.")
@@ -325,12 +343,12 @@ def _run_evaluate(args) -> int:
     if files is None:
         return 2
     model = _load_model(args)
-    if model is None:
+    if model is None or not _prepare_out(args):
         return 2
     records, failures = evaluate_files(
         model, files, args.qualities, subsampling=args.subsampling, grid_offset=args.grid_shift,
         grayscale=args.grayscale, device=args.device, tile_size=args.tile_size,
-        progress=_progress(args, "evaluate", "image"))
+        progress=_progress(args, "evaluate", " test image"))
     _report_failures(failures)
     if not records:
         _error("no image could be read")
@@ -339,7 +357,10 @@ def _run_evaluate(args) -> int:
     settings = _settings(args, data=_display(args.data), split=_display(args.split) if args.split else None,
                          subset=args.subset if args.split else None, qualities=list(args.qualities),
                          subsampling=args.subsampling, grid_offset=list(args.grid_shift), grayscale=args.grayscale)
-    written = write_evaluation_report(args.out, records, summary, failures, settings)
+    try:
+        written = write_evaluation_report(args.out, records, summary, failures, settings)
+    except OSError as exc:
+        return _write_error(exc)
     print("QF\tn\testimated QF (mean ± std)\tMAE\tjudged uncompressed")
     for row in summary["per_quality"]:
         q = "none" if row["quality"] is None else str(row["quality"])
@@ -362,7 +383,7 @@ def _add_collage(sub) -> None:
                     "through the mask; the never-compressed background everywhere else. The donor is cropped "
                     "(or mirrored) to the background's size. Analyse the fake image and score its flag map "
                     "against the mask: IoU and F1 of flag > 0.5, and the pixel ROC AUC of the flag map. "
-                    "Writes into OUT: fake.png, mask.png, fake_quality.png, fake_flag.png, fake_overlay.png, "
+                    "Writes into OUT_DIR: fake.png, mask.png, fake_quality.png, fake_flag.png, fake_overlay.png, "
                     "collage.png (all four panels), maps.npz and scores.json / scores.csv.")
     p.add_argument("--background", required=True, metavar="CLEAN_IMG", help="never-compressed image (PNG, TIFF, BMP...)")
     p.add_argument("--donor", required=True, metavar="IMG", help="image the pasted region comes from")
@@ -401,7 +422,7 @@ def _run_collage(args) -> int:
         _error(f"{_display(exc.path)}: {exc.reason}" if exc.path else exc.reason)
         return 2
     model = _load_model(args)
-    if model is None:
+    if model is None or not _prepare_out(args):
         return 2
     result = run_collage(model, background, donor, args.quality, mask, subsampling=args.subsampling,
                          tile_size=args.tile_size, device=args.device)
@@ -409,7 +430,10 @@ def _run_collage(args) -> int:
                          mask=_display(args.mask) if args.mask else args.shape,
                          seed=args.seed if not args.mask and args.shape == "blob" else None,
                          subsampling=args.subsampling)
-    write_collage_report(args.out, result, settings)
+    try:
+        write_collage_report(args.out, result, settings)
+    except OSError as exc:
+        return _write_error(exc)
     s = result.scores.as_dict()
     auc = "n/a" if s["auc"] is None else f"{s['auc']:.3f}"
     print(f"IoU {s['iou']:.3f}\tF1 {s['f1']:.3f}\tAUC {auc}\t"
@@ -427,7 +451,7 @@ def _add_collage_benchmark(sub) -> None:
                     "mask (disc, rectangle or blob) and a QF drawn from --qualities, as the collage command "
                     "does, and report the mean IoU, F1 (flag > 0.5) and pixel AUC over them, overall, per QF "
                     "and per mask shape. Pair i depends only on --seed and i, so a run is reproducible. "
-                    "Writes into OUT: pairs.csv, failures.csv, summary.json and scores.png. Unreadable files "
+                    "Writes into OUT_DIR: pairs.csv, failures.csv, summary.json and scores.png. Unreadable files "
                     "are reported and their pairs skipped; the exit status is then 1.")
     _add_data_options(p)
     p.add_argument("--pairs", type=_positive, default=100, help="number of fake images (default 100)")
@@ -454,19 +478,22 @@ def _run_collage_benchmark(args) -> int:
     if files is None:
         return 2
     model = _load_model(args)
-    if model is None:
+    if model is None or not _prepare_out(args):
         return 2
     records, failures = collage_benchmark(
         model, files, pairs=args.pairs, seed=args.seed, qualities=args.qualities, shapes=args.shapes,
         crop=args.crop, subsampling=args.subsampling, tile_size=args.tile_size, device=args.device,
-        progress=_progress(args, "collage-benchmark", "pair"))
+        progress=_progress(args, "collage-benchmark", " pair"))
     _report_failures(failures)
     summary = summarize_collage_benchmark(records)
     settings = _settings(args, data=_display(args.data), split=_display(args.split) if args.split else None,
                          subset=args.subset if args.split else None, pairs=args.pairs, seed=args.seed,
                          qualities=list(args.qualities), shapes=list(args.shapes), crop=args.crop,
                          subsampling=args.subsampling)
-    write_collage_benchmark_report(args.out, records, summary, failures, settings)
+    try:
+        write_collage_benchmark_report(args.out, records, summary, failures, settings)
+    except OSError as exc:
+        return _write_error(exc)
     if not records:
         _error("no pair could be made")
         return 1
@@ -483,15 +510,15 @@ def _run_collage_benchmark(args) -> int:
 def _add_assess(sub) -> None:
     p = sub.add_parser(
         "assess", help="audit a folder of images for JPEG compression (Figs. 4-9)",
-        description="Analyse every image of DIR (PNG, TIFF, BMP, PPM, PGM, WebP, GIF, JPEG) and write into OUT: "
+        description="Analyse every image of DIR (PNG, TIFF, BMP, PPM, PGM, WebP, GIF, JPEG) and write into OUT_DIR: "
                     "table.csv (one row per image: file, size, mean estimated QF, mean flag, verdict, "
                     "grayscale, notes), failures.csv (unreadable files and why), assessment.json (counts, "
                     "histogram, rows), qf_histogram.png (estimated QF of the images judged compressed) and "
                     "index.html, which shows it all with a thumbnail and the flag map of each image "
-                    "(in OUT/thumbnails). Grayscale images are analysed too and marked. Unreadable files "
+                    "(in OUT_DIR/thumbnails). Grayscale images are analysed too and marked. Unreadable files "
                     "are listed with the reason and the run goes on; the exit status is then 1.")
     p.add_argument("folder", metavar="DIR", help="folder of images to audit")
-    p.add_argument("--recursive", action="store_true", help="also audit the images in sub-folders (OUT excluded)")
+    p.add_argument("--recursive", action="store_true", help="also audit the images in sub-folders (OUT_DIR excluded)")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
     p.add_argument("--thumbnail-size", type=_positive, default=160, metavar="PX",
                    help="longer side of the thumbnails in the HTML page (default 160)")
@@ -514,7 +541,7 @@ def _run_assess(args) -> int:
         _error(f"{_display(args.folder)}: no image files")
         return 2
     model = _load_model(args)
-    if model is None:
+    if model is None or not _prepare_out(args):
         return 2
     files = {_display(p.relative_to(args.folder)): p for p in paths}
     thumbnails: dict[str, tuple[str, str]] = {}
@@ -523,12 +550,15 @@ def _run_assess(args) -> int:
         thumbnails[name] = save_thumbnails(args.out, len(thumbnails) + 1, rgb, analysis.flag_map,
                                            args.thumbnail_size)
 
-    records, failures = assess_images(model, files, tile_size=args.tile_size, device=args.device,
-                                      progress=_progress(args, "assess", "image"), on_result=on_result)
-    _report_failures(failures)
-    summary = summarize_assessment(records, failures)
-    settings = _settings(args, folder=_display(args.folder), recursive=args.recursive)
-    written = write_assessment_report(args.out, records, failures, summary, thumbnails, settings)
+    try:
+        records, failures = assess_images(model, files, tile_size=args.tile_size, device=args.device,
+                                          progress=_progress(args, "assess", " image"), on_result=on_result)
+        _report_failures(failures)
+        summary = summarize_assessment(records, failures)
+        settings = _settings(args, folder=_display(args.folder), recursive=args.recursive)
+        written = write_assessment_report(args.out, records, failures, summary, thumbnails, settings)
+    except OSError as exc:
+        return _write_error(exc)
     print(f"{summary['n_compressed']} compressed, {summary['n_uncompressed']} uncompressed "
           f"({summary['n_grayscale']} grayscale), {summary['n_failed']} unreadable")
     print(f"results written to {_display(args.out)}; open {_display(written['html'])}")

@@ -165,7 +165,7 @@ def evaluate_files(model: QFNet, files: Files, qualities: Sequence[int] = DEFAUL
     subsampling, grid_offset, grayscale, device, tile_size
         As for :func:`evaluate_model`.
     progress : callable, optional
-        Wraps the list of ``(name, path)`` pairs, e.g. ``tqdm``.
+        Wraps the list of ``(image, QF)`` jobs, e.g. ``tqdm``; each image is read once.
 
     Returns
     -------
@@ -176,15 +176,22 @@ def evaluate_files(model: QFNet, files: Files, qualities: Sequence[int] = DEFAUL
     tested: list[int | None] = [int(q) for q in qualities]
     if include_original:
         tested.append(None)
+    named = _named_files(files)
+    jobs = [(index, quality) for index in range(len(named)) for quality in tested]
     records: list[EvaluationRecord] = []
     failures: list[Failure] = []
-    for name, path in _wrap(progress, _named_files(files)):
-        try:
-            rgb, _, _ = as_analysis_array(path)
-        except ImageReadError as exc:
-            failures.append(Failure(name, exc.reason))
+    loaded: tuple[int, np.ndarray | None] = (-1, None)
+    for index, quality in _wrap(progress, jobs):
+        name, path = named[index]
+        if loaded[0] != index:
+            try:
+                loaded = (index, as_analysis_array(path)[0])
+            except ImageReadError as exc:
+                failures.append(Failure(name, exc.reason))
+                loaded = (index, None)
+        if loaded[1] is None:
             continue
-        records.extend(evaluate_model(model, {name: rgb}, tested, subsampling=subsampling,
+        records.extend(evaluate_model(model, {name: loaded[1]}, [quality], subsampling=subsampling,
                                       grid_offset=grid_offset, grayscale=grayscale, device=device,
                                       tile_size=tile_size))
     return records, failures
