@@ -117,6 +117,13 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak Adam learning rate (default {d.lr})")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help=f"linear warm-up steps (default {d.warmup_steps})")
     p.add_argument("--flag-weight", type=float, default=d.flag_weight, help="weight of the flag map's loss (default 1)")
+    p.add_argument("--highpass-gain", type=float, default=d.highpass_gain,
+                   help=f"training-time gain on the detail part of the first layer's kernels (default "
+                        f"{d.highpass_gain}; 1 = the paper's plain training); exported weights are a plain network")
+    p.add_argument("--lowpass-gain", type=float, default=d.lowpass_gain,
+                   help=f"training-time gain on the mean part of the first layer's kernels (default {d.lowpass_gain})")
+    p.add_argument("--paper-net", action="store_true",
+                   help="the paper's uncentred input (input offset 0) instead of centring at 0.5")
     p.add_argument("--recipe", choices=["jpegtrace", "paper"], default=d.recipe,
                    help="'paper': aligned 4:2:0 colour JPEGs only; 'jpegtrace' (default) adds 4:4:4, 4:2:2, "
                         "shifted grids and grayscale")
@@ -144,6 +151,8 @@ def _run_train(args) -> int:
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    if args.paper_net:
+        config = dataclasses.replace(config, input_offset=0.0)
     checkpoint = Path(args.out) / "checkpoint.pt"
     if args.resume and checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]

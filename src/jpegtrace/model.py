@@ -102,6 +102,52 @@ class QFNet(nn.Module):
         return self.layers(image - self.config.input_offset)
 
 
+class HighpassEmphasis(nn.Module):
+    """Parametrization of a kernel: its zero-mean part times ``gain``, its mean times ``mean_gain``.
+
+    A kernel ``w`` is its spatial mean (which responds to the local average of the image) plus a
+    zero-mean part (which responds only to local detail). JPEG traces are detail at the level of
+    single grey levels, dwarfed by image content in the raw input, and a network left to find
+    them from a plain initialisation sits on the trivial loss for a long time. Scaling the
+    zero-mean part of the first layer's kernels amplifies detail in what the network sees and in
+    the gradients, as a fixed high-pass input would, yet the effective kernel stays an ordinary
+    3x3 kernel: exported weights are those of the paper's network, with no extra layer.
+    Shrinking the mean part too (``mean_gain`` < 1) keeps the network's view of brightness,
+    which it needs near black and white, from dominating early training.
+    """
+
+    def __init__(self, gain: float, mean_gain: float = 1.0):
+        super().__init__()
+        self.gain = float(gain)
+        self.mean_gain = float(mean_gain)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        mean = weight.mean(dim=(2, 3), keepdim=True)
+        return self.mean_gain * mean + self.gain * (weight - mean)
+
+
+def emphasize_highpass_(model: QFNet, gain: float, mean_gain: float = 1.0) -> QFNet:
+    """Reparametrize the first convolution of ``model`` with :class:`HighpassEmphasis` (in place)."""
+    from torch.nn.utils import parametrize
+
+    if gain != 1.0 or mean_gain != 1.0:
+        parametrize.register_parametrization(model.layers[0], "weight", HighpassEmphasis(gain, mean_gain))
+    return model
+
+
+def plain_state_dict(model: QFNet) -> dict[str, torch.Tensor]:
+    """The effective weights of ``model`` under the keys of a plain :class:`QFNet`.
+
+    Parametrized kernels (see :func:`emphasize_highpass_`) are folded into ordinary ones.
+    """
+    state = {}
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, nn.Conv2d):
+            state[f"layers.{index}.weight"] = layer.weight.detach()
+            state[f"layers.{index}.bias"] = layer.bias.detach()
+    return state
+
+
 def flops_per_pixel(config: NetConfig | None = None) -> int:
     """Floating-point operations (multiply and add counted apart) of one output pixel."""
     config = config or NetConfig()
@@ -115,12 +161,15 @@ def default_weights_path() -> Path:
 
 
 def save_weights(model: QFNet, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``model`` as a safetensors file that also records its :class:`NetConfig`."""
+    """Write ``model`` as a safetensors file that also records its :class:`NetConfig`.
+
+    Training-time parametrizations are folded in, so the file always holds a plain network.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.to("cpu", torch.float32).contiguous() for k, v in plain_state_dict(model).items()}
     meta = {"format": "jpegtrace-qfnet", "net_config": model.config.to_json(), **(metadata or {})}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
