@@ -138,8 +138,9 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_run_train)
 
 
-#: Options that may differ on --resume without changing the data or the optimisation.
-RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision")
+#: Options that may differ on --resume. All but --recipe leave the data and the optimisation as they were;
+#: --recipe switches the data from that step on (a curriculum: the paper's easy recipe first, then ours).
+RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision", "recipe")
 
 
 def _run_train(args) -> int:
