@@ -44,12 +44,22 @@ def flag_map_figure(analysis: Analysis, title: str = "JPEG compression flag"):
 
 
 def overlay(rgb: np.ndarray, flag_map: np.ndarray, strength: float = 0.6) -> np.ndarray:
-    """The image in gray with the flag map laid over it in colour; uint8 ``(H, W, 3)``."""
-    gray = rgb.astype(np.float32).mean(axis=2, keepdims=True) / 255.0
-    colour = plt.get_cmap(FLAG_CMAP)(np.clip(flag_map, 0, 1))[:, :, :3].astype(np.float32)
-    alpha = strength * np.clip(flag_map, 0, 1)[:, :, None]
-    mixed = (1 - alpha) * gray + alpha * colour
-    return np.round(np.clip(mixed, 0, 1) * 255).astype(np.uint8)
+    """The image in gray with the flag map laid over it in colour; uint8 ``(H, W, 3)``.
+
+    Computed a strip of rows at a time, so a large image needs little memory beyond the result.
+    """
+    out = np.empty(rgb.shape[:2] + (3,), dtype=np.uint8)
+    cmap = plt.get_cmap(FLAG_CMAP)
+    rows = max(1, (1 << 20) // max(1, rgb.shape[1]))
+    for y0 in range(0, rgb.shape[0], rows):
+        part = slice(y0, y0 + rows)
+        gray = rgb[part].astype(np.float32).mean(axis=2, keepdims=True) / 255.0
+        flag = np.clip(flag_map[part], 0, 1)
+        colour = cmap(flag)[:, :, :3].astype(np.float32)
+        alpha = strength * flag[:, :, None]
+        mixed = (1 - alpha) * gray + alpha * colour
+        out[part] = np.round(np.clip(mixed, 0, 1) * 255)
+    return out
 
 
 def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
