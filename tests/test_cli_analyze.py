@@ -155,3 +155,22 @@ def test_unwritable_maps_folder_fails_per_file(capsys, weights, files, tmp_path)
     code, out, err = _run(capsys, "--model", weights, "--maps", blocker, files["good"], files["other"])
     assert code == 1 and out == ""
     assert len(err) == 2 and all("cannot write results" in line for line in err)
+
+
+def test_codec_messages_do_not_add_stderr_lines(capfd, weights, tmp_path):
+    """libtiff prints its own complaints on file descriptor 2; the CLI folds them into its one line."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (9, 8), dtype=np.uint8)).save(
+        buf, format="TIFF", compression="tiff_adobe_deflate")
+    data = bytearray(buf.getvalue())
+    data[len(data) - 40] ^= 0x55  # breaks the TIFF directory
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(bytes(data))
+    good = tmp_path / "good.png"
+    Image.new("RGB", (6, 5)).save(good)
+    code = main(["analyze", "--model", str(weights), str(bad), str(good)])
+    out, err = capfd.readouterr()
+    assert code == 1 and out.startswith(f"{good}\t")
+    assert err.splitlines() == [err.strip()] and err.startswith(f"jpegtrace: error: {bad}: cannot decode image")

@@ -71,7 +71,7 @@ def _add_analyze(sub) -> None:
 
 
 def _run_analyze(args) -> int:
-    from .images import as_analysis_array
+    from .images import as_analysis_array, native_stderr_captured
     from .inference import load_model, predict_maps, summarize
 
     try:
@@ -84,7 +84,8 @@ def _run_analyze(args) -> int:
         shown = _display(name)
         rgb = result = None  # free the previous image and maps before reading the next
         try:
-            rgb, grayscale, notes = as_analysis_array(Path(name), max_pixels=args.max_pixels)
+            with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
+                rgb, grayscale, notes = as_analysis_array(Path(name), max_pixels=args.max_pixels)
             result = summarize(predict_maps(model, rgb, tile_size=args.tile_size, device=args.device),
                                grayscale=grayscale, notes=notes, inplace=True)
             maps = {}

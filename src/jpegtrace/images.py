@@ -14,6 +14,8 @@ import errno
 import os
 import re
 import stat
+import sys
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -131,7 +133,57 @@ def _os_reason(exc: Exception) -> str:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    if re.fullmatch(r"decoder error -?\d+", text):  # Pillow's code for "the codec gave up"
+        text = f"corrupt image data ({text})"
+    return text
+
+
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Collect what C libraries print on file descriptor 2 (libtiff does) instead of showing it.
+
+    Yields a list that holds the captured lines once the block ends. When an
+    :class:`ImageReadError` leaves the block, the last captured line is added to its reason
+    (libtiff's words are more telling than Pillow's "decoder error -2"). Meant for
+    command-line use: the redirection is process-wide, so other threads' stderr is captured
+    too meanwhile.
+    """
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to capture
+        yield lines
+        return
+    restored = False
+
+    def restore(tmp) -> None:
+        nonlocal restored
+        if restored:
+            return
+        restored = True
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        tmp.seek(0)
+        text = tmp.read().decode("utf-8", "replace")
+        lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+    try:
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield lines
+            except ImageReadError as exc:
+                restore(tmp)
+                if lines:
+                    exc.reason = f"{exc.reason} [{' '.join(lines[-1].split())}]"
+                raise
+            finally:
+                restore(tmp)
+    finally:
+        os.close(saved)
 
 
 def _too_large(size: tuple[int, int] | None, max_pixels: int, pixels: int | None = None) -> str:
