@@ -84,6 +84,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                        help=f"pixel limit passed to read_image (default {MAX_PIXELS}, as in the tests)")
+    parser.add_argument("--save-slowest", metavar="FILE", help="write the slowest input here")
     parser.add_argument("--failures", default=str(ROOT / "fuzz" / "failures"))
     args = parser.parse_args()
 
@@ -91,7 +94,7 @@ def main() -> int:
     outcomes: collections.Counter[str] = collections.Counter()
     by_source: collections.Counter[str] = collections.Counter()
     failures = 0
-    slowest = (0.0, "")
+    slowest = (0.0, "", "", b"")
 
     def alarm(signum, frame):
         raise Hang()
@@ -106,7 +109,7 @@ def main() -> int:
             t0 = time.perf_counter()
             signal.alarm(HANG_SECONDS)
             try:
-                array, _ = read_image(path, max_pixels=MAX_PIXELS)
+                array, _ = read_image(path, max_pixels=args.max_pixels)
                 ok = (array.dtype in (np.uint8, np.uint16) and array.size > 0
                       and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)))
                 outcome = "decoded" if ok else "FAILURE: bad array"
@@ -122,7 +125,7 @@ def main() -> int:
                 signal.alarm(0)
             took = time.perf_counter() - t0
             if took > slowest[0]:
-                slowest = (took, source)
+                slowest = (took, source, outcome, data)
             outcomes[outcome] += 1
             by_source[source.split("+")[0]] += 1
             if outcome.startswith("FAILURE"):
@@ -132,8 +135,11 @@ def main() -> int:
                 (out / f"run{run}-{source}.bin").write_bytes(data)
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.runs} inputs (seed {args.seed}) in {elapsed:.0f} s; slowest {slowest[0] * 1000:.0f} ms "
-          f"({slowest[1]}); peak RSS {peak:.0f} MiB; max_pixels {MAX_PIXELS}")
+    print(f"{args.runs} inputs (seed {args.seed}, max_pixels {args.max_pixels}) in {elapsed:.0f} s; "
+          f"peak RSS {peak:.0f} MiB")
+    print(f"slowest input: {slowest[0] * 1000:.0f} ms, {len(slowest[3])} bytes from {slowest[1]}: {slowest[2]}")
+    if args.save_slowest:
+        Path(args.save_slowest).write_bytes(slowest[3])
     print("inputs by source: " + ", ".join(f"{k} {v}" for k, v in sorted(by_source.items())))
     for outcome, count in outcomes.most_common():
         print(f"{count:7d}  {outcome}")

@@ -289,3 +289,13 @@ def test_lazily_opened_truncated_pil_image_raises_the_documented_error(tmp_path)
     (tmp_path / "cut.png").write_bytes(buf.getvalue()[:4000])
     with Image.open(tmp_path / "cut.png") as im, pytest.raises(ImageReadError, match="cannot decode"):
         as_analysis_array(im)
+
+
+def test_header_claiming_more_rows_than_its_data_holds_is_refused(tmp_path):
+    """Found by fuzzing: a tiny TIFF claiming 10 x 16776960 pixels with one strip of 12 rows."""
+    data = bytearray(tiff_bytes(np.full((12, 10, 3), 77, np.uint8)))
+    at = data.index(bytes([1, 1, 4, 0, 1, 0, 0, 0])) + 8  # value of the ImageLength (257) entry
+    data[at:at + 4] = (16776960).to_bytes(4, "little")
+    path = tmp_path / "tall.tif"
+    path.write_bytes(bytes(data))
+    assert "covers only 120 of its 167,769,600 pixels" in _reason(path)

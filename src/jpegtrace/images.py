@@ -243,6 +243,7 @@ def _decode(fp, path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...
                 raise ImageReadError(path, _too_large((width, height), max_pixels))
             try:
                 _first_frame(im, notes)
+                _check_coverage(im, path)
                 deep = _has_16_bit_samples(im)  # before load(), which clears im.tile
                 im.load()
                 if im.size[0] * im.size[1] > max_pixels:  # formats that learn their size late (ICO)
@@ -258,6 +259,28 @@ def _decode(fp, path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...
             except Exception as exc:  # noqa: BLE001 -- truncated data, corrupt chunks, decoder errors
                 raise ImageReadError(path, f"cannot decode image: {_one_line(exc)}") from None
     return array, tuple(notes)
+
+
+#: Formats whose pixel data must cover the whole image; Pillow would leave the rest black.
+_FULL_COVERAGE_FORMATS = frozenset({"PNG", "JPEG", "MPO", "BMP", "DIB", "TIFF", "PPM", "TGA", "JPEG2000"})
+
+
+def _check_coverage(im: Image.Image, path: Path) -> None:
+    """Refuse a file whose data blocks cover only part of the size its header claims.
+
+    A 600-byte TIFF can claim 10 x 16 million pixels and hold one strip of 12 rows; Pillow
+    decodes that strip and silently leaves the rest of the image black.
+    """
+    if im.format not in _FULL_COVERAGE_FORMATS or not getattr(im, "tile", None):
+        return
+    width, height = im.size
+    covered = 0
+    for tile in im.tile:
+        x0, y0, x1, y1 = tile[1]
+        covered += max(0, min(x1, width) - max(x0, 0)) * max(0, min(y1, height) - max(y0, 0))
+    if covered < width * height:
+        raise ImageReadError(path, f"image data covers only {covered:,} of its {width * height:,} pixels "
+                                   "(truncated or corrupt file)")
 
 
 def _first_frame(im: Image.Image, notes: list[str]) -> None:
