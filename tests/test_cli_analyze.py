@@ -174,3 +174,12 @@ def test_codec_messages_do_not_add_stderr_lines(capfd, weights, tmp_path):
     out, err = capfd.readouterr()
     assert code == 1 and out.startswith(f"{good}\t")
     assert err.splitlines() == [err.strip()] and err.startswith(f"jpegtrace: error: {bad}: cannot decode image")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (13, 7)])
+def test_tiny_images(capsys, weights, tmp_path, size):
+    path = tmp_path / "tiny.png"
+    Image.new("L", size, 90).save(path)
+    code, out, err = _run(capsys, "--json", "--model", weights, path)
+    record = json.loads(out)["images"][0]
+    assert code == 0 and err == [] and (record["width"], record["height"]) == size and record["grayscale"]

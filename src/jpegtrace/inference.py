@@ -77,7 +77,10 @@ def load_model(weights: str | os.PathLike | None = None, device: str = "cpu") ->
         When ``device`` does not exist or is not available.
     """
     path = None if weights is None else os.fspath(weights)
-    mtime = Path(path).stat().st_mtime_ns if path is not None and Path(path).exists() else 0
+    try:
+        mtime = Path(path).stat().st_mtime_ns if path is not None else 0
+    except (OSError, ValueError):
+        mtime = 0  # load_weights says what is wrong with the path
     return _cached_model(path, mtime, str(device))
 
 
