@@ -183,3 +183,14 @@ def test_tiny_images(capsys, weights, tmp_path, size):
     code, out, err = _run(capsys, "--json", "--model", weights, path)
     record = json.loads(out)["images"][0]
     assert code == 0 and err == [] and (record["width"], record["height"]) == size and record["grayscale"]
+
+
+def test_maps_of_files_with_the_same_stem_do_not_overwrite_each_other(capsys, weights, files, tmp_path):
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    Image.new("RGB", (8, 6)).save(twin / "good.bmp")
+    code, out, _ = _run(capsys, "--json", "--model", weights, "--maps", tmp_path / "maps", files["good"],
+                        twin / "good.bmp")
+    first, second = (r["maps"]["overlay"] for r in json.loads(out)["images"])
+    assert code == 0 and first.endswith("good_overlay.png") and second.endswith("good-2_overlay.png")
+    assert Image.open(first).size == (24, 20) and Image.open(second).size == (8, 6)

@@ -79,7 +79,7 @@ def _run_analyze(args) -> int:
     except JpegTraceError as exc:
         _error(_error_of(exc))
         return 2
-    records, failed = [], 0
+    records, failed, stems = [], 0, {}
     for name in args.images:
         shown = _display(name)
         rgb = result = None  # free the previous image and maps before reading the next
@@ -92,7 +92,11 @@ def _run_analyze(args) -> int:
             if args.maps:
                 from .reports import save_maps
 
-                maps = {k: _display(v) for k, v in save_maps(result, rgb, args.maps, Path(name).stem).items()}
+                stem = Path(name).stem
+                stems[stem] = stems.get(stem, 0) + 1
+                if stems[stem] > 1:  # a/x.png and b/x.tif: do not overwrite the first one's maps
+                    stem = f"{stem}-{stems[stem]}"
+                maps = {k: _display(v) for k, v in save_maps(result, rgb, args.maps, stem).items()}
         except JpegTraceError as exc:
             reason = " ".join(exc.reason.split())
         except OSError as exc:

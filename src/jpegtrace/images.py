@@ -101,7 +101,9 @@ def _open_file(path: Path):
         info = os.stat(path)
     except FileNotFoundError:
         raise ImageReadError(path, "no such file") from None
-    except (OSError, ValueError) as exc:
+    except PermissionError:  # a folder on the way that we may not enter
+        raise ImageReadError(path, "permission denied") from None
+    except (OSError, ValueError) as exc:  # a name too long, a loop of links, a NUL byte...
         raise ImageReadError(path, f"cannot open: {_os_reason(exc)}") from None
     if stat.S_ISDIR(info.st_mode):
         raise ImageReadError(path, "is a directory, not an image")
