@@ -81,3 +81,19 @@ def test_interrupted_save_maps_keeps_old_maps(tmp_path, monkeypatch):
         save_maps(summarize(1 - raw), rgb, tmp_path, "img")
     assert {k: p.read_bytes() for k, p in first.items()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img_flag.png", "img_overlay.png", "img_quality.png"]
+
+
+def test_large_maps_are_drawn_as_block_means(tmp_path, monkeypatch):
+    from jpegtrace import reports
+
+    values = np.random.default_rng(2).random((53, 31), dtype=np.float32)
+    small = reports._preview(values, max_side=10)  # blocks of 6 x 6, the last ones partial
+    assert small.shape == (9, 6)
+    assert small[0, 0] == pytest.approx(values[:6, :6].mean(), rel=1e-5)
+    assert small[-1, -1] == pytest.approx(values[48:, 30:].mean(), rel=1e-5)
+    assert reports._preview(values, max_side=53) is values
+    monkeypatch.setattr(reports, "PREVIEW_SIDE", 10)
+    rgb = np.zeros((53, 31, 3), np.uint8)
+    written = save_maps(summarize(np.stack([values, values])), rgb, tmp_path, "big")
+    assert Image.open(written["overlay"]).size == (31, 53)  # the overlay keeps full resolution
+    assert all(p.stat().st_size > 0 for p in written.values())

@@ -62,6 +62,25 @@ def overlay(rgb: np.ndarray, flag_map: np.ndarray, strength: float = 0.6) -> np.
     return out
 
 
+#: Longest side of a map drawn in a figure (which is 600 pixels wide); larger maps are shown as block means.
+PREVIEW_SIDE = 1024
+
+
+def _preview(values: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
+    """``values`` reduced by block means to at most ``max_side`` pixels a side (unchanged if smaller)."""
+    height, width = values.shape
+    k = -(-max(height, width) // max_side)
+    if k <= 1:
+        return values
+    cols = np.arange(0, width, k)
+    col_counts = np.diff(np.append(cols, width)).astype(np.float32)
+    out = np.empty((-(-height // k), len(cols)), dtype=np.float32)
+    for i, y0 in enumerate(range(0, height, k)):
+        block = values[y0:y0 + k]
+        out[i] = np.add.reduceat(block.sum(axis=0, dtype=np.float32), cols) / (col_counts * len(block))
+    return out
+
+
 def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
     """Write ``STEM_quality.png``, ``STEM_flag.png`` and ``STEM_overlay.png`` into ``out_dir``.
 
@@ -71,11 +90,17 @@ def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, s
 
     from .outputs import atomic_path
 
+    import dataclasses
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
+    # The figures are a few hundred pixels wide: draw block means of a huge map, not the map itself
+    # (matplotlib needs about 75 bytes per drawn pixel). The titles keep the full-resolution means.
+    shown = dataclasses.replace(analysis, quality_map=_preview(analysis.quality_map),
+                                flag_map=_preview(analysis.flag_map))
     for kind, make in (("quality", quality_map_figure), ("flag", flag_map_figure)):
-        fig = make(analysis)
+        fig = make(shown)
         written[kind] = save_figure(fig, out_dir / f"{stem}_{kind}.png", dpi=100)
         plt.close(fig)
     path = out_dir / f"{stem}_overlay.png"
