@@ -52,7 +52,7 @@ def test_evaluate_writes_fig2_table1_and_is_deterministic(folder, weights, tmp_p
                      "--out", str(out), "--quiet"])
         assert code == 1  # broken.png could not be read; the others were evaluated
     captured = capsys.readouterr()
-    assert "broken.png: cannot decode image" in captured.err
+    assert captured.err.count("broken.png: not an image file") == 2  # once per run
     assert "detection accuracy" in captured.out
     for name in ("records.csv", "per_quality.csv", "table1.csv", "failures.csv", "summary.json",
                  "fig2_quality.png", "table1.png"):
@@ -64,7 +64,7 @@ def test_evaluate_writes_fig2_table1_and_is_deterministic(folder, weights, tmp_p
     assert [r["quality"] for r in summary["per_quality"]] == [10, 90, 98, 100, None]
     assert [r["label"] for r in summary["table1"]] == ["QF 98", "QF 100", "without JPEG"]
     assert summary["n_images"] == 3 and summary["failures"] == [
-        {"file": "broken.png", "reason": "cannot decode image: not an image file Pillow can read"}]
+        {"file": "broken.png", "reason": "not an image file (unrecognised or corrupt format)"}]
     assert summary["settings"]["qualities"] == [10, 90, 98, 100]
     # the numbers in the files agree with each other
     per_q = {r["quality"]: r for r in _csv(outs[0] / "per_quality.csv")}
@@ -164,7 +164,7 @@ def test_collage_takes_a_mask_file_and_checks_its_size(folder, weights, tmp_path
     assert "mask is 88x50 pixels, the background 88x72" in capsys.readouterr().err
     assert main(["collage", "--background", str(data / "broken.png"), "--donor", str(data / "coffee.png"),
                  "--model", weights, "--out", str(out)]) == 2
-    assert "broken.png: cannot decode image" in capsys.readouterr().err
+    assert "broken.png: not an image file" in capsys.readouterr().err
 
 
 def test_collage_blob_mask_follows_the_seed(folder, weights, tmp_path):
@@ -224,7 +224,7 @@ def test_assess_lists_unreadable_files_marks_grayscale_and_writes_the_page(folde
         code = main(["assess", str(data), "--recursive", "--model", weights, "--out", str(out), "--quiet"])
         assert code == 1
     err = capsys.readouterr().err
-    assert "broken.png: cannot decode image: not an image file Pillow can read" in err
+    assert "broken.png: not an image file (unrecognised or corrupt format)" in err
     table = _csv(out / "table.csv")
     assert [r["file"] for r in table] == ["astronaut.png", "chelsea.png", "coffee.png", "more/gray.png",
                                           "more/photo.jpg"]
@@ -232,7 +232,7 @@ def test_assess_lists_unreadable_files_marks_grayscale_and_writes_the_page(folde
     assert table[3]["width"] == "60" and table[3]["height"] == "60"
     assert all(r["verdict"] in ("compressed", "uncompressed") for r in table)
     assert _csv(out / "failures.csv") == [
-        {"file": "broken.png", "reason": "cannot decode image: not an image file Pillow can read"}]
+        {"file": "broken.png", "reason": "not an image file (unrecognised or corrupt format)"}]
     report = json.loads((out / "assessment.json").read_text())
     assert report["n_analysed"] == 5 and report["n_failed"] == 1 and report["n_grayscale"] == 1
     assert report["n_compressed"] + report["n_uncompressed"] == 5

@@ -10,14 +10,17 @@ import sys
 from pathlib import Path
 
 from .errors import JpegTraceError
+from .images import DEFAULT_MAX_PIXELS
 
 PROG = "jpegtrace"
 
 
 def _display(path) -> str:
-    """A file name printable on any terminal, even when it is not valid UTF-8."""
+    """A file name printable on any terminal, even when it is not valid UTF-8 (bad bytes as ``\\xff``)."""
     text = os.fsdecode(path)
-    return text.encode("utf-8", "backslashreplace").decode("utf-8") if _has_surrogates(text) else text
+    if not _has_surrogates(text):
+        return text
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def _has_surrogates(text: str) -> bool:
@@ -32,6 +35,22 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
+def _error_of(exc: JpegTraceError) -> str:
+    """``FILE: reason`` (or the reason alone) on one line, printable whatever the file name."""
+    reason = " ".join(exc.reason.split())
+    return f"{_display(exc.path)}: {reason}" if exc.path is not None else reason
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_analyze(sub) -> None:
     p = sub.add_parser(
         "analyze", help="estimate JPEG quality and compression maps of images",
@@ -43,44 +62,57 @@ def _add_analyze(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document with a record per image")
     p.add_argument("--maps", metavar="OUT_DIR", help="write colour-mapped quality and flag maps and an overlay per image")
     p.add_argument("--model", metavar="WEIGHTS", help="safetensors weights (default: the shipped model)")
-    p.add_argument("--tile-size", type=int, default=512, help="side of the region computed at once (default 512)")
+    p.add_argument("--tile-size", type=_positive_int, default=512,
+                   help="side of the region computed at once; bounds memory, never changes the maps (default 512)")
+    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse images whose header claims more pixels, before decoding them "
+                        f"(decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.set_defaults(func=_run_analyze)
 
 
 def _run_analyze(args) -> int:
-    from .images import as_analysis_array
+    from .images import as_analysis_array, native_stderr_captured
     from .inference import load_model, predict_maps, summarize
 
     try:
         model = load_model(args.model, device=args.device)
     except JpegTraceError as exc:
-        _error(f"{_display(exc.path)}: {exc.reason}" if exc.path else exc.reason)
+        _error(_error_of(exc))
         return 2
-    records, failed = [], 0
+    records, failed, stems = [], 0, {}
     for name in args.images:
         shown = _display(name)
+        rgb = result = None  # free the previous image and maps before reading the next
         try:
-            rgb, grayscale, notes = as_analysis_array(Path(name))
+            with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
+                rgb, grayscale, notes = as_analysis_array(Path(name), max_pixels=args.max_pixels)
             result = summarize(predict_maps(model, rgb, tile_size=args.tile_size, device=args.device),
-                               grayscale=grayscale, notes=notes)
+                               grayscale=grayscale, notes=notes, inplace=True)
             maps = {}
             if args.maps:
                 from .reports import save_maps
 
-                maps = {k: str(v) for k, v in save_maps(result, rgb, args.maps, Path(shown).stem).items()}
+                stem = Path(name).stem
+                stems[stem] = stems.get(stem, 0) + 1
+                if stems[stem] > 1:  # a/x.png and b/x.tif: do not overwrite the first one's maps
+                    stem = f"{stem}-{stems[stem]}"
+                maps = {k: _display(v) for k, v in save_maps(result, rgb, args.maps, stem).items()}
         except JpegTraceError as exc:
-            failed += 1
-            reason = exc.reason
-            if not args.json:
-                _error(f"{shown}: {reason}")
-            records.append({"file": shown, "ok": False, "error": reason})
-            continue
+            reason = " ".join(exc.reason.split())
         except OSError as exc:
-            failed += 1
             reason = f"cannot write results: {exc.strerror or exc}"
-            if not args.json:
-                _error(f"{shown}: {reason}")
+            if exc.filename is not None:
+                reason += f" ({_display(exc.filename)})"
+        except MemoryError:
+            reason = "not enough memory (try a smaller --tile-size)"
+        except Exception as exc:  # noqa: BLE001 -- one bad file must not lose the others' results
+            reason = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+        else:
+            reason = None
+        if reason is not None:
+            failed += 1
+            _error(f"{shown}: {reason}")
             records.append({"file": shown, "ok": False, "error": reason})
             continue
         verdict = "compressed" if result.compressed else "uncompressed"
@@ -92,7 +124,7 @@ def _run_analyze(args) -> int:
         records.append(record)
         if not args.json:
             extra = f"  ({'; '.join(result.notes)})" if result.notes else ""
-            print(f"{shown}\tQF {result.mean_quality:5.1f}\tflag {result.mean_flag:.2f}\t{verdict}{extra}")
+            print(f"{shown}\tQF {result.mean_quality:5.1f}\tflag {result.mean_flag:.2f}\t{verdict}{extra}", flush=True)
     if args.json:
         print(json.dumps({"images": records, "failed": failed}, indent=2, ensure_ascii=False))
     return 1 if failed else 0
@@ -600,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except JpegTraceError as exc:
-        _error(str(exc))
+        _error(_error_of(exc))
         return 2
     except KeyboardInterrupt:
         _error("interrupted")

@@ -44,12 +44,41 @@ def flag_map_figure(analysis: Analysis, title: str = "JPEG compression flag"):
 
 
 def overlay(rgb: np.ndarray, flag_map: np.ndarray, strength: float = 0.6) -> np.ndarray:
-    """The image in gray with the flag map laid over it in colour; uint8 ``(H, W, 3)``."""
-    gray = rgb.astype(np.float32).mean(axis=2, keepdims=True) / 255.0
-    colour = plt.get_cmap(FLAG_CMAP)(np.clip(flag_map, 0, 1))[:, :, :3].astype(np.float32)
-    alpha = strength * np.clip(flag_map, 0, 1)[:, :, None]
-    mixed = (1 - alpha) * gray + alpha * colour
-    return np.round(np.clip(mixed, 0, 1) * 255).astype(np.uint8)
+    """The image in gray with the flag map laid over it in colour; uint8 ``(H, W, 3)``.
+
+    Computed a strip of rows at a time, so a large image needs little memory beyond the result.
+    """
+    out = np.empty(rgb.shape[:2] + (3,), dtype=np.uint8)
+    cmap = plt.get_cmap(FLAG_CMAP)
+    rows = max(1, (1 << 20) // max(1, rgb.shape[1]))
+    for y0 in range(0, rgb.shape[0], rows):
+        part = slice(y0, y0 + rows)
+        gray = rgb[part].astype(np.float32).mean(axis=2, keepdims=True) / 255.0
+        flag = np.clip(flag_map[part], 0, 1)
+        colour = cmap(flag)[:, :, :3].astype(np.float32)
+        alpha = strength * flag[:, :, None]
+        mixed = (1 - alpha) * gray + alpha * colour
+        out[part] = np.round(np.clip(mixed, 0, 1) * 255)
+    return out
+
+
+#: Longest side of a map drawn in a figure (which is 600 pixels wide); larger maps are shown as block means.
+PREVIEW_SIDE = 1024
+
+
+def _preview(values: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
+    """``values`` reduced by block means to at most ``max_side`` pixels a side (unchanged if smaller)."""
+    height, width = values.shape
+    k = -(-max(height, width) // max_side)
+    if k <= 1:
+        return values
+    cols = np.arange(0, width, k)
+    col_counts = np.diff(np.append(cols, width)).astype(np.float32)
+    out = np.empty((-(-height // k), len(cols)), dtype=np.float32)
+    for i, y0 in enumerate(range(0, height, k)):
+        block = values[y0:y0 + k]
+        out[i] = np.add.reduceat(block.sum(axis=0, dtype=np.float32), cols) / (col_counts * len(block))
+    return out
 
 
 def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
@@ -61,11 +90,17 @@ def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, s
 
     from .outputs import atomic_path
 
+    import dataclasses
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
+    # The figures are a few hundred pixels wide: draw block means of a huge map, not the map itself
+    # (matplotlib needs about 75 bytes per drawn pixel). The titles keep the full-resolution means.
+    shown = dataclasses.replace(analysis, quality_map=_preview(analysis.quality_map),
+                                flag_map=_preview(analysis.flag_map))
     for kind, make in (("quality", quality_map_figure), ("flag", flag_map_figure)):
-        fig = make(analysis)
+        fig = make(shown)
         written[kind] = save_figure(fig, out_dir / f"{stem}_{kind}.png", dpi=100)
         plt.close(fig)
     path = out_dir / f"{stem}_overlay.png"
