@@ -91,7 +91,7 @@ def learning_curve(val_csv: Path, log_csv: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def model_card(command: str, meta: dict, results: dict, run: Path) -> str:
+def model_card(command: str, meta: dict, results: dict, run: Path, note: str = "") -> str:
     main = results["4:2:0 (default)"]
     rows = {row["quality"]: row for row in main["per_quality"]}
     lines = [
@@ -110,6 +110,7 @@ def model_card(command: str, meta: dict, results: dict, run: Path) -> str:
         command,
         "```",
         "",
+        *([note, ""] if note else []),
         "Training log: [`training_log.csv`](training_log.csv) (loss every 10 steps), validation during training: "
         "[`validation_log.csv`](validation_log.csv), full evaluation: [`evaluation.json`](evaluation.json).",
         "",
@@ -147,6 +148,7 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="training run folder")
     parser.add_argument("--command", required=True, help="the exact jpegtrace train command of the run")
     parser.add_argument("--weights", default="best.safetensors", help="weights file in the run (default best)")
+    parser.add_argument("--note", default="", help="a paragraph for the model card, e.g. how the run was stopped")
     args = parser.parse_args()
     source = args.run / args.weights
     model = load_weights(source)
@@ -162,7 +164,7 @@ def main() -> None:
     shutil.copyfile(args.run / "val.csv", WEIGHTS_DIR / "validation_log.csv")
     write_json(WEIGHTS_DIR / "evaluation.json", {"weights": str(source), "metadata": meta, "results": results})
     learning_curve(args.run / "val.csv", args.run / "log.csv", WEIGHTS_DIR / "learning_curve.png")
-    write_text(WEIGHTS_DIR / "README.md", model_card(args.command, meta, results, args.run))
+    write_text(WEIGHTS_DIR / "README.md", model_card(args.command, meta, results, args.run, args.note))
     print(json.dumps({k: {"qf_mae_10_90": v["qf_mae_10_90"], "judged_uncompressed": v["judged_uncompressed"]}
                       for k, v in results.items()}, indent=1))
 
