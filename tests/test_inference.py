@@ -85,16 +85,28 @@ def test_tiled_maps_equal_one_pass_of_the_network_several_tiles_each_way(random_
         assert np.abs(a.flag_map - b.flag_map).max() <= 1e-5
 
 
-def test_network_never_sees_more_than_a_tile_and_its_halo(random_model):
+def test_network_never_sees_more_than_a_tile_and_its_halo(random_model, monkeypatch):
+    from jpegtrace import engine
+
+    # The plain tiled path: each forward pass gets one tile and its halo.
     seen = []
     hook = random_model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
     try:
-        analyze(np.zeros((300, 190, 3), np.uint8), model=random_model, tile_size=64)
+        engine.eager_predict_maps(random_model, np.zeros((300, 190, 3), np.uint8), tile_size=64)
     finally:
         hook.remove()
     halo = random_model.receptive_field // 2
     assert len(seen) == 5 * 3
     assert max(max(s[2:]) for s in seen) <= 64 + 2 * halo
+
+    # The default streaming path: each strip it feeds in holds at most tile_size ** 2 pixels.
+    strips = []
+    original = engine.FastNet._to_input
+    monkeypatch.setattr(engine.FastNet, "_to_input",
+                        lambda self, pixels: strips.append(pixels.shape) or original(self, pixels))
+    analyze(np.zeros((300, 190, 3), np.uint8), model=random_model, tile_size=64)
+    assert strips and sum(s[1] for s in strips) >= 300
+    assert max(s[1] * s[2] for s in strips) <= 64 * 64
 
 
 def test_analysis_allocates_no_image_sized_copies(random_model):

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import engine
 from .errors import JpegTraceError
 from .images import DEFAULT_MAX_PIXELS, as_analysis_array
 from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, load_weights
 
-#: Side of the square output region computed per tile; inputs get a halo of half the receptive field.
+#: Bounds the output pixels computed at once to about ``DEFAULT_TILE_SIZE ** 2``.
 DEFAULT_TILE_SIZE = 512
 
 
@@ -85,18 +86,20 @@ def load_model(weights: str | os.PathLike | None = None, device: str = "cpu") ->
 
 
 def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_SIZE,
-                 device: str | torch.device | None = None) -> np.ndarray:
-    """Raw network output for one uint8 image, computed tile by tile.
+                 device: str | torch.device | None = None, precision: str = "fp32") -> np.ndarray:
+    """Raw network output for one uint8 image, computed strip by strip.
 
     Parameters
     ----------
     model : QFNet
     image : ndarray of uint8, (H, W, 3)
     tile_size : int
-        Side of the output region computed at once. Each tile's input carries a halo of
-        ``model.receptive_field // 2`` pixels, so the result equals a whole-image pass.
+        Bounds memory: about ``tile_size ** 2`` output pixels are computed at once. The result
+        equals a whole-image pass whatever its value (see :mod:`jpegtrace.engine`).
     device : str or torch.device, optional
         Where to run; the model's own device by default.
+    precision : {'fp32', 'bf16', 'fp16'}
+        Arithmetic of the convolutions; the default fp32 matches the plain network.
 
     Returns
     -------
@@ -105,21 +108,11 @@ def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_
     """
     if tile_size < 1:
         raise ValueError("tile_size must be positive")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    height, width = image.shape[:2]
-    halo = model.receptive_field // 2
-    out = np.empty((2, height, width), dtype=np.float32)
-    with torch.inference_mode():
-        for y0 in range(0, height, tile_size):
-            for x0 in range(0, width, tile_size):
-                y1, x1 = min(y0 + tile_size, height), min(x0 + tile_size, width)
-                iy0, ix0 = max(0, y0 - halo), max(0, x0 - halo)
-                iy1, ix1 = min(height, y1 + halo), min(width, x1 + halo)
-                tile = torch.from_numpy(np.array(image[iy0:iy1, ix0:ix1]))  # a writable copy
-                tile = tile.to(device).permute(2, 0, 1)[None].float().div_(255.0)
-                pred = model(tile)[0, :, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
-                out[:, y0:y1, x0:x1] = pred.float().cpu().numpy()
-    return out
+    if engine.supports(model):
+        return engine.FastNet(model, device=device, precision=precision).predict_maps(image, tile_size)
+    if precision != "fp32":
+        raise ValueError(f"precision {precision!r} needs a plain QFNet")
+    return engine.eager_predict_maps(model, image, tile_size=tile_size, device=device)
 
 
 def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, ...] = (),

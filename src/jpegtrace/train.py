@@ -161,8 +161,12 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, config: TrainConfi
 
 def _append_csv(path: Path, row: dict):
     new = not path.exists()
+    fields = list(row)
+    if not new:  # a resumed run keeps the columns its log started with
+        with open(path, newline="") as f:
+            fields = next(csv.reader(f), None) or fields
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
             writer.writeheader()
         writer.writerow(row)
@@ -223,21 +227,25 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
     end_step = min(config.steps, stop_at or config.steps)
     loader = torch.utils.data.DataLoader(
         batches, batch_size=None, sampler=range(start_step, end_step), num_workers=config.workers,
-        prefetch_factor=4 if config.workers else None)
+        prefetch_factor=4 if config.workers else None, pin_memory=device.type == "cuda")
 
     stop = {"requested": False}
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     step = start_step
     tick = time.perf_counter()
+    waited, fetch_start = 0.0, tick  # seconds spent waiting for the data loader, per log interval
     bar = tqdm(total=config.steps, initial=start_step, disable=not progress, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 60.0)
+    model.to(memory_format=torch.channels_last)  # NHWC: oneDNN's convolutions train about 10% faster
     model.train()
     try:
         for patches, labels in loader:
+            waited += time.perf_counter() - fetch_start
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, config)
-            patches = patches.to(device, non_blocking=True).float().div_(255.0)
+            patches = patches.to(device, non_blocking=True).to(torch.float32, memory_format=torch.channels_last)
+            patches = patches.div_(255.0)
             labels = labels.to(device)
             with autocast:
                 prediction = model(patches)
@@ -255,8 +263,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
                 _append_csv(out / "log.csv", {"step": step, "lr": f"{learning_rate(step - 1, config):.3e}",
                                               "loss": f"{loss.item():.5f}", "quality_loss": f"{quality_loss.item():.5f}",
                                               "flag_loss": f"{flag_loss.item():.5f}", "seconds": f"{now - tick:.2f}",
-                                              "time": f"{time.time():.0f}"})
-                tick = now
+                                              "time": f"{time.time():.0f}", "data_wait": f"{waited:.3f}"})
+                tick, waited = now, 0.0
             if val_images and (step % config.val_every == 0 or step == config.steps):
                 scores = validate(model, val_images, device=str(device))
                 if best is None or scores["val_qf_mae"] < best:
@@ -268,6 +276,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
                 _save_checkpoint(checkpoint_path, model, optimizer, step, config, best)
             if stop["requested"]:
                 break
+            fetch_start = time.perf_counter()
     except KeyboardInterrupt:
         _save_checkpoint(checkpoint_path, model, optimizer, step, config, best)
         bar.close()
