@@ -98,8 +98,8 @@ def model_card(command: str, meta: dict, results: dict, run: Path, note: str = "
         "# The shipped model: `qfnet.safetensors`",
         "",
         "The paper's network (seven 3×3 convolutions, dilations 1,2,3,4,3,2,1, 64 channels), trained by "
-        "`jpegtrace train` on the `train` split (168 images) of `shared/data/clean` and evaluated on its `val` "
-        "split (29 images) with the protocol of `jpegtrace evaluate` (Pillow JPEG; estimated QF = mean of the "
+        "`jpegtrace train` on the `train` split (169 images) of `shared/data/clean` and evaluated on its `val` "
+        "split (28 images) with the protocol of `jpegtrace evaluate` (Pillow JPEG; estimated QF = mean of the "
         "quality map; judged uncompressed = mean flag ≤ 0.5).",
         "",
         f"Shipped {date.today().isoformat()} from `{run.name}` at step {meta.get('step', '?')}.",
