@@ -30,7 +30,7 @@ import sys
 import numpy as np
 import torch
 
-from common import machine, matmul_rate, timed, use_cpu_clock
+from common import OtherLoad, machine, matmul_rate, timed, use_cpu_clock
 
 from jpegtrace.engine import FastNet, eager_predict_maps
 from jpegtrace.inference import DEFAULT_TILE_SIZE, predict_maps
@@ -51,6 +51,11 @@ def qf_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     qa = 100.0 * (1.0 - np.clip(a[0], 0.0, 1.0))
     qb = 100.0 * (1.0 - np.clip(b[0], 0.0, 1.0))
     return float(np.abs(qa - qb).max()), float(abs(qa.mean(dtype=np.float64) - qb.mean(dtype=np.float64)))
+
+
+def _load_note(load: OtherLoad) -> str:
+    busy = load.share()
+    return "" if busy is None else f"   (other processes: {100 * busy:.0f}% of the CPUs)"
 
 
 def main(argv=None) -> int:
@@ -92,17 +97,20 @@ def main(argv=None) -> int:
     info["clock"] = "process CPU time, 1 thread" if args.cpu_clock else "wall clock"
     print(f"# network: {fpp / 1e3:.1f} kFLOP per pixel; weights: {weights}")
 
+    load = OtherLoad()
     limit = matmul_rate(device, reps=args.reps + 1)
-    print(f"fp32 matmul: {limit:.1f} GFLOP/s", flush=True)
+    print(f"fp32 matmul: {limit:.1f} GFLOP/s{_load_note(load)}", flush=True)
     rows = []
 
     def record(case, path, pixels, seconds, diff=None, qf=None):
         row = {"case": case, "path": path, "pixels": pixels, "seconds": seconds,
-               "mp_per_s": pixels / seconds / 1e6, "gflops": fpp * pixels / seconds / 1e9, "max_diff": diff}
+               "mp_per_s": pixels / seconds / 1e6, "gflops": fpp * pixels / seconds / 1e9, "max_diff": diff,
+               "other_load": load.share()}
         if qf is not None:
             row["max_qf_diff"], row["mean_qf_diff"] = qf
         rows.append(row)
-        print(f"  {case:<22} {path:<6} {seconds:8.3f} s  {row['gflops']:7.1f} GFLOP/s", flush=True)
+        print(f"  {case:<22} {path:<6} {seconds:8.3f} s  {row['gflops']:7.1f} GFLOP/s{_load_note(load)}", flush=True)
+        load.start()
 
     rng = np.random.default_rng(0)
     for size in (float(s) for s in args.sizes.split(",")):
@@ -113,10 +121,12 @@ def main(argv=None) -> int:
         reps = 1 if big else args.reps
         reference = None
         if not args.no_baseline:
+            load.start()
             seconds, reference = timed(lambda: eager_predict_maps(model, image, BASELINE_TILE, device),
                                        device, reps, warmup=0)
             record(case, "eager", side * side, seconds)
         for precision in precisions:
+            load.start()
             seconds, out = timed(lambda: predict_maps(model, image, args.tile_size, device, precision),
                                  device, reps, warmup=0)
             diff = None if reference is None else float(np.abs(out - reference).max())
@@ -129,11 +139,13 @@ def main(argv=None) -> int:
         case = f"{args.batch} x {args.patch}x{args.patch}"
         reference = None
         if not args.no_baseline:
+            load.start()
             seconds, reference = timed(lambda: eager_batch(model, patches, device), device, args.reps, warmup=0)
             reference = reference.float().cpu().numpy()
             record(case, "eager", pixels, seconds)
         for precision in precisions:
             net = FastNet(model, device=device, precision=precision)
+            load.start()
             seconds, out = timed(lambda: net.forward_uint8(patches), device, args.reps, warmup=0)
             out = out.cpu().numpy()
             diff = None if reference is None else float(np.abs(out - reference).max())
@@ -142,8 +154,9 @@ def main(argv=None) -> int:
                 qf = max(qf_difference(o, r) for o, r in zip(out, reference))
             record(case, precision, pixels, seconds, diff, qf)
 
+    load.start()
     first, again = limit, matmul_rate(device, reps=args.reps + 1)
-    print(f"fp32 matmul again: {again:.1f} GFLOP/s", flush=True)
+    print(f"fp32 matmul again: {again:.1f} GFLOP/s{_load_note(load)}", flush=True)
     limit = max(limit, again)  # the higher (less disturbed) one: the conservative limit
     print(f"\nlimit: fp32 matmul {limit:.1f} GFLOP/s; network {fpp / 1e3:.1f} kFLOP/pixel")
     print(f"{'case':<22} {'path':<6} {'MP/s':>7} {'GFLOP/s':>8} {'of matmul':>9} {'speed-up':>8}  max|diff| vs eager")
@@ -154,6 +167,9 @@ def main(argv=None) -> int:
         extra = "" if row["max_diff"] is None else f"  {row['max_diff']:.1e}"
         if "max_qf_diff" in row:
             extra += f" (QF: max {row['max_qf_diff']:.2f}, whole-image {row['mean_qf_diff']:.3f})"
+        busy = row["other_load"]
+        if busy is not None and busy > 0.05:
+            extra += f"  [other load {100 * busy:.0f}%: disturbed]"
         print(f"{row['case']:<22} {row['path']:<6} {row['mp_per_s']:7.3f} {row['gflops']:8.1f} "
               f"{100 * row['of_matmul']:8.1f}% {speedup:>8}{extra}")
     if args.json:

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import machine, matmul_rate, timed, use_cpu_clock
+from common import OtherLoad, machine, matmul_rate, timed, use_cpu_clock
 
 from jpegtrace.data import TrainingBatches, list_images, load_rgb
 from jpegtrace.model import QFNet, flops_per_pixel
@@ -92,6 +92,13 @@ def step_alone(config: TrainConfig, patches: torch.Tensor, labels: torch.Tensor,
     return timed(step, device, reps, warmup=2)[0]
 
 
+def _load_note(load: OtherLoad, workers: int = 0) -> str:
+    busy = load.share()
+    if busy is None:
+        return ""
+    return f"   (other processes{' incl. the data workers' if workers else ''}: {100 * busy:.0f}% of the CPUs)"
+
+
 def main(argv=None) -> int:
     defaults = TrainConfig(data="", out="")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -132,8 +139,9 @@ def main(argv=None) -> int:
             data, split = sample_folder(tmp), None
         print(f"# data: {data} ({len(list_images(data, split, 'train' if split else None))} training images), "
               f"batch {args.batch_size} x {args.patch_size}x{args.patch_size}, {args.workers} worker(s)")
+        load = OtherLoad()
         limit = matmul_rate(device)
-        print(f"fp32 matmul: {limit:.1f} GFLOP/s", flush=True)
+        print(f"fp32 matmul: {limit:.1f} GFLOP/s{_load_note(load)}", flush=True)
 
         config = TrainConfig(data=str(data), split=split, out="", batch_size=args.batch_size,
                              patch_size=args.patch_size, workers=args.workers, device=args.device,
@@ -142,26 +150,29 @@ def main(argv=None) -> int:
         batches = TrainingBatches(images, args.batch_size, config.synthesis(), seed=0)
         results = {"machine": info, "matmul_gflops": limit, "pipeline": {}, "step_alone": [], "training": []}
         for workers in sorted({0, args.workers}):
+            load.start()
             rate = pipeline_rate(batches, args.pipeline_batches, workers)
             results["pipeline"][workers] = rate
             where = "in this process" if workers == 0 else f"{workers} worker(s)"
-            print(f"data pipeline alone, {where}: {rate:8.0f} patches/s", flush=True)
+            print(f"data pipeline alone, {where}: {rate:8.0f} patches/s{_load_note(load, workers)}", flush=True)
 
         flops_per_step = 3 * fpp * args.batch_size * args.patch_size ** 2  # forward + backward ~ 3x forward
         patches, labels = batches[0]
         for precision in args.precision.split(","):
+            load.start()
             seconds = step_alone(dataclasses.replace(config, precision=precision), patches, labels, reps=5)
             row = {"precision": precision, "seconds_per_step": seconds, "gflops": flops_per_step / seconds / 1e9}
             row["of_matmul"] = row["gflops"] / limit
             results["step_alone"].append(row)
             print(f"training step alone {precision}: {1e3 * seconds:6.0f} ms/step  {row['gflops']:6.1f} GFLOP/s "
-                  f"({100 * row['of_matmul']:.0f}% of matmul)", flush=True)
+                  f"({100 * row['of_matmul']:.0f}% of matmul){_load_note(load)}", flush=True)
 
         for precision in args.precision.split(","):
             out = tmp / f"run-{precision}"
             warmup = 10
             run = dataclasses.replace(config, out=str(out), precision=precision, steps=warmup + args.steps,
                                       log_every=warmup, checkpoint_every=10 ** 9, warmup_steps=5)
+            load.start()
             train(run, progress=False)
             with open(out / "log.csv") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) > warmup]
@@ -174,10 +185,12 @@ def main(argv=None) -> int:
             results["training"].append(row)
             print(f"training loop {precision} (wall clock): {1e3 * row['seconds_per_step']:6.0f} ms/step  "
                   f"{row['patches_per_s']:6.1f} patches/s  {row['gflops']:6.1f} GFLOP/s  "
-                  f"waiting for data {100 * row['data_wait_share']:.1f}% of step time", flush=True)
+                  f"waiting for data {100 * row['data_wait_share']:.1f}% of step time{_load_note(load, args.workers)}",
+                  flush=True)
 
+    load = OtherLoad()
     again = matmul_rate(device)
-    print(f"fp32 matmul again: {again:.1f} GFLOP/s")
+    print(f"fp32 matmul again: {again:.1f} GFLOP/s{_load_note(load)}")
     results["matmul_gflops_end"] = again
     if args.json:
         with open(args.json, "a") as f:

@@ -47,6 +47,42 @@ def machine(device: torch.device) -> dict:
     return info
 
 
+class OtherLoad:
+    """Share of the machine's CPU time that other processes used since ``start()``.
+
+    Timings taken while other programs run are low; benchmarks print this beside each number
+    so that disturbed ones can be recognised (and rerun). Linux only; None elsewhere.
+    """
+
+    def __init__(self):
+        self.start()
+
+    @staticmethod
+    def _busy_seconds() -> float | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own_seconds() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    def start(self) -> None:
+        self._busy, self._own, self._wall = self._busy_seconds(), self._own_seconds(), time.perf_counter()
+
+    def share(self) -> float | None:
+        busy = self._busy_seconds()
+        wall = time.perf_counter() - self._wall
+        if busy is None or self._busy is None or wall <= 0:
+            return None
+        others = (busy - self._busy) - (self._own_seconds() - self._own)
+        return max(0.0, others / (wall * (os.cpu_count() or 1)))
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

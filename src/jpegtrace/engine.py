@@ -34,9 +34,9 @@ from torch import nn
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Pixels per strip (and per batch chunk) the CPU path aims at: a layer's strip then stays in the
-#: caches. Measured on a 2-core AMD EPYC (Zen 4): 32-64 Ki pixels run at 97-99% of the matmul
-#: rate per core, 128 Ki at 80%, whole 1 MP images at about 60%.
-CPU_STRIP_PIXELS = 64 * 1024
+#: caches. Measured on a 2-core AMD EPYC (Zen 4, 32 MiB L3), 2 threads: 16-32 Ki pixels per strip
+#: run at 90-97% of the fp32 matmul rate, 64 Ki at 80-95%, 128 Ki at 70%, whole 1 MP images at 85%.
+CPU_STRIP_PIXELS = 32 * 1024
 #: On a GPU, bigger strips keep the device busy; memory still stays bounded by ``tile_size``.
 GPU_STRIP_PIXELS = 2 ** 22
 #: Fewest output rows per strip; narrower strips would copy the kept rows too often.
