@@ -68,3 +68,74 @@ def test_bad_arrays_raise_the_documented_error(random_model):
         analyze(np.zeros((0, 4, 3), np.uint8), model=random_model)
     with pytest.raises(ImageReadError):
         analyze(object(), model=random_model)
+
+
+def test_tiled_maps_equal_one_pass_of_the_network_several_tiles_each_way(random_model):
+    """Odd sizes, 5 x 4 tiles, against a single forward pass over the whole image."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(157, 203, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        whole = random_model(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0)[0].numpy()
+    for tile in (41, 64):
+        tiled = predict_maps(random_model, image, tile_size=tile)
+        assert tiled.shape == (2, 157, 203) and tiled.dtype == np.float32
+        assert np.abs(tiled - whole).max() <= 1e-5
+        a, b = summarize(tiled.copy()), summarize(whole.copy(), inplace=True)
+        assert np.abs(a.quality_map - b.quality_map).max() <= 1e-3  # QF units: 100x the normalised maps
+        assert np.abs(a.flag_map - b.flag_map).max() <= 1e-5
+
+
+def test_network_never_sees_more_than_a_tile_and_its_halo(random_model, monkeypatch):
+    from jpegtrace import engine
+
+    # The plain tiled path: each forward pass gets one tile and its halo.
+    seen = []
+    hook = random_model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+    try:
+        engine.eager_predict_maps(random_model, np.zeros((300, 190, 3), np.uint8), tile_size=64)
+    finally:
+        hook.remove()
+    halo = random_model.receptive_field // 2
+    assert len(seen) == 5 * 3
+    assert max(max(s[2:]) for s in seen) <= 64 + 2 * halo
+
+    # The default streaming path: each strip it feeds in holds at most tile_size ** 2 pixels.
+    strips = []
+    original = engine.FastNet._to_input
+    monkeypatch.setattr(engine.FastNet, "_to_input",
+                        lambda self, pixels: strips.append(pixels.shape) or original(self, pixels))
+    analyze(np.zeros((300, 190, 3), np.uint8), model=random_model, tile_size=64)
+    assert strips and sum(s[1] for s in strips) >= 300
+    assert max(s[1] * s[2] for s in strips) <= 64 * 64
+
+
+def test_analysis_allocates_no_image_sized_copies(random_model):
+    """numpy memory (traced) stays at the two float32 maps plus small per-tile buffers."""
+    import tracemalloc
+
+    image = np.random.default_rng(2).integers(0, 256, size=(480, 400), dtype=np.uint8)  # grayscale
+    maps_bytes = 2 * 4 * image.size
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = analyze(image, model=random_model, tile_size=96)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.grayscale and result.quality_map.shape == image.shape
+    assert peak < maps_bytes + 3 * image.size, f"{peak} bytes traced for {maps_bytes} bytes of maps"
+
+
+def test_summarize_in_place_reuses_the_raw_maps():
+    raw = np.random.default_rng(3).normal(0.5, 0.6, size=(2, 9, 11)).astype(np.float32)
+    copied = summarize(raw.copy())
+    in_place = summarize(raw, inplace=True)
+    np.testing.assert_array_equal(copied.quality_map, in_place.quality_map)
+    np.testing.assert_array_equal(copied.flag_map, in_place.flag_map)
+    assert np.shares_memory(in_place.quality_map, raw) and np.shares_memory(in_place.flag_map, raw)
+    assert copied.mean_quality == in_place.mean_quality and copied.mean_flag == in_place.mean_flag
+
+
+def test_tile_size_must_be_positive(random_model):
+    with pytest.raises(ValueError):
+        predict_maps(random_model, np.zeros((4, 4, 3), np.uint8), tile_size=0)

@@ -84,3 +84,69 @@ def test_foreign_or_mismatched_weights_name_the_tensor(tmp_path):
     save_file({"classifier.weight": torch.zeros(3)}, str(tmp_path / "foreign.safetensors"))
     with pytest.raises(ModelError, match="missing tensor"):
         load_weights(tmp_path / "foreign.safetensors")
+
+
+def test_truncated_at_any_length_is_refused(tmp_path):
+    data = save_weights(QFNet(NetConfig(width=4, dilations=(1, 1))), tmp_path / "small.safetensors").read_bytes()
+    for cut in (0, 7, 8, 40, len(data) // 2, len(data) - 1):
+        path = tmp_path / f"cut{cut}.safetensors"
+        path.write_bytes(data[:cut])
+        with pytest.raises(ModelError) as info:
+            load_weights(path)
+        assert info.value.path == str(path)
+
+
+def test_wrong_dtype_non_finite_and_directory_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in QFNet().state_dict().items()}
+    state["layers.2.bias"] = torch.zeros(64, dtype=torch.int32)
+    save_file(state, str(tmp_path / "int.safetensors"))
+    with pytest.raises(ModelError, match=r"layers.2.bias.*dtype torch.int32"):
+        load_weights(tmp_path / "int.safetensors")
+    state["layers.2.bias"] = torch.full((64,), float("nan"))
+    save_file(state, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(ModelError, match="layers.2.bias.*NaN"):
+        load_weights(tmp_path / "nan.safetensors")
+    with pytest.raises(ModelError, match="directory"):
+        load_weights(tmp_path)
+
+
+@pytest.mark.parametrize("net_config", [
+    "not json", "[1, 2]", '{"width": 64}', '{"width": 1000000000, "dilations": [1], "input_offset": 0}',
+    '{"width": 8, "dilations": [], "input_offset": 0}', '{"width": 8, "dilations": [0], "input_offset": 0}',
+    '{"width": 8, "dilations": [1], "input_offset": "nan"}',
+])
+def test_bad_net_config_is_refused_without_building_a_network(tmp_path, net_config):
+    from safetensors.torch import save_file
+
+    save_file({k: v.clone() for k, v in QFNet().state_dict().items()}, str(tmp_path / "w.safetensors"),
+              metadata={"net_config": net_config})
+    with pytest.raises(ModelError, match="bad net_config"):
+        load_weights(tmp_path / "w.safetensors")
+
+
+def test_shape_mismatch_is_found_before_building_the_network(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {k: v.clone() for k, v in QFNet(NetConfig(width=8)).state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"), metadata={"net_config": NetConfig(width=2048).to_json()})
+    with pytest.raises(ModelError, match=r"tensor 'layers.0.weight' has shape \(8, 3, 3, 3\), expected \(2048, 3, 3, 3\)"):
+        load_weights(tmp_path / "w.safetensors")
+
+
+def test_pickled_weights_are_refused_and_never_unpickled(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save(QFNet().state_dict(), tmp_path / "model.pt")
+    (tmp_path / "evil.safetensors").write_bytes(pickle.dumps(Payload(), protocol=2))
+    for name in ("model.pt", "evil.safetensors"):
+        with pytest.raises(ModelError, match="never unpickles"):
+            load_weights(tmp_path / name)
+    assert not marker.exists()

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
 from pathlib import Path
 
 from .errors import JpegTraceError
+from .images import DEFAULT_MAX_PIXELS
 
 PROG = "jpegtrace"
 
 
 def _display(path) -> str:
-    """A file name printable on any terminal, even when it is not valid UTF-8."""
+    """A file name printable on any terminal, even when it is not valid UTF-8 (bad bytes as ``\\xff``)."""
     text = os.fsdecode(path)
-    return text.encode("utf-8", "backslashreplace").decode("utf-8") if _has_surrogates(text) else text
+    if not _has_surrogates(text):
+        return text
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def _has_surrogates(text: str) -> bool:
@@ -31,6 +35,22 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
+def _error_of(exc: JpegTraceError) -> str:
+    """``FILE: reason`` (or the reason alone) on one line, printable whatever the file name."""
+    reason = " ".join(exc.reason.split())
+    return f"{_display(exc.path)}: {reason}" if exc.path is not None else reason
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_analyze(sub) -> None:
     p = sub.add_parser(
         "analyze", help="estimate JPEG quality and compression maps of images",
@@ -42,44 +62,57 @@ def _add_analyze(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document with a record per image")
     p.add_argument("--maps", metavar="OUT_DIR", help="write colour-mapped quality and flag maps and an overlay per image")
     p.add_argument("--model", metavar="WEIGHTS", help="safetensors weights (default: the shipped model)")
-    p.add_argument("--tile-size", type=int, default=512, help="side of the region computed at once (default 512)")
+    p.add_argument("--tile-size", type=_positive_int, default=512,
+                   help="side of the region computed at once; bounds memory, never changes the maps (default 512)")
+    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse images whose header claims more pixels, before decoding them "
+                        f"(decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.set_defaults(func=_run_analyze)
 
 
 def _run_analyze(args) -> int:
-    from .images import as_analysis_array
+    from .images import as_analysis_array, native_stderr_captured
     from .inference import load_model, predict_maps, summarize
 
     try:
         model = load_model(args.model, device=args.device)
     except JpegTraceError as exc:
-        _error(f"{_display(exc.path)}: {exc.reason}" if exc.path else exc.reason)
+        _error(_error_of(exc))
         return 2
-    records, failed = [], 0
+    records, failed, stems = [], 0, {}
     for name in args.images:
         shown = _display(name)
+        rgb = result = None  # free the previous image and maps before reading the next
         try:
-            rgb, grayscale, notes = as_analysis_array(Path(name))
+            with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
+                rgb, grayscale, notes = as_analysis_array(Path(name), max_pixels=args.max_pixels)
             result = summarize(predict_maps(model, rgb, tile_size=args.tile_size, device=args.device),
-                               grayscale=grayscale, notes=notes)
+                               grayscale=grayscale, notes=notes, inplace=True)
             maps = {}
             if args.maps:
                 from .reports import save_maps
 
-                maps = {k: str(v) for k, v in save_maps(result, rgb, args.maps, Path(shown).stem).items()}
+                stem = Path(name).stem
+                stems[stem] = stems.get(stem, 0) + 1
+                if stems[stem] > 1:  # a/x.png and b/x.tif: do not overwrite the first one's maps
+                    stem = f"{stem}-{stems[stem]}"
+                maps = {k: _display(v) for k, v in save_maps(result, rgb, args.maps, stem).items()}
         except JpegTraceError as exc:
-            failed += 1
-            reason = exc.reason
-            if not args.json:
-                _error(f"{shown}: {reason}")
-            records.append({"file": shown, "ok": False, "error": reason})
-            continue
+            reason = " ".join(exc.reason.split())
         except OSError as exc:
-            failed += 1
             reason = f"cannot write results: {exc.strerror or exc}"
-            if not args.json:
-                _error(f"{shown}: {reason}")
+            if exc.filename is not None:
+                reason += f" ({_display(exc.filename)})"
+        except MemoryError:
+            reason = "not enough memory (try a smaller --tile-size)"
+        except Exception as exc:  # noqa: BLE001 -- one bad file must not lose the others' results
+            reason = f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())}"
+        else:
+            reason = None
+        if reason is not None:
+            failed += 1
+            _error(f"{shown}: {reason}")
             records.append({"file": shown, "ok": False, "error": reason})
             continue
         verdict = "compressed" if result.compressed else "uncompressed"
@@ -91,7 +124,7 @@ def _run_analyze(args) -> int:
         records.append(record)
         if not args.json:
             extra = f"  ({'; '.join(result.notes)})" if result.notes else ""
-            print(f"{shown}\tQF {result.mean_quality:5.1f}\tflag {result.mean_flag:.2f}\t{verdict}{extra}")
+            print(f"{shown}\tQF {result.mean_quality:5.1f}\tflag {result.mean_flag:.2f}\t{verdict}{extra}", flush=True)
     if args.json:
         print(json.dumps({"images": records, "failed": failed}, indent=2, ensure_ascii=False))
     return 1 if failed else 0
@@ -116,6 +149,13 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak Adam learning rate (default {d.lr})")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help=f"linear warm-up steps (default {d.warmup_steps})")
     p.add_argument("--flag-weight", type=float, default=d.flag_weight, help="weight of the flag map's loss (default 1)")
+    p.add_argument("--highpass-gain", type=float, default=d.highpass_gain,
+                   help=f"training-time gain on the detail part of the first layer's kernels (default "
+                        f"{d.highpass_gain}; 1 = the paper's plain training); exported weights are a plain network")
+    p.add_argument("--lowpass-gain", type=float, default=d.lowpass_gain,
+                   help=f"training-time gain on the mean part of the first layer's kernels (default {d.lowpass_gain})")
+    p.add_argument("--paper-net", action="store_true",
+                   help="the paper's uncentred input (input offset 0) instead of centring at 0.5")
     p.add_argument("--recipe", choices=["jpegtrace", "paper"], default=d.recipe,
                    help="'paper': aligned 4:2:0 colour JPEGs only; 'jpegtrace' (default) adds 4:4:4, 4:2:2, "
                         "shifted grids and grayscale")
@@ -130,8 +170,9 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_run_train)
 
 
-#: Options that may differ on --resume without changing the data or the optimisation.
-RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision")
+#: Options that may differ on --resume. All but --recipe leave the data and the optimisation as they were;
+#: --recipe switches the data from that step on (a curriculum: the paper's easy recipe first, then ours).
+RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision", "recipe")
 
 
 def _run_train(args) -> int:
@@ -143,6 +184,8 @@ def _run_train(args) -> int:
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    if args.paper_net:
+        config = dataclasses.replace(config, input_offset=0.0)
     checkpoint = Path(args.out) / "checkpoint.pt"
     if args.resume and checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
@@ -159,6 +202,411 @@ def _run_train(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# The paper's experiments: evaluate, collage, collage-benchmark, assess
+# --------------------------------------------------------------------------------------------
+
+def _qualities(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated JPEG quality factors, e.g. ``10,50,90``."""
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("no quality factor given")
+    bad = [v for v in values if not 1 <= v <= 100]
+    if bad:
+        raise argparse.ArgumentTypeError(f"quality factors must be in 1..100, got {bad[0]}")
+    return tuple(dict.fromkeys(values))
+
+
+def _quality(text: str) -> int:
+    """argparse type: one JPEG quality factor, 1..100."""
+    return _qualities(text)[0] if "," not in text else _fail_quality(text)
+
+
+def _fail_quality(text: str):
+    raise argparse.ArgumentTypeError(f"expected one quality factor in 1..100, got {text!r}")
+
+
+def _offset(text: str) -> tuple[int, int]:
+    """argparse type: ``DY,DX``, two non-negative integers."""
+    try:
+        dy, dx = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected DY,DX (two integers), got {text!r}") from None
+    if dy < 0 or dx < 0:
+        raise argparse.ArgumentTypeError("grid offsets must be non-negative")
+    return dy, dx
+
+
+def _shapes(text: str) -> tuple[str, ...]:
+    from .experiments import MASK_SHAPES
+
+    values = tuple(dict.fromkeys(v for v in text.replace(" ", "").split(",") if v))
+    bad = [v for v in values if v not in MASK_SHAPES]
+    if bad or not values:
+        raise argparse.ArgumentTypeError(f"mask shapes must be among {','.join(MASK_SHAPES)}, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _add_model_options(p) -> None:
+    p.add_argument("--model", metavar="WEIGHTS", help="safetensors weights (default: the shipped model)")
+    p.add_argument("--tile-size", type=_positive, default=512, help="side of the region computed at once (default 512)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+
+
+def _add_quiet(p) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar (it is shown only when standard error is a terminal anyway)")
+
+
+def _add_data_options(p) -> None:
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="folder of never-compressed images; its PNG, TIFF, BMP, PPM and PGM files are used")
+    p.add_argument("--split", metavar="CSV", help="CSV with columns file,split: use only the files of --subset")
+    p.add_argument("--subset", default="val", help="which split of --split to use (default val)")
+
+
+def _load_model(args):
+    """The model of ``--model``, or None after printing why it cannot be loaded."""
+    from .inference import load_model
+
+    try:
+        return load_model(args.model, device=args.device)
+    except JpegTraceError as exc:
+        _error(f"{_display(exc.path)}: {exc.reason}" if exc.path else exc.reason)
+        return None
+
+
+def _progress(args, desc: str, unit: str):
+    """A callable that wraps an iterable in a tqdm bar on standard error (off with --quiet or no TTY)."""
+    from tqdm import tqdm
+
+    disable = bool(getattr(args, "quiet", False)) or not sys.stderr.isatty()
+    return lambda items: tqdm(items, desc=desc, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True)
+
+
+def _data_files(args) -> dict[str, Path] | None:
+    """The never-compressed images of ``--data`` (and ``--split``/``--subset``) by display name."""
+    from .data import LOSSLESS_SUFFIXES, list_images
+
+    if args.split and not Path(args.split).is_file():
+        _error(f"{_display(args.split)}: no such split file")
+        return None
+    try:
+        paths = list_images(args.data, args.split, args.subset if args.split else None, suffixes=LOSSLESS_SUFFIXES)
+    except FileNotFoundError:
+        _error(f"{_display(args.data)}: not a directory")
+        return None
+    except (KeyError, OSError, csv.Error) as exc:
+        _error(f"{_display(args.split)}: cannot read the split file ({exc})")
+        return None
+    if not paths:
+        where = f" in split {args.subset!r}" if args.split else ""
+        _error(f"{_display(args.data)}: no never-compressed images (PNG, TIFF, BMP, PPM, PGM){where}")
+        return None
+    return {_display(p.relative_to(args.data)): p for p in paths}
+
+
+def _settings(args, **extra) -> dict:
+    from . import __version__
+
+    return {"jpegtrace": __version__, "model": _display(args.model) if args.model else "shipped", **extra}
+
+
+def _prepare_out(args) -> bool:
+    """Create ``--out`` before a long run; False after printing why it cannot be."""
+    try:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _error(f"{_display(args.out)}: cannot create the output folder ({exc.strerror or exc})")
+        return False
+    if not os.access(args.out, os.W_OK):
+        _error(f"{_display(args.out)}: output folder is not writable")
+        return False
+    return True
+
+
+def _write_error(exc: OSError) -> int:
+    _error(f"cannot write results: {exc.strerror or exc}" + (f" ({_display(exc.filename)})" if exc.filename else ""))
+    return 2
+
+
+def _report_failures(failures) -> None:
+    for f in failures:
+        _error(f"{f.file}: {f.reason}")
+
+
+def _add_evaluate(sub) -> None:
+    from .experiments import DEFAULT_QUALITIES
+
+    p = sub.add_parser(
+        "evaluate", help="QF estimation and detection accuracy on never-compressed images (Fig. 2, Table 1)",
+        description="Compress every never-compressed image of DIR at each QF, analyse it, and report per QF "
+                    "the mean and standard deviation of the estimated QF (mean of the quality map) and its "
+                    "mean absolute error (the paper's Fig. 2), and the share of images judged uncompressed "
+                    "(mean flag at most 0.5) at QF 97, 98, 99, 100 and without JPEG (its Table 1), plus "
+                    "the QF MAE over the QFs up to 95 and the detection accuracy. Writes into OUT_DIR: "
+                    "records.csv, per_quality.csv, table1.csv, failures.csv, summary.json, fig2_quality.png "
+                    "and table1.png. The same images and settings give the same numbers. Unreadable files "
+                    "are reported and skipped; the exit status is then 1.")
+    _add_data_options(p)
+    p.add_argument("--qualities", type=_qualities, default=DEFAULT_QUALITIES, metavar="Q1,Q2,...",
+                   help="QFs to compress at (default: " + ",".join(map(str, DEFAULT_QUALITIES)) + "); "
+                        "the images are also analysed as they are")
+    p.add_argument("--subsampling", choices=["4:2:0", "4:2:2", "4:4:4"], default="4:2:0",
+                   help="chroma subsampling of the test JPEGs (default 4:2:0)")
+    p.add_argument("--grid-shift", type=_offset, nargs="?", const=(3, 5), default=(0, 0), metavar="DY,DX",
+                   help="start the JPEG grid DY rows and DX columns before the image, as in a cropped JPEG "
+                        "(without a value: 3,5; default: aligned grid)")
+    p.add_argument("--grayscale", action="store_true", help="turn the images grayscale first (one-channel JPEGs)")
+    p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
+    _add_model_options(p)
+    _add_quiet(p)
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from .experiments import evaluate_files, summarize_evaluation
+    from .reports import write_evaluation_report
+
+    files = _data_files(args)
+    if files is None:
+        return 2
+    model = _load_model(args)
+    if model is None or not _prepare_out(args):
+        return 2
+    records, failures = evaluate_files(
+        model, files, args.qualities, subsampling=args.subsampling, grid_offset=args.grid_shift,
+        grayscale=args.grayscale, device=args.device, tile_size=args.tile_size,
+        progress=_progress(args, "evaluate", " test image"))
+    _report_failures(failures)
+    if not records:
+        _error("no image could be read")
+        return 1
+    summary = summarize_evaluation(records)
+    settings = _settings(args, data=_display(args.data), split=_display(args.split) if args.split else None,
+                         subset=args.subset if args.split else None, qualities=list(args.qualities),
+                         subsampling=args.subsampling, grid_offset=list(args.grid_shift), grayscale=args.grayscale)
+    try:
+        written = write_evaluation_report(args.out, records, summary, failures, settings)
+    except OSError as exc:
+        return _write_error(exc)
+    print("QF\tn\testimated QF (mean ± std)\tMAE\tjudged uncompressed")
+    for row in summary["per_quality"]:
+        q = "none" if row["quality"] is None else str(row["quality"])
+        mae = "-" if row["mae"] is None else f"{row['mae']:.2f}"
+        print(f"{q}\t{row['n']}\t{row['mean_estimate']:6.2f} ± {row['std_estimate']:5.2f}\t{mae}\t"
+              f"{100 * row['judged_uncompressed']:.0f}%")
+    if summary["qf_mae"] is not None:
+        print(f"QF MAE (QF <= 95): {summary['qf_mae']:.2f}")
+    print(f"detection accuracy: {100 * summary['detection_accuracy']:.1f}%")
+    print(f"results written to {_display(args.out)} ({', '.join(p.name for p in written.values())})")
+    return 1 if failures else 0
+
+
+def _add_collage(sub) -> None:
+    from .experiments import MASK_SHAPES
+
+    p = sub.add_parser(
+        "collage", help="paste a JPEG-compressed region into a clean image and score its localisation (Fig. 3)",
+        description="Build the fake image of the paper's Fig. 3: the donor, JPEG-compressed at --quality, shows "
+                    "through the mask; the never-compressed background everywhere else. The donor is cropped "
+                    "(or mirrored) to the background's size. Analyse the fake image and score its flag map "
+                    "against the mask: IoU and F1 of flag > 0.5, and the pixel ROC AUC of the flag map. "
+                    "Writes into OUT_DIR: fake.png, mask.png, fake_quality.png, fake_flag.png, fake_overlay.png, "
+                    "collage.png (all four panels), maps.npz and scores.json / scores.csv.")
+    p.add_argument("--background", required=True, metavar="CLEAN_IMG", help="never-compressed image (PNG, TIFF, BMP...)")
+    p.add_argument("--donor", required=True, metavar="IMG", help="image the pasted region comes from")
+    p.add_argument("--quality", type=_quality, default=80, metavar="QF",
+                   help="QF of the donor JPEG, 1..100 (default 80, as in the paper)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--mask", metavar="MASK_IMG",
+                       help="mask image the size of the background: the donor shows where it is brighter than half scale")
+    which.add_argument("--shape", choices=MASK_SHAPES, default="disc",
+                       help="mask shape when no --mask is given: a centred disc (radius 30%% of the shorter side; "
+                            "default), a centred rectangle half as high and wide, or a random blob (see --seed)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the blob mask (default 0)")
+    p.add_argument("--subsampling", choices=["4:2:0", "4:2:2", "4:4:4"], default="4:2:0",
+                   help="chroma subsampling of the donor JPEG (default 4:2:0)")
+    p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
+    _add_model_options(p)
+    p.set_defaults(func=_run_collage)
+
+
+def _run_collage(args) -> int:
+    import numpy as np
+
+    from .experiments import make_mask, read_mask, run_collage
+    from .images import as_analysis_array
+    from .reports import write_collage_report
+
+    try:
+        background, _, _ = as_analysis_array(Path(args.background))
+        donor, _, _ = as_analysis_array(Path(args.donor))
+        height, width = background.shape[:2]
+        if args.mask:
+            mask = read_mask(Path(args.mask), height, width)
+        else:
+            mask = make_mask(args.shape, height, width, np.random.default_rng(args.seed))
+    except JpegTraceError as exc:
+        _error(f"{_display(exc.path)}: {exc.reason}" if exc.path else exc.reason)
+        return 2
+    model = _load_model(args)
+    if model is None or not _prepare_out(args):
+        return 2
+    result = run_collage(model, background, donor, args.quality, mask, subsampling=args.subsampling,
+                         tile_size=args.tile_size, device=args.device)
+    settings = _settings(args, background=_display(args.background), donor=_display(args.donor),
+                         mask=_display(args.mask) if args.mask else args.shape,
+                         seed=args.seed if not args.mask and args.shape == "blob" else None,
+                         subsampling=args.subsampling)
+    try:
+        write_collage_report(args.out, result, settings)
+    except OSError as exc:
+        return _write_error(exc)
+    s = result.scores.as_dict()
+    auc = "n/a" if s["auc"] is None else f"{s['auc']:.3f}"
+    print(f"IoU {s['iou']:.3f}\tF1 {s['f1']:.3f}\tAUC {auc}\t"
+          f"mean flag inside {result.flag_inside:.2f}, outside {result.flag_outside:.2f}")
+    print(f"results written to {_display(args.out)}")
+    return 0
+
+
+def _add_collage_benchmark(sub) -> None:
+    from .experiments import MASK_SHAPES
+
+    p = sub.add_parser(
+        "collage-benchmark", help="mean localisation scores over many random collages (the forensic benchmark)",
+        description="Make --pairs fake images from random background/donor pairs of DIR, each with a random "
+                    "mask (disc, rectangle or blob) and a QF drawn from --qualities, as the collage command "
+                    "does, and report the mean IoU, F1 (flag > 0.5) and pixel AUC over them, overall, per QF "
+                    "and per mask shape. Pair i depends only on --seed and i, so a run is reproducible. "
+                    "Writes into OUT_DIR: pairs.csv, failures.csv, summary.json and scores.png. Unreadable files "
+                    "are reported and their pairs skipped; the exit status is then 1.")
+    _add_data_options(p)
+    p.add_argument("--pairs", type=_positive, default=100, help="number of fake images (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the pairs, masks, crops and QFs (default 0)")
+    p.add_argument("--qualities", type=_qualities, default=(80,), metavar="Q1,Q2,...",
+                   help="QFs of the pasted regions, one drawn per pair (default 80)")
+    p.add_argument("--shapes", type=_shapes, default=MASK_SHAPES, metavar="S1,S2,...",
+                   help="mask shapes to draw from (default " + ",".join(MASK_SHAPES) + ")")
+    p.add_argument("--crop", type=_positive, metavar="N",
+                   help="use a random N x N window of each background (default: the whole image)")
+    p.add_argument("--subsampling", choices=["4:2:0", "4:2:2", "4:4:4"], default="4:2:0",
+                   help="chroma subsampling of the donor JPEGs (default 4:2:0)")
+    p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
+    _add_model_options(p)
+    _add_quiet(p)
+    p.set_defaults(func=_run_collage_benchmark)
+
+
+def _run_collage_benchmark(args) -> int:
+    from .experiments import collage_benchmark, summarize_collage_benchmark
+    from .reports import write_collage_benchmark_report
+
+    files = _data_files(args)
+    if files is None:
+        return 2
+    model = _load_model(args)
+    if model is None or not _prepare_out(args):
+        return 2
+    records, failures = collage_benchmark(
+        model, files, pairs=args.pairs, seed=args.seed, qualities=args.qualities, shapes=args.shapes,
+        crop=args.crop, subsampling=args.subsampling, tile_size=args.tile_size, device=args.device,
+        progress=_progress(args, "collage-benchmark", " pair"))
+    _report_failures(failures)
+    summary = summarize_collage_benchmark(records)
+    settings = _settings(args, data=_display(args.data), split=_display(args.split) if args.split else None,
+                         subset=args.subset if args.split else None, pairs=args.pairs, seed=args.seed,
+                         qualities=list(args.qualities), shapes=list(args.shapes), crop=args.crop,
+                         subsampling=args.subsampling)
+    try:
+        write_collage_benchmark_report(args.out, records, summary, failures, settings)
+    except OSError as exc:
+        return _write_error(exc)
+    if not records:
+        _error("no pair could be made")
+        return 1
+
+    def fmt(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(f"{summary['n']} fake images: mean IoU {fmt(summary['mean_iou'])}, mean F1 {fmt(summary['mean_f1'])}, "
+          f"mean AUC {fmt(summary['mean_auc'])}")
+    print(f"results written to {_display(args.out)}")
+    return 1 if failures else 0
+
+
+def _add_assess(sub) -> None:
+    p = sub.add_parser(
+        "assess", help="audit a folder of images for JPEG compression (Figs. 4-9)",
+        description="Analyse every image of DIR (PNG, TIFF, BMP, PPM, PGM, WebP, GIF, JPEG) and write into OUT_DIR: "
+                    "table.csv (one row per image: file, size, mean estimated QF, mean flag, verdict, "
+                    "grayscale, notes), failures.csv (unreadable files and why), assessment.json (counts, "
+                    "histogram, rows), qf_histogram.png (estimated QF of the images judged compressed) and "
+                    "index.html, which shows it all with a thumbnail and the flag map of each image "
+                    "(in OUT_DIR/thumbnails). Grayscale images are analysed too and marked. Unreadable files "
+                    "are listed with the reason and the run goes on; the exit status is then 1.")
+    p.add_argument("folder", metavar="DIR", help="folder of images to audit")
+    p.add_argument("--recursive", action="store_true", help="also audit the images in sub-folders (OUT_DIR excluded)")
+    p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
+    p.add_argument("--thumbnail-size", type=_positive, default=160, metavar="PX",
+                   help="longer side of the thumbnails in the HTML page (default 160)")
+    _add_model_options(p)
+    _add_quiet(p)
+    p.set_defaults(func=_run_assess)
+
+
+def _run_assess(args) -> int:
+    from .data import list_images
+    from .experiments import assess_images, summarize_assessment
+    from .reports import save_thumbnails, write_assessment_report
+
+    try:
+        paths = list_images(args.folder, recursive=args.recursive, exclude=args.out)
+    except FileNotFoundError:
+        _error(f"{_display(args.folder)}: not a directory")
+        return 2
+    if not paths:
+        _error(f"{_display(args.folder)}: no image files")
+        return 2
+    model = _load_model(args)
+    if model is None or not _prepare_out(args):
+        return 2
+    files = {_display(p.relative_to(args.folder)): p for p in paths}
+    thumbnails: dict[str, tuple[str, str]] = {}
+
+    def on_result(name, rgb, analysis):
+        thumbnails[name] = save_thumbnails(args.out, len(thumbnails) + 1, rgb, analysis.flag_map,
+                                           args.thumbnail_size)
+
+    try:
+        records, failures = assess_images(model, files, tile_size=args.tile_size, device=args.device,
+                                          progress=_progress(args, "assess", " image"), on_result=on_result)
+        _report_failures(failures)
+        summary = summarize_assessment(records, failures)
+        settings = _settings(args, folder=_display(args.folder), recursive=args.recursive)
+        written = write_assessment_report(args.out, records, failures, summary, thumbnails, settings)
+    except OSError as exc:
+        return _write_error(exc)
+    print(f"{summary['n_compressed']} compressed, {summary['n_uncompressed']} uncompressed "
+          f"({summary['n_grayscale']} grayscale), {summary['n_failed']} unreadable")
+    print(f"results written to {_display(args.out)}; open {_display(written['html'])}")
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -171,6 +619,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_analyze(sub)
     _add_train(sub)
+    _add_evaluate(sub)
+    _add_collage(sub)
+    _add_collage_benchmark(sub)
+    _add_assess(sub)
     return parser
 
 
@@ -180,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except JpegTraceError as exc:
-        _error(str(exc))
+        _error(_error_of(exc))
         return 2
     except KeyboardInterrupt:
         _error("interrupted")

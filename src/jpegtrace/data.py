@@ -79,19 +79,39 @@ def quality_label(quality: int | None) -> tuple[float, float]:
 
 
 def list_images(folder: str | Path, split_csv: str | Path | None = None, subset: str | None = None,
-                suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]:
+                suffixes: set[str] = IMAGE_SUFFIXES, recursive: bool = False,
+                exclude: str | Path | None = None) -> list[Path]:
     """Image files of ``folder`` in sorted order, optionally those a split CSV assigns to ``subset``.
 
-    The split CSV has columns ``file`` and ``split`` (as ``shared/data/clean/split.csv``).
+    The split CSV has columns ``file`` and ``split`` (as ``shared/data/clean/split.csv``); with
+    ``recursive``, its ``file`` column holds paths relative to ``folder`` with ``/`` separators.
+
+    Parameters
+    ----------
+    folder : str or Path
+    split_csv : str or Path, optional
+    subset : str, optional
+        Keep the files the split CSV puts in this subset (e.g. ``val``).
+    suffixes : set of str
+        Lower-case file suffixes that count as images.
+    recursive : bool
+        Also list the files of sub-folders (sorted by their path relative to ``folder``).
+    exclude : str or Path, optional
+        A folder whose files are left out (e.g. an output folder inside ``folder``).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a directory")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    files = [p for p in candidates if p.suffix.lower() in suffixes and p.is_file()]
+    if exclude is not None:
+        excluded = Path(exclude).resolve()
+        files = [p for p in files if excluded not in p.resolve().parents]
+    files.sort(key=lambda p: p.relative_to(folder).as_posix())
     if split_csv is not None and subset is not None:
         with open(split_csv, newline="") as f:
             chosen = {row["file"] for row in csv.DictReader(f) if row["split"] == subset}
-        files = [p for p in files if p.name in chosen]
+        files = [p for p in files if p.relative_to(folder).as_posix() in chosen]
     return files
 
 

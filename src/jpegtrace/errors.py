@@ -19,7 +19,10 @@ class JpegTraceError(Exception):
     def __init__(self, path: str | os.PathLike | None, reason: str):
         self.path = None if path is None else os.fsdecode(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
+        super().__init__(self.path, reason)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" if self.path is not None else self.reason
 
 
 class ImageReadError(JpegTraceError):

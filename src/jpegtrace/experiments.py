@@ -1,14 +1,33 @@
-"""The paper's experiments as functions: QF estimation accuracy per QF (Fig. 2) and Table 1."""
+"""The paper's experiments as functions.
+
+* QF estimation accuracy per QF (Fig. 2) and the near-lossless detection rates (Table 1):
+  :func:`evaluate_model`, :func:`evaluate_files`, :func:`summarize_evaluation`.
+* Localisation of a region pasted from a JPEG (Fig. 3) and its benchmark over random pairs:
+  :func:`make_collage`, :func:`run_collage`, :func:`localization_scores`, :func:`collage_benchmark`,
+  :func:`summarize_collage_benchmark`, and the masks :func:`disc_mask`, :func:`rectangle_mask`,
+  :func:`blob_mask`, :func:`random_mask`.
+* The data-set audit of Figs. 4-9: :func:`assess_images`, :func:`summarize_assessment`.
+
+Everything here computes; nothing writes files (see :mod:`jpegtrace.reports`). Files that cannot
+be read become :class:`Failure` records and the run goes on. Random choices come from
+``numpy.random.Generator`` objects seeded explicitly, so every result is reproducible.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .data import to_grayscale
-from .inference import predict_maps, summarize
+from .errors import ImageReadError
+from .images import as_analysis_array
+from .inference import DEFAULT_TILE_SIZE, Analysis, predict_maps, summarize
 from .jpeg import jpeg_compress
 from .model import QFNet
 
@@ -16,6 +35,43 @@ from .model import QFNet
 DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99, 100)
 #: QFs at which Table 1 reports the share of images judged uncompressed.
 TABLE1_QUALITIES = (97, 98, 99, 100)
+#: The overall QF MAE counts the compressed test images up to this QF (the range of Fig. 2).
+QF_MAE_MAX_QUALITY = 95
+#: Mask shapes of the collage experiments.
+MASK_SHAPES = ("disc", "rectangle", "blob")
+#: Edges of the QF histogram of an assessment: 20 bins of 5 QF.
+HISTOGRAM_EDGES = tuple(range(0, 101, 5))
+
+Progress = Callable[[Iterable], Iterable]
+Files = Mapping[str, "str | os.PathLike"] | Sequence["str | os.PathLike"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file an experiment could not use and the one-line reason; the run went on without it."""
+
+    file: str
+    reason: str
+
+
+def _named_files(files: Files) -> list[tuple[str, Path]]:
+    """``(name, path)`` pairs: a mapping gives its own names, a sequence is named by its paths."""
+    if isinstance(files, Mapping):
+        return [(str(name), Path(path)) for name, path in files.items()]
+    named = []
+    for path in files:
+        text = os.fsdecode(path)
+        named.append((text.encode("utf-8", "backslashreplace").decode("utf-8"), Path(text)))
+    return named
+
+
+def _wrap(progress: Progress | None, items):
+    return progress(items) if progress is not None else items
+
+
+# --------------------------------------------------------------------------------------------
+# Fig. 2 and Table 1: QF estimation and detection of compression
+# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -31,11 +87,24 @@ class EvaluationRecord:
     def judged_compressed(self) -> bool:
         return self.mean_flag > 0.5
 
+    @property
+    def abs_error(self) -> float | None:
+        """``|estimated - true QF|``; None for the uncompressed original."""
+        return None if self.quality is None else abs(self.estimated_quality - self.quality)
+
+    def as_row(self) -> dict:
+        """The record as a flat dict for CSV and JSON (true QF ``""`` for the original)."""
+        return {"image": self.image, "quality": "" if self.quality is None else self.quality,
+                "estimated_quality": round(self.estimated_quality, 4), "mean_flag": round(self.mean_flag, 4),
+                "judged_compressed": self.judged_compressed,
+                "abs_error": "" if self.abs_error is None else round(self.abs_error, 4)}
+
 
 def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Sequence[int | None],
                    subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0),
                    grayscale: bool = False, device: str | None = None,
-                   progress: Iterable | None = None) -> list[EvaluationRecord]:
+                   progress: Iterable | None = None, tile_size: int = DEFAULT_TILE_SIZE
+                   ) -> list[EvaluationRecord]:
     """Compress every image at every QF, analyse it and record the whole-image estimates.
 
     Parameters
@@ -53,6 +122,15 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         Convert the images to grayscale first (one-channel JPEGs).
     progress : callable, optional
         Wraps the iterator of (name, quality) jobs, e.g. ``tqdm``.
+    tile_size : int
+        Side of the region the network computes at once (does not change the result).
+
+    Returns
+    -------
+    list of EvaluationRecord
+        One per image and QF, image-major, in the order given. The estimated QF of a test
+        image is the mean of its quality map; it counts as compressed when its mean flag is
+        above 0.5.
     """
     jobs = [(name, q) for name in images for q in qualities]
     records = []
@@ -63,9 +141,60 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         test = source if quality is None else jpeg_compress(source, quality, subsampling, grid_offset)
         if test.ndim == 2:
             test = np.repeat(test[:, :, None], 3, axis=2)
-        result = summarize(predict_maps(model, test, device=device))
+        result = summarize(predict_maps(model, test, tile_size=tile_size, device=device))
         records.append(EvaluationRecord(name, quality, result.mean_quality, result.mean_flag))
     return records
+
+
+def evaluate_files(model: QFNet, files: Files, qualities: Sequence[int] = DEFAULT_QUALITIES,
+                   include_original: bool = True, subsampling: str = "4:2:0",
+                   grid_offset: tuple[int, int] = (0, 0), grayscale: bool = False,
+                   device: str | None = None, tile_size: int = DEFAULT_TILE_SIZE,
+                   progress: Progress | None = None) -> tuple[list[EvaluationRecord], list[Failure]]:
+    """:func:`evaluate_model` over image files, read one at a time.
+
+    Parameters
+    ----------
+    model : QFNet
+    files : mapping of name to path, or sequence of paths
+        Never-compressed images (PNG, TIFF, BMP...). Names label the records.
+    qualities : sequence of int
+        QFs the images are compressed at.
+    include_original : bool
+        Also analyse each image as it is (the "without JPEG" column of Table 1).
+    subsampling, grid_offset, grayscale, device, tile_size
+        As for :func:`evaluate_model`.
+    progress : callable, optional
+        Wraps the list of ``(image, QF)`` jobs, e.g. ``tqdm``; each image is read once.
+
+    Returns
+    -------
+    records : list of EvaluationRecord
+    failures : list of Failure
+        Files that could not be read; they are left out of the records.
+    """
+    tested: list[int | None] = [int(q) for q in qualities]
+    if include_original:
+        tested.append(None)
+    named = _named_files(files)
+    jobs = [(index, quality) for index in range(len(named)) for quality in tested]
+    records: list[EvaluationRecord] = []
+    failures: list[Failure] = []
+    loaded: tuple[int, np.ndarray | None] = (-1, None)
+    for index, quality in _wrap(progress, jobs):
+        name, path = named[index]
+        if loaded[0] != index:
+            try:
+                loaded = (index, as_analysis_array(path)[0])
+            except ImageReadError as exc:
+                failures.append(Failure(name, exc.reason))
+                loaded = (index, None)
+        if loaded[1] is None:
+            continue
+        records.extend(evaluate_model(model, {name: loaded[1]}, [quality], subsampling=subsampling,
+                                      grid_offset=grid_offset, grayscale=grayscale, device=device,
+                                      tile_size=tile_size))
+    return records, failures
 
 
 def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
@@ -74,10 +203,16 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
     Returns
     -------
     dict
-        ``per_quality``: list of dicts with ``quality``, ``n``, ``mean_estimate``, ``std_estimate``,
-        ``mae`` and ``judged_uncompressed``; ``qf_mae``: MAE over all compressed test images
-        with QF < 100 excluded from nothing (all QFs tested count); ``detection_accuracy``: share
-        of test images whose verdict (compressed or not) is right; ``clean_judged_uncompressed``.
+        ``per_quality``: list of dicts with ``quality`` (None for the originals, listed last),
+        ``n``, ``mean_estimate``, ``std_estimate`` (population standard deviation), ``mae``,
+        ``mean_flag`` and ``judged_uncompressed`` (share of images whose mean flag is at most 0.5);
+        ``table1``: the ``per_quality`` rows of QF 97, 98, 99, 100 and the originals that were
+        tested, as ``quality``, ``label``, ``n``, ``judged_uncompressed``;
+        ``qf_mae``: mean absolute QF error over the compressed test images with QF up to 95
+        (the range of Fig. 2), None if there are none; ``qf_mae_all_qualities``: the same over
+        every compressed test image; ``detection_accuracy``: share of test images whose verdict
+        (compressed or not) is right; ``clean_judged_uncompressed``: share of originals judged
+        uncompressed; ``n_images``: number of distinct images; ``n_records``.
     """
     by_quality: dict[int | None, list[EvaluationRecord]] = {}
     for r in records:
@@ -89,18 +224,32 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
         row = {"quality": quality, "n": len(rs),
                "mean_estimate": float(est.mean()), "std_estimate": float(est.std()),
                "mae": None if quality is None else float(np.abs(est - quality).mean()),
+               "mean_flag": float(np.mean([r.mean_flag for r in rs])),
                "judged_uncompressed": float(np.mean([not r.judged_compressed for r in rs]))}
         per_quality.append(row)
+    table1 = [{"quality": row["quality"], "label": "without JPEG" if row["quality"] is None else f"QF {row['quality']}",
+               "n": row["n"], "judged_uncompressed": row["judged_uncompressed"]}
+              for row in per_quality if row["quality"] is None or row["quality"] in TABLE1_QUALITIES]
     compressed = [r for r in records if r.quality is not None]
-    errors = [abs(r.estimated_quality - r.quality) for r in compressed]
+    errors = [r.abs_error for r in compressed if r.quality <= QF_MAE_MAX_QUALITY]
+    all_errors = [r.abs_error for r in compressed]
     correct = [r.judged_compressed == (r.quality is not None) for r in records]
     clean = [r for r in records if r.quality is None]
     return {
         "per_quality": per_quality,
+        "table1": table1,
         "qf_mae": float(np.mean(errors)) if errors else None,
+        "qf_mae_all_qualities": float(np.mean(all_errors)) if all_errors else None,
         "detection_accuracy": float(np.mean(correct)) if correct else None,
         "clean_judged_uncompressed": float(np.mean([not r.judged_compressed for r in clean])) if clean else None,
+        "n_images": len({r.image for r in records}),
+        "n_records": len(records),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Masks
+# --------------------------------------------------------------------------------------------
 
 
 def disc_mask(height: int, width: int, radius_fraction: float = 0.3,
@@ -112,8 +261,209 @@ def disc_mask(height: int, width: int, radius_fraction: float = 0.3,
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
 
 
+def rectangle_mask(height: int, width: int, size_fraction: tuple[float, float] = (0.5, 0.5),
+                   center: tuple[float, float] | None = None) -> np.ndarray:
+    """Boolean ``(H, W)`` mask of an axis-aligned rectangle, by default centred, half as high and wide.
+
+    ``size_fraction`` is ``(height, width)`` of the rectangle as fractions of the image's; the
+    rectangle is clipped to the image and has at least one pixel.
+    """
+    cy, cx = center if center is not None else ((height - 1) / 2, (width - 1) / 2)
+    rh = max(1, int(round(size_fraction[0] * height)))
+    rw = max(1, int(round(size_fraction[1] * width)))
+    y0 = int(round(cy - (rh - 1) / 2))
+    x0 = int(round(cx - (rw - 1) / 2))
+    y0, x0 = min(max(y0, 0), max(height - rh, 0)), min(max(x0, 0), max(width - rw, 0))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[y0:y0 + rh, x0:x0 + rw] = True
+    return mask
+
+
+def blob_mask(height: int, width: int, rng: np.random.Generator, area_fraction: float = 0.25,
+              control_points: int = 5) -> np.ndarray:
+    """Boolean ``(H, W)`` mask of a random smooth blob covering about ``area_fraction`` of the image.
+
+    Smooth noise (a ``control_points`` square grid of Gaussian values, bicubically upsampled)
+    minus a radial fall-off around a random centre is thresholded at the quantile that gives
+    the wanted area. The same generator state gives the same blob.
+    """
+    if not 0 < area_fraction < 1:
+        raise ValueError("area_fraction must be in (0, 1)")
+    noise = rng.standard_normal((control_points, control_points)).astype(np.float32)
+    cy, cx = rng.uniform(0.3, 0.7, size=2)
+    smooth = np.asarray(Image.fromarray(noise, mode="F").resize((width, height), Image.BICUBIC), dtype=np.float64)
+    yy = (np.arange(height)[:, None] + 0.5) / height - cy
+    xx = (np.arange(width)[None, :] + 0.5) / width - cx
+    score = smooth - 8.0 * (yy ** 2 + xx ** 2)
+    threshold = np.quantile(score, 1.0 - area_fraction)
+    mask = score >= threshold
+    if not mask.any():
+        mask.flat[int(np.argmax(score))] = True
+    return mask
+
+
+def make_mask(shape: str, height: int, width: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The standard mask of a shape: a centred disc (radius 30% of the shorter side), a centred
+    rectangle half as high and wide, or a random blob of a quarter of the image from ``rng``.
+    """
+    if shape == "disc":
+        return disc_mask(height, width)
+    if shape == "rectangle":
+        return rectangle_mask(height, width)
+    if shape == "blob":
+        return blob_mask(height, width, rng if rng is not None else np.random.default_rng(0))
+    raise ValueError(f"mask shape must be one of {', '.join(MASK_SHAPES)}, got {shape!r}")
+
+
+def random_mask(height: int, width: int, rng: np.random.Generator,
+                shapes: Sequence[str] = MASK_SHAPES) -> tuple[np.ndarray, str]:
+    """A random mask of a random shape drawn from ``shapes``, lying wholly inside the image.
+
+    Discs have a radius of 15-35% of the shorter side, rectangles sides of 25-60% of the
+    image's, blobs an area of 10-35%.
+
+    Returns
+    -------
+    mask : ndarray of bool, (H, W)
+    shape : str
+    """
+    unknown = set(shapes) - set(MASK_SHAPES)
+    if unknown or not shapes:
+        raise ValueError(f"shapes must be a non-empty subset of {', '.join(MASK_SHAPES)}")
+    shape = shapes[int(rng.integers(0, len(shapes)))]
+    if shape == "disc":
+        fraction = rng.uniform(0.15, 0.35)
+        radius = fraction * min(height, width)
+        cy = rng.uniform(min(radius, (height - 1) / 2), max(height - 1 - radius, (height - 1) / 2))
+        cx = rng.uniform(min(radius, (width - 1) / 2), max(width - 1 - radius, (width - 1) / 2))
+        mask = disc_mask(height, width, fraction, (cy, cx))
+    elif shape == "rectangle":
+        fh, fw = rng.uniform(0.25, 0.6, size=2)
+        rh, rw = fh * height, fw * width
+        cy = rng.uniform((rh - 1) / 2, height - 1 - (rh - 1) / 2)
+        cx = rng.uniform((rw - 1) / 2, width - 1 - (rw - 1) / 2)
+        mask = rectangle_mask(height, width, (fh, fw), (cy, cx))
+    else:
+        mask = blob_mask(height, width, rng, area_fraction=rng.uniform(0.1, 0.35))
+    if not mask.any():  # a degenerate tiny image
+        mask[height // 2, width // 2] = True
+    return mask, shape
+
+
+def read_mask(path: str | os.PathLike, height: int | None = None, width: int | None = None) -> np.ndarray:
+    """A mask image file as booleans: pixels brighter than half scale are True.
+
+    Raises
+    ------
+    ImageReadError
+        When the file cannot be read, or its size is not ``(height, width)`` when those are given.
+    """
+    from .images import read_image
+
+    array, _ = read_image(path)
+    if array.ndim == 3:
+        array = array.max(axis=2)
+    mask = array > (32767 if array.dtype == np.uint16 else 127)
+    if height is not None and width is not None and mask.shape != (height, width):
+        raise ImageReadError(path, f"mask is {mask.shape[1]}x{mask.shape[0]} pixels, "
+                                   f"the background {width}x{height}")
+    return mask
+
+
+# --------------------------------------------------------------------------------------------
+# Fig. 3: localisation of a pasted JPEG region
+# --------------------------------------------------------------------------------------------
+
+
+def pixel_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of per-pixel ``scores`` against boolean ``labels``.
+
+    Rank-based (Mann-Whitney U, ties counted half), exact, ``O(n log n)``. NaN when the labels
+    are all True or all False.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels, dtype=bool).ravel()
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in size")
+    n_pos = int(labels.sum())
+    n_neg = labels.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    mean_rank = ends - (counts - 1) / 2.0  # 1-based mean rank of each group of tied scores
+    rank_sum = float(mean_rank[inverse.ravel()][labels].sum())
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+@dataclass(frozen=True)
+class LocalizationScores:
+    """How well a flag map finds a pasted region (the ``mask``).
+
+    Attributes
+    ----------
+    iou : float
+        Intersection over union of ``flag > threshold`` and the mask (1 when both are empty).
+    f1 : float
+        Dice / F1 score of the same sets (1 when both are empty).
+    auc : float
+        Pixel ROC AUC of the flag map against the mask; NaN when the mask is empty or full.
+    precision, recall : float
+        Of ``flag > threshold``; NaN when nothing is predicted or the mask is empty.
+    threshold : float
+    """
+
+    iou: float
+    f1: float
+    auc: float
+    precision: float
+    recall: float
+    threshold: float = 0.5
+
+    def as_dict(self, digits: int = 4) -> dict:
+        """The scores rounded, NaN as None (valid JSON)."""
+        return {k: _finite_or_none(getattr(self, k), digits)
+                for k in ("iou", "f1", "auc", "precision", "recall", "threshold")}
+
+
+def _finite_or_none(value: float | None, digits: int = 4) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def localization_scores(flag_map: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> LocalizationScores:
+    """Score a flag map against the true mask: IoU and F1 of ``flag > threshold``, and pixel AUC."""
+    flag_map = np.asarray(flag_map)
+    mask = np.asarray(mask, dtype=bool)
+    if flag_map.shape != mask.shape:
+        raise ValueError(f"flag map {flag_map.shape} and mask {mask.shape} differ in shape")
+    predicted = flag_map > threshold
+    tp = int(np.count_nonzero(predicted & mask))
+    fp = int(np.count_nonzero(predicted & ~mask))
+    fn = int(np.count_nonzero(~predicted & mask))
+    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    return LocalizationScores(iou=iou, f1=f1, auc=pixel_auc(flag_map, mask), precision=precision,
+                              recall=recall, threshold=threshold)
+
+
+def fit_image(image: np.ndarray, height: int, width: int, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Crop ``image`` to ``(height, width)`` from ``offset``, first mirroring it where it is too small."""
+    h, w = image.shape[:2]
+    if h < height or w < width:
+        pad = ((0, max(0, height - h)), (0, max(0, width - w))) + (((0, 0),) if image.ndim == 3 else ())
+        image = np.pad(image, pad, mode="symmetric")
+        h, w = image.shape[:2]
+    y0 = min(max(int(offset[0]), 0), h - height)
+    x0 = min(max(int(offset[1]), 0), w - width)
+    return np.ascontiguousarray(image[y0:y0 + height, x0:x0 + width])
+
+
 def make_collage(background: np.ndarray, donor: np.ndarray, quality: int, mask: np.ndarray,
-                 subsampling: str = "4:2:0") -> np.ndarray:
+                 subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """The fake image of the paper's Fig. 3: ``donor`` JPEG-compressed, pasted into ``background``.
 
     Parameters
@@ -122,11 +472,16 @@ def make_collage(background: np.ndarray, donor: np.ndarray, quality: int, mask: 
         Never-compressed image; stays uncompressed outside the mask.
     donor : ndarray of uint8, (H', W', 3)
         Source of the pasted region; its top-left ``(H, W)`` crop is JPEG-compressed at
-        ``quality`` and used where ``mask`` is True. Must be at least as large as ``background``.
+        ``quality`` and used where ``mask`` is True. Must be at least as large as ``background``
+        (see :func:`fit_image`).
     quality : int
         QF of the donor JPEG (paper: 80).
     mask : ndarray of bool, (H, W)
         Where the compressed donor shows.
+    subsampling : str
+        Chroma subsampling of the donor JPEG.
+    grid_offset : (int, int)
+        Where the donor's JPEG grid starts (see :func:`jpegtrace.jpeg.jpeg_compress`).
 
     Returns
     -------
@@ -137,5 +492,332 @@ def make_collage(background: np.ndarray, donor: np.ndarray, quality: int, mask: 
         raise ValueError(f"donor {donor.shape[:2]} is smaller than background {(height, width)}")
     if mask.shape != (height, width):
         raise ValueError(f"mask {mask.shape} does not match background {(height, width)}")
-    compressed = jpeg_compress(np.ascontiguousarray(donor[:height, :width]), quality, subsampling)
+    compressed = jpeg_compress(np.ascontiguousarray(donor[:height, :width]), quality, subsampling, grid_offset)
     return np.where(mask[:, :, None], compressed, background).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class CollageResult:
+    """A fake image of Fig. 3, its analysis and how well the analysis finds the pasted region.
+
+    Attributes
+    ----------
+    fake : ndarray of uint8, (H, W, 3)
+    mask : ndarray of bool, (H, W)
+        Where the JPEG-compressed donor shows.
+    quality : int
+        QF of the donor JPEG.
+    analysis : Analysis
+        Maps of the fake image.
+    scores : LocalizationScores
+    flag_inside, flag_outside : float
+        Mean flag inside and outside the mask.
+    quality_inside, quality_outside : float
+        Mean estimated QF inside and outside the mask.
+    """
+
+    fake: np.ndarray
+    mask: np.ndarray
+    quality: int
+    analysis: Analysis
+    scores: LocalizationScores
+    flag_inside: float
+    flag_outside: float
+    quality_inside: float
+    quality_outside: float
+
+    def as_dict(self) -> dict:
+        """The numbers of the result (not the arrays), rounded, for JSON and CSV."""
+        return {"quality": self.quality, "height": int(self.mask.shape[0]), "width": int(self.mask.shape[1]),
+                "mask_fraction": round(float(self.mask.mean()), 4), **self.scores.as_dict(),
+                "flag_inside": _finite_or_none(self.flag_inside), "flag_outside": _finite_or_none(self.flag_outside),
+                "quality_inside": _finite_or_none(self.quality_inside),
+                "quality_outside": _finite_or_none(self.quality_outside),
+                "mean_quality": round(self.analysis.mean_quality, 4), "mean_flag": round(self.analysis.mean_flag, 4)}
+
+
+def _region_mean(values: np.ndarray, where: np.ndarray) -> float:
+    return float(values[where].mean(dtype=np.float64)) if where.any() else float("nan")
+
+
+def run_collage(model: QFNet, background: np.ndarray, donor: np.ndarray, quality: int, mask: np.ndarray,
+                subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0),
+                threshold: float = 0.5, tile_size: int = DEFAULT_TILE_SIZE,
+                device: str | None = None) -> CollageResult:
+    """Make the fake image of Fig. 3, analyse it and score the flag map against the mask.
+
+    ``donor`` is cropped to (or mirrored up to) the background's size first, see :func:`fit_image`.
+    """
+    height, width = background.shape[:2]
+    donor = fit_image(donor, height, width)
+    fake = make_collage(background, donor, quality, mask, subsampling, grid_offset)
+    analysis = summarize(predict_maps(model, fake, tile_size=tile_size, device=device))
+    return CollageResult(
+        fake=fake, mask=mask, quality=int(quality), analysis=analysis,
+        scores=localization_scores(analysis.flag_map, mask, threshold),
+        flag_inside=_region_mean(analysis.flag_map, mask), flag_outside=_region_mean(analysis.flag_map, ~mask),
+        quality_inside=_region_mean(analysis.quality_map, mask),
+        quality_outside=_region_mean(analysis.quality_map, ~mask))
+
+
+@dataclass(frozen=True)
+class CollageBenchmarkRecord:
+    """One random pair of the collage benchmark and its scores (see :func:`collage_benchmark`)."""
+
+    pair: int
+    background: str
+    donor: str
+    shape: str
+    quality: int
+    height: int
+    width: int
+    mask_fraction: float
+    iou: float
+    f1: float
+    auc: float
+    precision: float
+    recall: float
+    flag_inside: float
+    flag_outside: float
+    quality_inside: float
+
+    def as_row(self) -> dict:
+        """The record rounded, NaN as an empty cell/None, for CSV and JSON."""
+        row = {}
+        for key, value in self.__dict__.items():
+            row[key] = _finite_or_none(value) if isinstance(value, float) else value
+        return row
+
+
+def collage_benchmark(model: QFNet, files: Files, pairs: int = 100, seed: int = 0,
+                      qualities: Sequence[int] = (80,), shapes: Sequence[str] = MASK_SHAPES,
+                      crop: int | None = None, subsampling: str = "4:2:0", threshold: float = 0.5,
+                      tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
+                      progress: Progress | None = None
+                      ) -> tuple[list[CollageBenchmarkRecord], list[Failure]]:
+    """The forensic benchmark: localise JPEG regions pasted into never-compressed images.
+
+    For pair ``i``, a generator seeded with ``(seed, i)`` draws a background and a different
+    donor among ``files`` (the same one when there is only one), a QF among ``qualities``, a
+    mask shape among ``shapes``, the crops and the mask (:func:`random_mask`); the donor is
+    JPEG-compressed at that QF and pasted into the background through the mask, and the
+    analysis of the fake image is scored with :func:`localization_scores`. The result depends
+    on ``seed`` and the inputs alone, and pair ``i`` is the same whatever ``pairs`` is.
+
+    Parameters
+    ----------
+    model : QFNet
+    files : mapping of name to path, or sequence of paths
+        Never-compressed images (PNG, TIFF, BMP...).
+    pairs : int
+        Number of fake images.
+    seed : int
+    qualities : sequence of int
+        QFs of the pasted regions (paper: 80).
+    shapes : sequence of str
+        Mask shapes to draw from (:data:`MASK_SHAPES`).
+    crop : int, optional
+        Cut a random ``crop`` x ``crop`` window of each background (the whole image when it is
+        smaller, or when ``crop`` is None).
+    subsampling, threshold, tile_size, device
+        As for :func:`run_collage`.
+    progress : callable, optional
+        Wraps the range of pair indices, e.g. ``tqdm``.
+
+    Returns
+    -------
+    records : list of CollageBenchmarkRecord
+        One per pair whose images could be read.
+    failures : list of Failure
+        Unreadable files, each once; pairs that need one are skipped.
+    """
+    named = _named_files(files)
+    if not named:
+        raise ValueError("no images for the collage benchmark")
+    if not qualities:
+        raise ValueError("no qualities for the collage benchmark")
+    failures: dict[str, Failure] = {}
+    cache: dict[int, np.ndarray | None] = {}
+
+    def load(index: int) -> np.ndarray | None:
+        if index not in cache:
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            name, path = named[index]
+            try:
+                cache[index] = as_analysis_array(path)[0]
+            except ImageReadError as exc:
+                failures.setdefault(name, Failure(name, exc.reason))
+                cache[index] = None
+        return cache[index]
+
+    records = []
+    for i in _wrap(progress, range(pairs)):
+        rng = np.random.default_rng((int(seed), i))
+        bg_index = int(rng.integers(0, len(named)))
+        donor_index = bg_index
+        if len(named) > 1:
+            donor_index = int(rng.integers(0, len(named) - 1))
+            donor_index += donor_index >= bg_index
+        quality = int(qualities[int(rng.integers(0, len(qualities)))])
+        background, donor = load(bg_index), load(donor_index)
+        if background is None or donor is None:
+            continue
+        h, w = background.shape[:2]
+        if crop is not None and (h > crop or w > crop):
+            ch, cw = min(h, crop), min(w, crop)
+            y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            background = np.ascontiguousarray(background[y0:y0 + ch, x0:x0 + cw])
+            h, w = ch, cw
+        dh, dw = donor.shape[:2]
+        offset = (int(rng.integers(0, max(dh - h, 0) + 1)), int(rng.integers(0, max(dw - w, 0) + 1)))
+        donor = fit_image(donor, h, w, offset)
+        mask, shape = random_mask(h, w, rng, shapes)
+        result = run_collage(model, background, donor, quality, mask, subsampling=subsampling,
+                             threshold=threshold, tile_size=tile_size, device=device)
+        s = result.scores
+        records.append(CollageBenchmarkRecord(
+            pair=i, background=named[bg_index][0], donor=named[donor_index][0], shape=shape, quality=quality,
+            height=h, width=w, mask_fraction=float(mask.mean()), iou=s.iou, f1=s.f1, auc=s.auc,
+            precision=s.precision, recall=s.recall, flag_inside=result.flag_inside,
+            flag_outside=result.flag_outside, quality_inside=result.quality_inside))
+    return records, list(failures.values())
+
+
+def _score_means(records: Sequence[CollageBenchmarkRecord]) -> dict:
+    def mean(key):
+        values = np.array([getattr(r, key) for r in records], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        return round(float(values.mean()), 4) if values.size else None
+
+    def std(key):
+        values = np.array([getattr(r, key) for r in records], dtype=np.float64)
+        values = values[np.isfinite(values)]
+        return round(float(values.std()), 4) if values.size else None
+
+    return {"n": len(records), "mean_iou": mean("iou"), "std_iou": std("iou"), "mean_f1": mean("f1"),
+            "std_f1": std("f1"), "mean_auc": mean("auc"), "std_auc": std("auc"),
+            "mean_precision": mean("precision"), "mean_recall": mean("recall"),
+            "mean_flag_inside": mean("flag_inside"), "mean_flag_outside": mean("flag_outside"),
+            "mean_quality_inside": mean("quality_inside")}
+
+
+def summarize_collage_benchmark(records: Sequence[CollageBenchmarkRecord]) -> dict:
+    """Mean (and standard deviation) of the scores over all pairs, per QF and per mask shape.
+
+    NaN scores (an undefined precision or AUC) are left out of their means.
+
+    Returns
+    -------
+    dict
+        The keys of the overall scores (``n``, ``mean_iou``, ``std_iou``, ``mean_f1``, ``std_f1``,
+        ``mean_auc``, ``std_auc``, ``mean_precision``, ``mean_recall``, ``mean_flag_inside``,
+        ``mean_flag_outside``, ``mean_quality_inside``), plus ``by_quality`` and ``by_shape``:
+        lists of the same dicts with a ``quality`` or ``shape`` key.
+    """
+    summary = _score_means(records)
+    summary["by_quality"] = [{"quality": q, **_score_means([r for r in records if r.quality == q])}
+                             for q in sorted({r.quality for r in records})]
+    summary["by_shape"] = [{"shape": s, **_score_means([r for r in records if r.shape == s])}
+                           for s in MASK_SHAPES if any(r.shape == s for r in records)]
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Figs. 4-9: auditing a data set
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssessmentRecord:
+    """The whole-image verdict on one file of an audited data set."""
+
+    file: str
+    height: int
+    width: int
+    mean_quality: float
+    mean_flag: float
+    compressed: bool
+    grayscale: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def verdict(self) -> str:
+        return "compressed" if self.compressed else "uncompressed"
+
+    def as_row(self) -> dict:
+        """The record as a flat dict for CSV and JSON."""
+        return {"file": self.file, "width": self.width, "height": self.height,
+                "mean_quality": round(self.mean_quality, 2), "mean_flag": round(self.mean_flag, 4),
+                "verdict": self.verdict, "grayscale": self.grayscale, "notes": "; ".join(self.notes)}
+
+
+def assess_images(model: QFNet, files: Files, tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
+                  progress: Progress | None = None,
+                  on_result: Callable[[str, np.ndarray, Analysis], None] | None = None
+                  ) -> tuple[list[AssessmentRecord], list[Failure]]:
+    """Analyse every file of a data set and record its verdict (Figs. 4-9 of the paper).
+
+    Parameters
+    ----------
+    model : QFNet
+    files : mapping of name to path, or sequence of paths
+        Any images; grayscale ones are analysed too and marked.
+    tile_size, device
+        As for :func:`jpegtrace.analyze`.
+    progress : callable, optional
+        Wraps the list of ``(name, path)`` pairs, e.g. ``tqdm``.
+    on_result : callable, optional
+        Called as ``on_result(name, rgb, analysis)`` after each image is analysed, e.g. to
+        write its thumbnails; the maps are not kept otherwise.
+
+    Returns
+    -------
+    records : list of AssessmentRecord
+    failures : list of Failure
+        Files that could not be read, each with its reason.
+    """
+    records: list[AssessmentRecord] = []
+    failures: list[Failure] = []
+    for name, path in _wrap(progress, _named_files(files)):
+        try:
+            rgb, grayscale, notes = as_analysis_array(path)
+        except ImageReadError as exc:
+            failures.append(Failure(name, exc.reason))
+            continue
+        analysis = summarize(predict_maps(model, rgb, tile_size=tile_size, device=device),
+                             grayscale=grayscale, notes=notes)
+        records.append(AssessmentRecord(file=name, height=int(rgb.shape[0]), width=int(rgb.shape[1]),
+                                        mean_quality=analysis.mean_quality, mean_flag=analysis.mean_flag,
+                                        compressed=analysis.compressed, grayscale=grayscale, notes=notes))
+        if on_result is not None:
+            on_result(name, rgb, analysis)
+    return records, failures
+
+
+def summarize_assessment(records: Sequence[AssessmentRecord], failures: Sequence[Failure] = (),
+                         edges: Sequence[float] = HISTOGRAM_EDGES) -> dict:
+    """Counts of an audit and the histogram of the estimated QF over the images judged compressed.
+
+    Returns
+    -------
+    dict
+        ``n_files`` (analysed and failed), ``n_analysed``, ``n_compressed``, ``n_uncompressed``,
+        ``n_grayscale``, ``n_failed``, ``share_compressed``, ``mean_quality_compressed`` (None
+        when none is compressed), ``histogram``: ``edges`` (bin edges in QF, the last bin closed)
+        and ``counts``.
+    """
+    compressed = [r for r in records if r.compressed]
+    qualities = np.array([r.mean_quality for r in compressed], dtype=np.float64)
+    counts, bin_edges = np.histogram(qualities, bins=np.asarray(edges, dtype=np.float64))
+    return {
+        "n_files": len(records) + len(failures),
+        "n_analysed": len(records),
+        "n_compressed": len(compressed),
+        "n_uncompressed": len(records) - len(compressed),
+        "n_grayscale": sum(r.grayscale for r in records),
+        "n_failed": len(failures),
+        "share_compressed": round(len(compressed) / len(records), 4) if records else None,
+        "mean_quality_compressed": round(float(qualities.mean()), 2) if qualities.size else None,
+        "histogram": {"edges": [float(e) for e in bin_edges], "counts": [int(c) for c in counts]},
+    }

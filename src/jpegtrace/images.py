@@ -2,11 +2,21 @@
 
 The EXIF orientation is deliberately not applied: the JPEG block grid lives in the stored
 orientation, and rotating the pixels would move it.
+
+Every failure to read a file raises :class:`~jpegtrace.errors.ImageReadError` with the path and a
+one-line reason; no other exception escapes :func:`read_image` for any file content.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
+import stat
+import sys
+import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -18,118 +28,392 @@ from .errors import ImageReadError
 #: Images with more pixels than this are refused before decoding (decompression-bomb guard).
 DEFAULT_MAX_PIXELS = 400_000_000
 
+#: Pixels converted at once when turning a decoded image into an array (bounds temporary memory).
+_STRIP_PIXELS = 1 << 22
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Read an image file as an array ready for :func:`as_analysis_array`.
+#: The EXIF tag holding the orientation.
+_EXIF_ORIENTATION = 0x0112
+
+#: Serialises the rare reads that must raise Pillow's global decompression-bomb limit.
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+class _NeedsLargerPillowLimit(Exception):
+    """Pillow's own bomb limit refused an image that our (larger) limit allows."""
+
+
+def read_image(path: str | bytes | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
+               ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Read the first frame of an image file as an array ready for :func:`as_analysis_array`.
 
     Parameters
     ----------
-    path : str or path-like
+    path : str, bytes or path-like
+        Bytes paths allow file names that are not valid UTF-8.
     max_pixels : int
-        Refuse, before decoding, images whose header claims more pixels than this.
+        Refuse, before decoding, images with more pixels than this (decompression-bomb guard).
+        It replaces Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS``) for this read, in both
+        directions.
 
     Returns
     -------
     array : ndarray
-        ``(H, W)`` or ``(H, W, 3)``, uint8 or uint16.
+        ``(H, W)`` or ``(H, W, 3)``, uint8 or (16-bit grayscale) uint16. Alpha is dropped, palettes
+        and other colour spaces (CMYK, YCbCr, ...) are converted to RGB, the EXIF orientation is
+        not applied.
     notes : tuple of str
-        What was done on the way (first frame of many, alpha dropped, 16 bits reduced...).
+        What was done on the way (first of many frames, alpha dropped, 16 bits reduced...).
 
     Raises
     ------
     ImageReadError
-        For a missing, unreadable, truncated, oversized or non-image file.
+        For a missing, unreadable, empty, truncated, oversized or non-image file; ``.path`` is
+        the file and ``.reason`` one line saying why.
     """
     path = Path(os.fsdecode(path)) if isinstance(path, bytes) else Path(path)
-    if not path.exists():
-        raise ImageReadError(path, "no such file")
-    if path.is_dir():
-        raise ImageReadError(path, "is a directory, not an image")
-    if not os.access(path, os.R_OK):
-        raise ImageReadError(path, "permission denied")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "empty file")
-    notes: list[str] = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise ImageReadError(path, f"image of {width}x{height} pixels exceeds the limit of "
-                                               f"{max_pixels} pixels (possible decompression bomb)")
-                frames = getattr(im, "n_frames", 1)
-                if frames > 1:
-                    notes.append(f"first of {frames} frames analysed")
-                array = _pil_to_array(im, notes)
-    except ImageReadError:
-        raise
-    except PermissionError:
-        raise ImageReadError(path, "permission denied") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(path, f"refused as a possible decompression bomb ({exc})") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError, KeyError, TypeError,
-            AttributeError, ZeroDivisionError, RuntimeError, OverflowError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "cannot identify image file" in reason:
-            reason = "not an image file Pillow can read"
-        raise ImageReadError(path, f"cannot decode image: {reason}") from None
+    max_pixels = _check_max_pixels(max_pixels)
+    with _open_file(path) as fp:
+        try:
+            array, notes = _decode(fp, path, max_pixels)
+        except _NeedsLargerPillowLimit:
+            # Bigger than Pillow's default limit but within ours: decode again with Pillow's limit
+            # set to ours. Pillow only has a module-wide setting, so hold a lock and restore it.
+            with _pillow_limit(max_pixels):
+                fp.seek(0)
+                try:
+                    array, notes = _decode(fp, path, max_pixels)
+                except _NeedsLargerPillowLimit:  # cannot happen with the limits equal; be safe
+                    raise ImageReadError(path, _too_large(None, max_pixels)) from None
     if array.size == 0:
         raise ImageReadError(path, "image has no pixels")
+    return array, notes
+
+
+def _check_max_pixels(max_pixels) -> int:
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+    return int(max_pixels)
+
+
+def _open_file(path: Path):
+    """Open ``path`` for reading, turning every way it can fail into an :class:`ImageReadError`."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except PermissionError:  # a folder on the way that we may not enter
+        raise ImageReadError(path, "permission denied") from None
+    except (OSError, ValueError) as exc:  # a name too long, a loop of links, a NUL byte...
+        raise ImageReadError(path, f"cannot open: {_os_reason(exc)}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageReadError(path, "is a directory, not an image")
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+        raise ImageReadError(path, "not a regular file")
+    try:
+        fp = open(path, "rb")
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot open: {_os_reason(exc)}") from None
+    try:
+        empty = os.fstat(fp.fileno()).st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        fp.close()
+        raise ImageReadError(path, "empty file")
+    return fp
+
+
+def _os_reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))
+    return _one_line(exc)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    text = text.splitlines()[0] if text else type(exc).__name__
+    if re.fullmatch(r"decoder error -?\d+", text):  # Pillow's code for "the codec gave up"
+        text = f"corrupt image data ({text})"
+    return text
+
+
+@contextlib.contextmanager
+def native_stderr_captured():
+    """Collect what C libraries print on file descriptor 2 (libtiff does) instead of showing it.
+
+    Yields a list that holds the captured lines once the block ends. When an
+    :class:`ImageReadError` leaves the block, the last captured line is added to its reason
+    (libtiff's words are more telling than Pillow's "decoder error -2"). Meant for
+    command-line use: the redirection is process-wide, so other threads' stderr is captured
+    too meanwhile.
+    """
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to capture
+        yield lines
+        return
+    restored = False
+
+    def restore(tmp) -> None:
+        nonlocal restored
+        if restored:
+            return
+        restored = True
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        tmp.seek(0)
+        text = tmp.read().decode("utf-8", "replace")
+        lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+    try:
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield lines
+            except ImageReadError as exc:
+                restore(tmp)
+                if lines:
+                    exc.reason = f"{exc.reason} [{' '.join(lines[-1].split())}]"
+                raise
+            finally:
+                restore(tmp)
+    finally:
+        os.close(saved)
+
+
+def _too_large(size: tuple[int, int] | None, max_pixels: int, pixels: int | None = None) -> str:
+    if size is not None:
+        pixels = size[0] * size[1]
+        what = f"{size[0]}x{size[1]} = {pixels:,} pixels"
+    else:
+        what = f"{pixels:,} pixels" if pixels is not None else "too many pixels"
+    return (f"image of {what} exceeds the limit of {max_pixels:,} pixels "
+            "(possible decompression bomb; raise max_pixels / --max-pixels to allow it)")
+
+
+def _pillow_error_limit() -> float | None:
+    """Pixels above which Pillow itself raises DecompressionBombError (None: no limit)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * limit
+
+
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int):
+    """Make Pillow's own bomb checks (in ``open`` and, for some formats, while decoding) refuse
+    exactly above ``max_pixels``: Pillow raises above twice ``MAX_IMAGE_PIXELS``."""
+    with _PILLOW_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = max_pixels / 2
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _bomb(exc: Exception, path: Path, max_pixels: int) -> Exception:
+    """Translate Pillow's DecompressionBombError: refuse, or ask for a retry with our limit."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    pixels = int(found.group(1)) if found else None
+    pillow_limit = _pillow_error_limit()
+    if pillow_limit is not None and max_pixels > pillow_limit and (pixels is None or pixels <= max_pixels):
+        return _NeedsLargerPillowLimit()
+    return ImageReadError(path, _too_large(None, max_pixels, pixels))
+
+
+def _decode(fp, path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning, palette and EXIF warnings
+        try:
+            im = Image.open(fp)
+        except Image.DecompressionBombError as exc:
+            raise _bomb(exc, path, max_pixels) from None
+        except Image.UnidentifiedImageError:
+            raise ImageReadError(path, "not an image file (unrecognised or corrupt format)") from None
+        except Exception as exc:  # noqa: BLE001 -- any failure of a parser on bad bytes
+            raise ImageReadError(path, f"cannot decode image: {_one_line(exc)}") from None
+        with im:
+            width, height = im.size
+            if width * height > max_pixels:  # the header's size, before any pixel is decoded
+                raise ImageReadError(path, _too_large((width, height), max_pixels))
+            try:
+                _first_frame(im, notes)
+                _check_coverage(im, path)
+                deep = _has_16_bit_samples(im)  # before load(), which clears im.tile
+                im.load()
+                if im.size[0] * im.size[1] > max_pixels:  # formats that learn their size late (ICO)
+                    raise ImageReadError(path, _too_large(im.size, max_pixels))
+                _orientation_note(im, notes)
+                array = _pil_to_array(im, notes, deep)
+            except ImageReadError:
+                raise
+            except Image.DecompressionBombError as exc:
+                raise _bomb(exc, path, max_pixels) from None
+            except MemoryError:
+                raise ImageReadError(path, "not enough memory to decode the image") from None
+            except Exception as exc:  # noqa: BLE001 -- truncated data, corrupt chunks, decoder errors
+                raise ImageReadError(path, f"cannot decode image: {_one_line(exc)}") from None
     return array, tuple(notes)
 
 
-def _pil_to_array(im: Image.Image, notes: list[str]) -> np.ndarray:
-    """Decode the current frame of ``im`` to uint8/uint16 gray or RGB, dropping alpha."""
+#: Formats whose pixel data must cover the whole image; Pillow would leave the rest black.
+_FULL_COVERAGE_FORMATS = frozenset({"PNG", "JPEG", "MPO", "BMP", "DIB", "TIFF", "PPM", "TGA", "JPEG2000"})
+
+
+def _check_coverage(im: Image.Image, path: Path) -> None:
+    """Refuse a file whose data blocks cover only part of the size its header claims.
+
+    A 600-byte TIFF can claim 10 x 16 million pixels and hold one strip of 12 rows; Pillow
+    decodes that strip and silently leaves the rest of the image black.
+    """
+    if im.format not in _FULL_COVERAGE_FORMATS or not getattr(im, "tile", None):
+        return
+    width, height = im.size
+    covered = 0
+    for tile in im.tile:
+        x0, y0, x1, y1 = tile[1]
+        covered += max(0, min(x1, width) - max(x0, 0)) * max(0, min(y1, height) - max(y0, 0))
+    if covered < width * height:
+        raise ImageReadError(path, f"image data covers only {covered:,} of its {width * height:,} pixels "
+                                   "(truncated or corrupt file)")
+
+
+def _first_frame(im: Image.Image, notes: list[str]) -> None:
+    """Note when a file holds several frames or pages; the first one is analysed."""
+    try:
+        frames = getattr(im, "n_frames", 1)
+    except Exception:  # noqa: BLE001 -- a damaged later frame; the first may still be fine
+        frames = None
+    if frames == 1:
+        return
+    im.seek(0)
+    notes.append(f"first of {frames} frames analysed" if frames else "first frame analysed (file has others)")
+
+
+def _orientation_note(im: Image.Image, notes: list[str]) -> None:
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 -- broken EXIF does not stop the analysis
+        return
+    if orientation not in (None, 1):
+        notes.append(f"EXIF orientation {orientation} not applied (analysed as stored)")
+
+
+def _pil_to_array(im: Image.Image, notes: list[str], deep: bool = False) -> np.ndarray:
+    """Decode the current frame of ``im`` to uint8/uint16 gray or uint8 RGB, dropping alpha.
+
+    ``deep`` says that the file stored more than 8 bits per sample in a mode Pillow decodes to 8.
+
+    The pixels are converted a strip of rows at a time, so beyond Pillow's own copy of the
+    image only the result is held in memory.
+    """
     mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        data = np.asarray(im)
-        if mode == "I":
-            data = np.clip(data, 0, 65535)
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return _strips(im, np.uint16, None, lambda s: np.asarray(s).astype(np.uint16, copy=False))
+    if mode == "I":
+        lo, hi = im.getextrema()
+        if lo < 0 or hi > 65535:
             notes.append("32-bit integer image clipped to 16 bits")
-        return data.astype(np.uint16)
+        return _strips(im, np.uint16, None, lambda s: np.clip(np.asarray(s), 0, 65535).astype(np.uint16))
     if mode == "F":
         data = np.asarray(im, dtype=np.float64)
         notes.append("floating-point image scaled to 8 bits")
-        lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
+        finite = data[np.isfinite(data)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        return np.round((np.nan_to_num(data, nan=lo) - lo) * scale).astype(np.uint8)
+        data = np.nan_to_num(data, nan=lo, posinf=hi, neginf=lo)
+        return np.round((np.clip(data, lo, hi) - lo) * scale).astype(np.uint8)
+    if deep:  # Pillow decodes 16-bit colour to 8 bits (keeping the high byte)
+        notes.append("16-bit data reduced to 8 bits")
     if mode in ("L", "1"):
-        return np.asarray(im.convert("L"))
-    if mode in ("LA", "La"):
+        return _strips(im, np.uint8, None, lambda s: np.asarray(s.convert("L")))
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (
+            mode == "P" and ("transparency" in im.info or (im.palette is not None and im.palette.mode == "RGBA"))):
         notes.append("alpha channel dropped")
-        return np.asarray(im.convert("L"))
-    if mode == "P":
-        has_alpha = "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA"
-        if has_alpha:
-            notes.append("alpha channel dropped")
-        im = im.convert("RGBA" if has_alpha else "RGB")
-        mode = im.mode
-    if mode in ("RGBA", "RGBa", "PA"):
-        if mode != "PA":
-            notes.append("alpha channel dropped")
-        return np.asarray(im.convert("RGB"))
+    if mode in ("LA", "La"):
+        return _strips(im, np.uint8, None, lambda s: np.asarray(s.convert("L")))
     if mode == "CMYK":
         notes.append("CMYK converted to RGB")
-    return np.asarray(im.convert("RGB"))
+    if mode == "RGB":
+        return _strips(im, np.uint8, 3, np.asarray)
+    return _strips(im, np.uint8, 3, lambda s: np.asarray(s.convert("RGB")))
 
 
-def as_analysis_array(image) -> tuple[np.ndarray, bool, tuple[str, ...]]:
+def _has_16_bit_samples(im: Image.Image) -> bool:
+    """Whether a not yet loaded image stores 16-bit samples (its decoder's raw mode says so)."""
+    if im.mode.startswith("I;16"):
+        return False  # kept at 16 bits, reduced later with rounding
+    try:
+        for tile in getattr(im, "tile", None) or ():
+            args = tile[3] if len(tile) > 3 else None
+            rawmode = args if isinstance(args, str) else (args[0] if isinstance(args, tuple) and args else "")
+            if isinstance(rawmode, str) and ";16" in rawmode:
+                return True
+    except Exception:  # noqa: BLE001 -- only a note depends on it
+        return False
+    return False
+
+
+def _strips(im: Image.Image, dtype, channels: int | None, convert) -> np.ndarray:
+    """``convert`` applied to horizontal strips of ``im``, gathered into one new array."""
+    width, height = im.size
+    shape = (height, width) if channels is None else (height, width, channels)
+    out = np.empty(shape, dtype=dtype)
+    rows = max(1, _STRIP_PIXELS // max(1, width))
+    for y0 in range(0, height, rows):
+        y1 = min(height, y0 + rows)
+        strip = im if (y0 == 0 and y1 == height) else im.crop((0, y0, width, y1))
+        out[y0:y1] = convert(strip)
+    return out
+
+
+def as_analysis_array(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, bool, tuple[str, ...]]:
     """Bring a path, PIL image or array to the uint8 ``(H, W, 3)`` RGB the network takes.
+
+    Parameters
+    ----------
+    image : path, bytes path, PIL.Image.Image or ndarray
+    max_pixels : int
+        Pixel limit for files (see :func:`read_image`).
 
     Returns
     -------
     rgb : ndarray of uint8, (H, W, 3)
+        For a grayscale input this is a read-only view repeating the one channel three times,
+        so it costs no extra memory.
     grayscale : bool
         True when the input had one channel (or three equal ones).
     notes : tuple of str
+
+    Raises
+    ------
+    ImageReadError
+        For an unreadable file, a PIL image that fails to decode, or an array of unusable shape
+        or type.
     """
     notes: list[str] = []
     if isinstance(image, (str, bytes, os.PathLike)):
-        array, file_notes = read_image(image)
+        array, file_notes = read_image(image, max_pixels=max_pixels)
         notes.extend(file_notes)
     elif isinstance(image, Image.Image):
-        array = _pil_to_array(image, notes)
+        name = getattr(image, "filename", None) or None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                deep = _has_16_bit_samples(image)
+                image.load()
+                array = _pil_to_array(image, notes, deep)
+        except MemoryError:
+            raise ImageReadError(name, "not enough memory to decode the image") from None
+        except Exception as exc:  # noqa: BLE001 -- a lazily opened PIL image may be truncated
+            raise ImageReadError(name, f"cannot decode image: {_one_line(exc)}") from None
     elif isinstance(image, np.ndarray):
         array = image
     else:
@@ -152,7 +436,7 @@ def _normalise_array(array: np.ndarray, notes: list[str]) -> tuple[np.ndarray, b
         raise ImageReadError(None, "image has no pixels")
     if array.dtype == np.uint16:
         notes.append("16-bit data reduced to 8 bits")
-        array = ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        array = _reduce_16_bits(array)
     elif array.dtype == bool:
         array = array.astype(np.uint8) * 255
     elif array.dtype != np.uint8:
@@ -162,6 +446,27 @@ def _normalise_array(array: np.ndarray, notes: list[str]) -> tuple[np.ndarray, b
         else:
             raise ImageReadError(None, f"unsupported array dtype {array.dtype} (use uint8, uint16 or float in [0, 1])")
     if array.ndim == 2:
-        return np.repeat(array[:, :, None], 3, axis=2), True
-    grayscale = bool((array[:, :, 0] == array[:, :, 1]).all() and (array[:, :, 1] == array[:, :, 2]).all())
-    return np.ascontiguousarray(array), grayscale
+        return np.broadcast_to(array[:, :, None], (*array.shape, 3)), True
+    return np.ascontiguousarray(array), _channels_equal(array)
+
+
+def _reduce_16_bits(array: np.ndarray) -> np.ndarray:
+    """Round 16-bit samples to 8 bits (``v * 255 / 65535``), a strip at a time."""
+    out = np.empty(array.shape, dtype=np.uint8)
+    rows = max(1, _STRIP_PIXELS // max(1, array[0].size))
+    for y0 in range(0, array.shape[0], rows):
+        part = array[y0:y0 + rows].astype(np.uint32)
+        part += 128
+        part //= 257
+        out[y0:y0 + rows] = part
+    return out
+
+
+def _channels_equal(rgb: np.ndarray) -> bool:
+    """True when the three channels are equal everywhere (checked a strip at a time)."""
+    rows = max(1, _STRIP_PIXELS // max(1, rgb.shape[1]))
+    for y0 in range(0, rgb.shape[0], rows):
+        part = rgb[y0:y0 + rows]
+        if not ((part[:, :, 0] == part[:, :, 1]).all() and (part[:, :, 1] == part[:, :, 2]).all()):
+            return False
+    return True

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from . import engine
-from .images import as_analysis_array
+from .errors import JpegTraceError
+from .images import DEFAULT_MAX_PIXELS, as_analysis_array
 from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, load_weights
 
 #: Bounds the output pixels computed at once to about ``DEFAULT_TILE_SIZE ** 2``.
@@ -56,16 +57,31 @@ class Analysis:
 
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str | None, mtime_ns: int, device: str) -> QFNet:
-    return load_weights(path).to(device)
+    model = load_weights(path)
+    try:
+        return model.to(device)
+    except (RuntimeError, AssertionError, ValueError) as exc:  # unknown or unavailable device
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise JpegTraceError(None, f"cannot use device {device!r}: {reason}") from None
 
 
 def load_model(weights: str | os.PathLike | None = None, device: str = "cpu") -> QFNet:
     """The network from a safetensors file (default: the shipped model), loaded once and reused.
 
     Repeated calls with the same file (unchanged on disk) and device return the same module.
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, not safetensors, or does not match the network.
+    JpegTraceError
+        When ``device`` does not exist or is not available.
     """
     path = None if weights is None else os.fspath(weights)
-    mtime = Path(path).stat().st_mtime_ns if path is not None and Path(path).exists() else 0
+    try:
+        mtime = Path(path).stat().st_mtime_ns if path is not None else 0
+    except (OSError, ValueError):
+        mtime = 0  # load_weights says what is wrong with the path
     return _cached_model(path, mtime, str(device))
 
 
@@ -99,11 +115,21 @@ def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_
     return engine.eager_predict_maps(model, image, tile_size=tile_size, device=device)
 
 
-def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, ...] = ()) -> Analysis:
-    """Turn raw network maps ``(2, H, W)`` into an :class:`Analysis` (maps clipped to [0, 1] first)."""
-    quality = np.clip(raw_maps[QUALITY_CHANNEL], 0.0, 1.0)
-    flag = np.clip(raw_maps[FLAG_CHANNEL], 0.0, 1.0).astype(np.float32)
-    quality_map = (100.0 * (1.0 - quality)).astype(np.float32)
+def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, ...] = (),
+              inplace: bool = False) -> Analysis:
+    """Turn raw network maps ``(2, H, W)`` into an :class:`Analysis` (maps clipped to [0, 1] first).
+
+    With ``inplace=True`` a float32 ``raw_maps`` is overwritten and the returned maps are views
+    of it, so no image-sized copy is made (what :func:`analyze` does for large images).
+    """
+    if not inplace or raw_maps.dtype != np.float32:
+        quality = np.clip(raw_maps[QUALITY_CHANNEL], 0.0, 1.0).astype(np.float32, copy=False)
+        flag = np.clip(raw_maps[FLAG_CHANNEL], 0.0, 1.0).astype(np.float32, copy=False)
+    else:
+        quality = np.clip(raw_maps[QUALITY_CHANNEL], 0.0, 1.0, out=raw_maps[QUALITY_CHANNEL])
+        flag = np.clip(raw_maps[FLAG_CHANNEL], 0.0, 1.0, out=raw_maps[FLAG_CHANNEL])
+    quality_map = np.subtract(1.0, quality, out=quality)  # QF = 100 * (1 - normalised quality)
+    quality_map *= 100.0
     mean_flag = float(flag.mean(dtype=np.float64))
     return Analysis(quality_map=quality_map, flag_map=flag,
                     mean_quality=float(quality_map.mean(dtype=np.float64)), mean_flag=mean_flag,
@@ -111,7 +137,8 @@ def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, .
 
 
 def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | None = None,
-            tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None) -> Analysis:
+            tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> Analysis:
     """Find JPEG compression in an image, pixel by pixel.
 
     Parameters
@@ -125,6 +152,9 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
         Side of the region computed at once; bounds memory without changing the result.
     device : str, optional
         'cpu' or 'cuda'; the model's device by default.
+    max_pixels : int
+        Files whose header claims more pixels are refused before decoding (decompression-bomb
+        guard; default 400 million).
 
     Returns
     -------
@@ -133,7 +163,10 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     Raises
     ------
     ImageReadError
-        When a file cannot be read or an array has an unusable shape or type.
+        When a file cannot be read (missing, unreadable, corrupt, truncated, over ``max_pixels``)
+        or an array has an unusable shape or type. ``.path`` and ``.reason`` say which and why.
+    ModelError
+        When ``model`` is None and the shipped weights cannot be loaded.
 
     Examples
     --------
@@ -142,8 +175,8 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     >>> result.compressed, round(result.mean_quality)   # doctest: +SKIP
     (True, 31)
     """
-    rgb, grayscale, notes = as_analysis_array(image)
+    rgb, grayscale, notes = as_analysis_array(image, max_pixels=max_pixels)
     if model is None:
         model = load_model(device=device or "cpu")
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device)
-    return summarize(raw, grayscale=grayscale, notes=notes)
+    return summarize(raw, grayscale=grayscale, notes=notes, inplace=True)

@@ -9,6 +9,8 @@ compression flag. The raw outputs are unclipped; callers clip them to [0, 1].
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -102,6 +104,52 @@ class QFNet(nn.Module):
         return self.layers(image - self.config.input_offset)
 
 
+class HighpassEmphasis(nn.Module):
+    """Parametrization of a kernel: its zero-mean part times ``gain``, its mean times ``mean_gain``.
+
+    A kernel ``w`` is its spatial mean (which responds to the local average of the image) plus a
+    zero-mean part (which responds only to local detail). JPEG traces are detail at the level of
+    single grey levels, dwarfed by image content in the raw input, and a network left to find
+    them from a plain initialisation sits on the trivial loss for a long time. Scaling the
+    zero-mean part of the first layer's kernels amplifies detail in what the network sees and in
+    the gradients, as a fixed high-pass input would, yet the effective kernel stays an ordinary
+    3x3 kernel: exported weights are those of the paper's network, with no extra layer.
+    Shrinking the mean part too (``mean_gain`` < 1) keeps the network's view of brightness,
+    which it needs near black and white, from dominating early training.
+    """
+
+    def __init__(self, gain: float, mean_gain: float = 1.0):
+        super().__init__()
+        self.gain = float(gain)
+        self.mean_gain = float(mean_gain)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        mean = weight.mean(dim=(2, 3), keepdim=True)
+        return self.mean_gain * mean + self.gain * (weight - mean)
+
+
+def emphasize_highpass_(model: QFNet, gain: float, mean_gain: float = 1.0) -> QFNet:
+    """Reparametrize the first convolution of ``model`` with :class:`HighpassEmphasis` (in place)."""
+    from torch.nn.utils import parametrize
+
+    if gain != 1.0 or mean_gain != 1.0:
+        parametrize.register_parametrization(model.layers[0], "weight", HighpassEmphasis(gain, mean_gain))
+    return model
+
+
+def plain_state_dict(model: QFNet) -> dict[str, torch.Tensor]:
+    """The effective weights of ``model`` under the keys of a plain :class:`QFNet`.
+
+    Parametrized kernels (see :func:`emphasize_highpass_`) are folded into ordinary ones.
+    """
+    state = {}
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, nn.Conv2d):
+            state[f"layers.{index}.weight"] = layer.weight.detach()
+            state[f"layers.{index}.bias"] = layer.bias.detach()
+    return state
+
+
 def flops_per_pixel(config: NetConfig | None = None) -> int:
     """Floating-point operations (multiply and add counted apart) of one output pixel."""
     config = config or NetConfig()
@@ -115,59 +163,115 @@ def default_weights_path() -> Path:
 
 
 def save_weights(model: QFNet, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``model`` as a safetensors file that also records its :class:`NetConfig`."""
+    """Write ``model`` as a safetensors file that also records its :class:`NetConfig`.
+
+    Training-time parametrizations are folded in, so the file always holds a plain network.
+    """
     from safetensors.torch import save_file
 
+    from .outputs import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.to("cpu", torch.float32).contiguous() for k, v in plain_state_dict(model).items()}
     meta = {"format": "jpegtrace-qfnet", "net_config": model.config.to_json(), **(metadata or {})}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # never a half-written weights file
+        save_file(tensors, str(tmp), metadata=meta)
     return path
+
+
+#: Bounds on a :class:`NetConfig` read from a file, so a foreign file cannot make us build a huge network.
+MAX_WIDTH = 4096
+MAX_LAYERS = 64
+MAX_DILATION = 256
+
+
+def _validate_config(config: NetConfig) -> None:
+    if not 1 <= config.width <= MAX_WIDTH:
+        raise ValueError(f"width {config.width} is outside 1..{MAX_WIDTH}")
+    if not 1 <= len(config.dilations) <= MAX_LAYERS:
+        raise ValueError(f"{len(config.dilations)} layers is outside 1..{MAX_LAYERS}")
+    if not all(1 <= d <= MAX_DILATION for d in config.dilations):
+        raise ValueError(f"dilations {config.dilations} must lie in 1..{MAX_DILATION}")
+    if not math.isfinite(config.input_offset):
+        raise ValueError(f"input_offset {config.input_offset} is not finite")
+
+
+def expected_shapes(config: NetConfig) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every tensor of a :class:`QFNet` with this config (nothing is allocated)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    channels, last = 3, len(config.dilations) - 1
+    for i in range(len(config.dilations)):
+        out_channels = 2 if i == last else config.width
+        shapes[f"layers.{2 * i}.weight"] = (out_channels, channels, 3, 3)
+        shapes[f"layers.{2 * i}.bias"] = (out_channels,)
+        channels = out_channels
+    return shapes
 
 
 def load_weights(path: str | Path | None = None) -> QFNet:
     """Load a :class:`QFNet` from a safetensors file (the shipped model when ``path`` is None).
 
     Only safetensors is read, so loading never runs pickled code. The file must hold
-    exactly the tensors of the network it describes, with the right shapes.
+    exactly the tensors of the network its metadata describes (the paper's network when it
+    has none), with the right shapes, floating-point types and finite values; anything else
+    is refused before a network is built.
 
     Raises
     ------
     ModelError
-        When the file is missing, is not a safetensors file, or its tensors do not match.
+        When the file is missing, unreadable, truncated, not a safetensors file, or its
+        tensors do not match (the message names the first missing, unexpected or mis-shaped
+        tensor).
     """
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path) if path is not None else default_weights_path()
+    path = Path(os.fsdecode(path)) if isinstance(path, bytes) else (
+        Path(path) if path is not None else default_weights_path())
+    if path.is_dir():
+        raise ModelError(path, "is a directory, not a weights file")
     if not path.is_file():
         raise ModelError(path, "weights file not found")
     try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ModelError(path, f"cannot read weights file: {exc.strerror or exc}") from None
+    try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelError(path, f"not a readable safetensors file ({exc})") from None
-    try:
-        config = NetConfig.from_json(metadata["net_config"]) if "net_config" in metadata else NetConfig()
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ModelError(path, f"bad net_config metadata ({exc})") from None
-    model = QFNet(config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing:
-        raise ModelError(path, f"missing tensor {missing[0]!r} ({len(missing)} missing in all)")
-    if unexpected:
-        raise ModelError(path, f"unexpected tensor {unexpected[0]!r} (not a QFNet of this shape)")
-    for key, tensor in expected.items():
-        if tuple(tensors[key].shape) != tuple(tensor.shape):
-            raise ModelError(path, f"tensor {key!r} has shape {tuple(tensors[key].shape)}, "
-                                   f"expected {tuple(tensor.shape)}")
-        if not torch.isfinite(tensors[key]).all():
+            keys = list(f.keys())
+            try:
+                config = NetConfig.from_json(metadata["net_config"]) if "net_config" in metadata else NetConfig()
+                _validate_config(config)
+            except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+                raise ModelError(path, f"bad net_config metadata ({exc})") from None
+            expected = expected_shapes(config)
+            missing = sorted(set(expected) - set(keys))
+            unexpected = sorted(set(keys) - set(expected))
+            if missing:
+                raise ModelError(path, f"missing tensor {missing[0]!r} ({len(missing)} missing in all; "
+                                       "not jpegtrace QFNet weights of this shape?)")
+            if unexpected:
+                raise ModelError(path, f"unexpected tensor {unexpected[0]!r} (not a QFNet of this shape)")
+            for key, shape in expected.items():
+                found = tuple(f.get_slice(key).get_shape())
+                if found != shape:
+                    raise ModelError(path, f"tensor {key!r} has shape {found}, expected {shape}")
+            tensors = {k: f.get_tensor(k) for k in keys}
+    except ModelError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, KeyError, OverflowError) as exc:
+        if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save's zip or a bare pickle
+            raise ModelError(path, "a pickled PyTorch file, not safetensors: jpegtrace never unpickles "
+                                   "weights (convert it with jpegtrace.save_weights)") from None
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(path, f"not a readable safetensors file, or truncated ({reason})") from None
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise ModelError(path, f"tensor {key!r} has dtype {tensor.dtype}, expected a floating-point type")
+        if not torch.isfinite(tensor).all():
             raise ModelError(path, f"tensor {key!r} holds NaN or infinite values")
+    model = QFNet(config)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.eval()
     return model

@@ -16,20 +16,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
     The rename is atomic on POSIX, so readers see either the old file or the complete new
-    one. On error the temporary file is removed and ``path`` is left untouched.
+    one. On error (or Ctrl-C) the temporary file is removed and ``path`` is left untouched;
+    other files in the folder are never touched. Only a killed process can leave a hidden
+    ``.STEM.*.tmpSUFFIX`` file behind, never a broken ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:100]}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
+        _fsync(tmp_path)  # the data is on disk before the name points at it
         tmp_path.replace(path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -44,12 +44,41 @@ def flag_map_figure(analysis: Analysis, title: str = "JPEG compression flag"):
 
 
 def overlay(rgb: np.ndarray, flag_map: np.ndarray, strength: float = 0.6) -> np.ndarray:
-    """The image in gray with the flag map laid over it in colour; uint8 ``(H, W, 3)``."""
-    gray = rgb.astype(np.float32).mean(axis=2, keepdims=True) / 255.0
-    colour = plt.get_cmap(FLAG_CMAP)(np.clip(flag_map, 0, 1))[:, :, :3].astype(np.float32)
-    alpha = strength * np.clip(flag_map, 0, 1)[:, :, None]
-    mixed = (1 - alpha) * gray + alpha * colour
-    return np.round(np.clip(mixed, 0, 1) * 255).astype(np.uint8)
+    """The image in gray with the flag map laid over it in colour; uint8 ``(H, W, 3)``.
+
+    Computed a strip of rows at a time, so a large image needs little memory beyond the result.
+    """
+    out = np.empty(rgb.shape[:2] + (3,), dtype=np.uint8)
+    cmap = plt.get_cmap(FLAG_CMAP)
+    rows = max(1, (1 << 20) // max(1, rgb.shape[1]))
+    for y0 in range(0, rgb.shape[0], rows):
+        part = slice(y0, y0 + rows)
+        gray = rgb[part].astype(np.float32).mean(axis=2, keepdims=True) / 255.0
+        flag = np.clip(flag_map[part], 0, 1)
+        colour = cmap(flag)[:, :, :3].astype(np.float32)
+        alpha = strength * flag[:, :, None]
+        mixed = (1 - alpha) * gray + alpha * colour
+        out[part] = np.round(np.clip(mixed, 0, 1) * 255)
+    return out
+
+
+#: Longest side of a map drawn in a figure (which is 600 pixels wide); larger maps are shown as block means.
+PREVIEW_SIDE = 1024
+
+
+def _preview(values: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
+    """``values`` reduced by block means to at most ``max_side`` pixels a side (unchanged if smaller)."""
+    height, width = values.shape
+    k = -(-max(height, width) // max_side)
+    if k <= 1:
+        return values
+    cols = np.arange(0, width, k)
+    col_counts = np.diff(np.append(cols, width)).astype(np.float32)
+    out = np.empty((-(-height // k), len(cols)), dtype=np.float32)
+    for i, y0 in enumerate(range(0, height, k)):
+        block = values[y0:y0 + k]
+        out[i] = np.add.reduceat(block.sum(axis=0, dtype=np.float32), cols) / (col_counts * len(block))
+    return out
 
 
 def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
@@ -61,15 +90,386 @@ def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, s
 
     from .outputs import atomic_path
 
+    import dataclasses
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
+    # The figures are a few hundred pixels wide: draw block means of a huge map, not the map itself
+    # (matplotlib needs about 75 bytes per drawn pixel). The titles keep the full-resolution means.
+    shown = dataclasses.replace(analysis, quality_map=_preview(analysis.quality_map),
+                                flag_map=_preview(analysis.flag_map))
     for kind, make in (("quality", quality_map_figure), ("flag", flag_map_figure)):
-        fig = make(analysis)
+        fig = make(shown)
         written[kind] = save_figure(fig, out_dir / f"{stem}_{kind}.png", dpi=100)
         plt.close(fig)
     path = out_dir / f"{stem}_overlay.png"
     with atomic_path(path) as tmp:
         Image.fromarray(overlay(rgb, analysis.flag_map)).save(tmp, format="PNG")
     written["overlay"] = path
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Result files of the experiments (see jpegtrace.experiments)
+# --------------------------------------------------------------------------------------------
+
+def _write_image(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Atomically write a uint8 array as PNG."""
+    from PIL import Image
+
+    from .outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+    return Path(path)
+
+
+def _failure_rows(failures) -> list[dict]:
+    return [{"file": f.file, "reason": f.reason} for f in failures]
+
+
+def _json_value(value):
+    """Rounded floats, NaN as None: values that are valid JSON."""
+    if isinstance(value, float):
+        return round(value, 4) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+# --- Fig. 2 and Table 1 ----------------------------------------------------------------------
+
+def evaluation_figure(summary: dict, title: str = "JPEG quality estimation (paper Fig. 2)"):
+    """Estimated against true QF: mean and standard deviation over the images, and the identity line."""
+    rows = [r for r in summary["per_quality"] if r["quality"] is not None]
+    fig, ax = plt.subplots(figsize=(5.2, 5.0), layout="constrained")
+    ax.plot([0, 100], [0, 100], color="0.6", linestyle="--", linewidth=1, label="identity (perfect estimate)")
+    if rows:
+        ax.errorbar([r["quality"] for r in rows], [r["mean_estimate"] for r in rows],
+                    yerr=[r["std_estimate"] for r in rows], fmt="o-", color="tab:blue", capsize=3,
+                    markersize=4, label="estimated QF (mean ± std over images)")
+    clean = [r for r in summary["per_quality"] if r["quality"] is None]
+    if clean:
+        ax.axhline(clean[0]["mean_estimate"], color="tab:orange", linewidth=1, linestyle=":",
+                   label=f"never compressed: mean estimate {clean[0]['mean_estimate']:.1f}")
+    ax.set_xlim(0, 102)
+    ax.set_ylim(0, 102)
+    ax.set_aspect("equal")
+    ax.set_xlabel("true JPEG quality factor")
+    ax.set_ylabel("estimated quality factor (mean of the quality map)")
+    mae = summary.get("qf_mae")
+    subtitle = f"{summary.get('n_images', '?')} images" + (f", QF MAE {mae:.2f} (QF ≤ 95)" if mae is not None else "")
+    ax.set_title(f"{title}\n{subtitle}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def table1_figure(summary: dict, title: str = "Share judged uncompressed (paper Table 1)"):
+    """Bar chart of the share of images judged uncompressed at QF 97-100 and without JPEG."""
+    rows = summary["table1"]
+    fig, ax = plt.subplots(figsize=(5.2, 3.4), layout="constrained")
+    labels = [r["label"] for r in rows]
+    shares = [r["judged_uncompressed"] for r in rows]
+    colours = ["tab:green" if r["quality"] is None else "tab:red" for r in rows]
+    bars = ax.bar(range(len(rows)), shares, color=colours)
+    for bar, share in zip(bars, shares):
+        ax.annotate(f"{100 * share:.0f}%", (bar.get_x() + bar.get_width() / 2, share), ha="center",
+                    va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(rows)), labels)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("share judged uncompressed")
+    ax.set_title(f"{title}\n(ideal: 0% for every QF, 100% without JPEG)", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+def write_evaluation_report(out_dir: str | os.PathLike, records, summary: dict, failures=(),
+                            settings: dict | None = None) -> dict[str, Path]:
+    """Write the results of :func:`jpegtrace.experiments.evaluate_files` into ``out_dir``.
+
+    Files: ``records.csv`` (one row per image and QF), ``per_quality.csv`` (Fig. 2's numbers),
+    ``table1.csv``, ``failures.csv`` (unreadable files and why), ``summary.json`` (the summary,
+    the settings and the failures), ``fig2_quality.png`` and ``table1.png``. Other files in
+    ``out_dir`` are left alone.
+    """
+    from .outputs import write_csv, write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {
+        "records": write_csv(out / "records.csv", [r.as_row() for r in records],
+                             ["image", "quality", "estimated_quality", "mean_flag", "judged_compressed", "abs_error"]),
+        "per_quality": write_csv(out / "per_quality.csv", [_json_value(r) for r in summary["per_quality"]],
+                                 ["quality", "n", "mean_estimate", "std_estimate", "mae", "mean_flag",
+                                  "judged_uncompressed"]),
+        "table1": write_csv(out / "table1.csv", [_json_value(r) for r in summary["table1"]],
+                            ["label", "quality", "n", "judged_uncompressed"]),
+        "failures": write_csv(out / "failures.csv", _failure_rows(failures), ["file", "reason"]),
+        "summary": write_json(out / "summary.json", {"settings": settings or {}, **_json_value(summary),
+                                                     "failures": _failure_rows(failures)}),
+    }
+    for key, make, name in (("figure", evaluation_figure, "fig2_quality.png"), ("table1_figure", table1_figure, "table1.png")):
+        fig = make(summary)
+        written[key] = save_figure(fig, out / name, dpi=120)
+        plt.close(fig)
+    return written
+
+
+# --- Fig. 3: collages ---------------------------------------------------------------------------
+
+def collage_figure(result, title: str | None = None):
+    """The four panels of the paper's Fig. 3: fake image, true mask, quality map and flag map."""
+    analysis = result.analysis
+    height, width = result.mask.shape
+    panel = 3.2 * min(1.6, max(0.6, width / height))
+    fig, axes = plt.subplots(1, 4, figsize=(4 * panel + 1.0, 3.6), layout="constrained")
+    axes[0].imshow(result.fake, interpolation="nearest")
+    axes[0].set_title("fake image")
+    axes[1].imshow(result.mask, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    axes[1].set_title(f"pasted region (JPEG QF {result.quality})")
+    q = axes[2].imshow(analysis.quality_map, cmap=QUALITY_CMAP, vmin=0, vmax=100, interpolation="nearest")
+    inside = f"{result.quality_inside:.1f}" if np.isfinite(result.quality_inside) else "-"
+    axes[2].set_title(f"quality map (mean inside {inside})")
+    fig.colorbar(q, ax=axes[2], shrink=0.8, label="QF")
+    f = axes[3].imshow(analysis.flag_map, cmap=FLAG_CMAP, vmin=0, vmax=1, interpolation="nearest")
+    axes[3].set_title("compression-flag map")
+    fig.colorbar(f, ax=axes[3], shrink=0.8, label="flag")
+    for ax in axes:
+        ax.set_axis_off()
+    s = result.scores
+    auc = f"{s.auc:.3f}" if np.isfinite(s.auc) else "n/a"
+    fig.suptitle(title or f"flag > {s.threshold:g}: IoU {s.iou:.3f}, F1 {s.f1:.3f}; pixel AUC {auc}", fontsize=11)
+    return fig
+
+
+def write_collage_report(out_dir: str | os.PathLike, result, settings: dict | None = None) -> dict[str, Path]:
+    """Write the fake image of a :class:`~jpegtrace.experiments.CollageResult` and its scores.
+
+    Files: ``fake.png``, ``mask.png``, ``fake_quality.png``, ``fake_flag.png``, ``fake_overlay.png``
+    (colour-mapped maps as :func:`save_maps` makes them), ``collage.png`` (the four panels of
+    Fig. 3), ``maps.npz`` (float32 ``quality_map`` and ``flag_map``, boolean ``mask``),
+    ``scores.json`` and ``scores.csv``.
+    """
+    from .outputs import atomic_path, write_csv, write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {"fake": _write_image(result.fake, out / "fake.png"),
+               "mask": _write_image(result.mask.astype(np.uint8) * 255, out / "mask.png")}
+    written.update(save_maps(result.analysis, result.fake, out, "fake"))
+    fig = collage_figure(result)
+    written["figure"] = save_figure(fig, out / "collage.png", dpi=120)
+    plt.close(fig)
+    with atomic_path(out / "maps.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, quality_map=result.analysis.quality_map, flag_map=result.analysis.flag_map,
+                                mask=result.mask)
+    written["maps"] = out / "maps.npz"
+    scores = result.as_dict()
+    written["scores_csv"] = write_csv(out / "scores.csv", [scores])
+    written["scores"] = write_json(out / "scores.json", {"settings": settings or {}, **scores})
+    return written
+
+
+def benchmark_figure(records, title: str = "Localisation of pasted JPEG regions"):
+    """Box plots of IoU, F1 and pixel AUC over the pairs of a collage benchmark, per QF."""
+    qualities = sorted({r.quality for r in records})
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), layout="constrained", sharey=True)
+    for ax, key, label in zip(axes, ("iou", "f1", "auc"), ("IoU (flag > 0.5)", "F1 (flag > 0.5)", "pixel AUC")):
+        groups = []
+        for q in qualities:
+            values = np.array([getattr(r, key) for r in records if r.quality == q], dtype=np.float64)
+            groups.append(values[np.isfinite(values)])
+        if groups and any(g.size for g in groups):
+            ax.boxplot(groups, showmeans=True)
+            ax.set_xticks(range(1, len(qualities) + 1), [f"QF {q}" for q in qualities])
+        ax.set_title(label)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel("score per fake image (triangle: mean)")
+    fig.suptitle(f"{title} ({len(records)} fake images)", fontsize=11)
+    return fig
+
+
+def write_collage_benchmark_report(out_dir: str | os.PathLike, records, summary: dict, failures=(),
+                                   settings: dict | None = None) -> dict[str, Path]:
+    """Write the results of :func:`jpegtrace.experiments.collage_benchmark` into ``out_dir``.
+
+    Files: ``pairs.csv`` (one row per fake image), ``failures.csv``, ``summary.json`` (settings,
+    mean scores overall, per QF and per mask shape, and the failures) and ``scores.png``.
+    """
+    from dataclasses import fields
+
+    from .experiments import CollageBenchmarkRecord
+    from .outputs import write_csv, write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = [f.name for f in fields(CollageBenchmarkRecord)]
+    written = {
+        "pairs": write_csv(out / "pairs.csv", [r.as_row() for r in records], columns),
+        "failures": write_csv(out / "failures.csv", _failure_rows(failures), ["file", "reason"]),
+        "summary": write_json(out / "summary.json", {"settings": settings or {}, **_json_value(summary),
+                                                     "failures": _failure_rows(failures)}),
+    }
+    fig = benchmark_figure(records)
+    written["figure"] = save_figure(fig, out / "scores.png", dpi=120)
+    plt.close(fig)
+    return written
+
+
+# --- Figs. 4-9: data-set audits ----------------------------------------------------------------
+
+def qf_histogram_figure(summary: dict, title: str = "Estimated JPEG quality of the images judged compressed"):
+    """Histogram of the estimated QF over the images judged compressed, with the counts in the title."""
+    hist = summary["histogram"]
+    edges = np.asarray(hist["edges"])
+    fig, ax = plt.subplots(figsize=(6.0, 3.6), layout="constrained")
+    ax.bar(edges[:-1], hist["counts"], width=np.diff(edges), align="edge", color="tab:blue", edgecolor="white")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(0, max(1, max(hist["counts"], default=0)) * 1.1)
+    ax.set_xlabel("estimated quality factor (mean of the quality map)")
+    ax.set_ylabel("images")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"{title}\n{summary['n_compressed']} compressed, {summary['n_uncompressed']} uncompressed"
+                 f" of {summary['n_analysed']} images" + (f"; {summary['n_failed']} unreadable" if summary["n_failed"] else ""),
+                 fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    return fig
+
+
+def _resize_to(size: int, height: int, width: int) -> tuple[int, int]:
+    scale = size / max(height, width)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def thumbnail(rgb: np.ndarray, size: int = 160) -> np.ndarray:
+    """The image scaled so that its longer side is ``size`` pixels (uint8 RGB)."""
+    from PIL import Image
+
+    target = _resize_to(size, *rgb.shape[:2])
+    resample = Image.Resampling.BOX if target[0] < rgb.shape[1] else Image.Resampling.NEAREST
+    return np.asarray(Image.fromarray(rgb).resize(target, resample))
+
+
+def flag_thumbnail(flag_map: np.ndarray, size: int = 160) -> np.ndarray:
+    """The flag map scaled like :func:`thumbnail` and colour-mapped as in :func:`flag_map_figure`."""
+    from PIL import Image
+
+    target = _resize_to(size, *flag_map.shape)
+    resample = Image.Resampling.BOX if target[0] < flag_map.shape[1] else Image.Resampling.NEAREST
+    small = np.asarray(Image.fromarray(flag_map.astype(np.float32), mode="F").resize(target, resample))
+    colour = plt.get_cmap(FLAG_CMAP)(np.clip(small, 0, 1))[:, :, :3]
+    return np.round(colour * 255).astype(np.uint8)
+
+
+def save_thumbnails(out_dir: str | os.PathLike, index: int, rgb: np.ndarray, flag_map: np.ndarray,
+                    size: int = 160) -> tuple[str, str]:
+    """Write ``thumbnails/NNNNN.png`` and ``thumbnails/NNNNN_flag.png`` under ``out_dir``.
+
+    Returns their paths relative to ``out_dir`` (as the HTML page links them).
+    """
+    folder = Path(out_dir) / "thumbnails"
+    folder.mkdir(parents=True, exist_ok=True)
+    image_name, flag_name = f"{index:05d}.png", f"{index:05d}_flag.png"
+    _write_image(thumbnail(rgb, size), folder / image_name)
+    _write_image(flag_thumbnail(flag_map, size), folder / flag_name)
+    return f"thumbnails/{image_name}", f"thumbnails/{flag_name}"
+
+
+_HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: middle; }
+th { background: #f4f4f4; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img.thumb { max-width: 160px; max-height: 160px; image-rendering: auto; }
+.compressed { color: #b00020; font-weight: 600; }
+.uncompressed { color: #0a7a2f; font-weight: 600; }
+.gray { background: #eee; border-radius: 3px; padding: 1px 4px; font-size: 0.85em; }
+.failed td { color: #8a4b00; }
+"""
+
+
+def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tuple[str, str]] | None = None,
+                    histogram: str | None = "qf_histogram.png", title: str = "JPEG compression audit",
+                    source: str | None = None) -> str:
+    """The HTML page of an audit: counts, histogram, one table row per image with its thumbnail
+    and flag map, and the files that could not be read with their reasons.
+
+    ``thumbnails`` maps a record's file name to the relative paths of its thumbnail and flag
+    map (see :func:`save_thumbnails`).
+    """
+    from html import escape
+
+    thumbnails = thumbnails or {}
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>{escape(title)}</title><style>{_HTML_STYLE}</style></head><body>",
+             f"<h1>{escape(title)}</h1>"]
+    if source:
+        parts.append(f"<p>Folder: <code>{escape(source)}</code></p>")
+    mean_q = summary.get("mean_quality_compressed")
+    parts.append(
+        f"<p><b>{summary['n_compressed']}</b> images judged JPEG-compressed (mean flag above 0.5), "
+        f"<b>{summary['n_uncompressed']}</b> judged uncompressed, of {summary['n_analysed']} analysed"
+        f" ({summary['n_grayscale']} grayscale); {summary['n_failed']} "
+        f"{'file' if summary['n_failed'] == 1 else 'files'} could not be read."
+        + (f" Mean estimated QF of the compressed ones: {mean_q:.1f}." if mean_q is not None else "") + "</p>")
+    if histogram:
+        parts.append(f'<p><img src="{escape(histogram)}" alt="histogram of estimated QF"></p>')
+    parts.append("<p>Estimated QF: mean of the quality map (100 also means never compressed). "
+                 "Flag map: 1 (bright) where the network finds JPEG traces.</p>")
+    parts.append("<table><thead><tr><th>#</th><th>image</th><th>flag map</th><th>file</th><th>size</th>"
+                 "<th>mean QF</th><th>mean flag</th><th>verdict</th><th>notes</th></tr></thead><tbody>")
+    for i, r in enumerate(records, 1):
+        thumb, flag = thumbnails.get(r.file, ("", ""))
+        thumb_html = f'<img class="thumb" src="{escape(thumb)}" alt="">' if thumb else ""
+        flag_html = f'<img class="thumb" src="{escape(flag)}" alt="">' if flag else ""
+        gray = ' <span class="gray">grayscale</span>' if r.grayscale else ""
+        parts.append(
+            f"<tr><td class=num>{i}</td><td>{thumb_html}</td><td>{flag_html}</td><td>{escape(r.file)}</td>"
+            f"<td class=num>{r.width}×{r.height}</td><td class=num>{r.mean_quality:.1f}</td>"
+            f"<td class=num>{r.mean_flag:.3f}</td><td class={r.verdict}>{r.verdict}{gray}</td>"
+            f"<td>{escape('; '.join(r.notes))}</td></tr>")
+    parts.append("</tbody></table>")
+    if failures:
+        parts.append(f"<h2>Files that could not be read ({len(failures)})</h2><table class=failed>"
+                     "<thead><tr><th>file</th><th>reason</th></tr></thead><tbody>")
+        parts.extend(f"<tr class=failed><td>{escape(f.file)}</td><td>{escape(f.reason)}</td></tr>" for f in failures)
+        parts.append("</tbody></table>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_assessment_report(out_dir: str | os.PathLike, records, failures, summary: dict,
+                            thumbnails: dict[str, tuple[str, str]] | None = None,
+                            settings: dict | None = None) -> dict[str, Path]:
+    """Write the results of :func:`jpegtrace.experiments.assess_images` into ``out_dir``.
+
+    Files: ``table.csv`` (one row per image: file, width, height, mean QF, mean flag, verdict,
+    grayscale, notes), ``failures.csv`` (file, reason), ``assessment.json`` (settings, counts,
+    histogram, rows and failures), ``qf_histogram.png`` and ``index.html``; the thumbnails are
+    written beforehand by :func:`save_thumbnails`.
+    """
+    from .outputs import write_csv, write_json, write_text
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r.as_row() for r in records]
+    written = {
+        "table": write_csv(out / "table.csv", rows,
+                           ["file", "width", "height", "mean_quality", "mean_flag", "verdict", "grayscale", "notes"]),
+        "failures": write_csv(out / "failures.csv", _failure_rows(failures), ["file", "reason"]),
+        "summary": write_json(out / "assessment.json", {"settings": settings or {}, **summary, "images": rows,
+                                                        "failures": _failure_rows(failures)}),
+    }
+    fig = qf_histogram_figure(summary)
+    written["histogram"] = save_figure(fig, out / "qf_histogram.png", dpi=120)
+    plt.close(fig)
+    written["html"] = write_text(out / "index.html", assessment_html(
+        records, failures, summary, thumbnails, source=(settings or {}).get("folder")))
     return written

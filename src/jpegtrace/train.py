@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .data import SynthesisConfig, TrainingBatches, list_images, load_rgb
 from .experiments import evaluate_model, summarize_evaluation
-from .model import NetConfig, QFNet, save_weights
+from .model import NetConfig, QFNet, emphasize_highpass_, save_weights
 
 #: Validation during training: the uncompressed images, 4:2:0 JPEGs at these QFs...
 VAL_QUALITIES = (None, 10, 30, 50, 70, 90)
@@ -47,9 +47,20 @@ class TrainConfig:
         ``lr * min_lr_ratio`` at ``steps``.
     flag_weight : float
         Weight of the flag map's MSE against the quality map's.
+    min_quality, max_quality : int
+        Range of the QFs drawn for compressed patches (paper: 5..100).
+    uncompressed_fraction : float
+        Share of patches left uncompressed (paper: 0.1).
     recipe : {'jpegtrace', 'paper'}
         'paper' makes only 4:2:0 JPEGs aligned to the patch, in colour; 'jpegtrace' adds 4:4:4
         and 4:2:2, shifted grids and grayscale.
+    output_init : bool
+        Start the last layer near zero with biases at the mean labels (see :func:`build_model`);
+        False keeps the plain He initialisation of the paper's network.
+    highpass_gain : float
+        Gain on the zero-mean part of the first layer's kernels during training (see
+        :class:`jpegtrace.model.HighpassEmphasis`), and ``lowpass_gain`` on their mean part;
+        both 1 train the plain parametrization. Exported weights are always a plain network.
     precision : {'fp32', 'bf16'}
         'bf16' runs the convolutions under bfloat16 autocast (about 2x faster on CPUs with
         AVX-512 BF16); weights and optimizer stay fp32.
@@ -66,6 +77,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.05
     flag_weight: float = 1.0
     recipe: str = "jpegtrace"
+    min_quality: int = 5
+    max_quality: int = 100
+    uncompressed_fraction: float = 0.1
     seed: int = 0
     workers: int = 1
     val_every: int = 1000
@@ -77,16 +91,45 @@ class TrainConfig:
     width: int = 64
     dilations: tuple[int, ...] = (1, 2, 3, 4, 3, 2, 1)
     input_offset: float = 0.5
+    output_init: bool = True
+    highpass_gain: float = 10.0
+    lowpass_gain: float = 0.1
 
     def synthesis(self) -> SynthesisConfig:
         if self.recipe == "paper":
-            return SynthesisConfig.paper(self.patch_size)
-        if self.recipe == "jpegtrace":
-            return SynthesisConfig(patch_size=self.patch_size)
-        raise ValueError(f"unknown recipe {self.recipe!r} (use 'jpegtrace' or 'paper')")
+            base = SynthesisConfig.paper(self.patch_size)
+        elif self.recipe == "jpegtrace":
+            base = SynthesisConfig(patch_size=self.patch_size)
+        else:
+            raise ValueError(f"unknown recipe {self.recipe!r} (use 'jpegtrace' or 'paper')")
+        return dataclasses.replace(base, min_quality=self.min_quality, max_quality=self.max_quality,
+                                   uncompressed_fraction=self.uncompressed_fraction)
 
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset)
+
+
+def mean_labels(synthesis: SynthesisConfig) -> tuple[float, float]:
+    """Expected (quality, flag) label of a training patch under ``synthesis``."""
+    compressed = 1.0 - synthesis.uncompressed_fraction
+    mean_quality = (synthesis.min_quality + synthesis.max_quality) / 2
+    return compressed * (100 - mean_quality) / 100, compressed
+
+
+def build_model(config: TrainConfig) -> QFNet:
+    """A freshly initialised network for ``config``.
+
+    The last layer starts near zero with biases at the mean labels, so training begins at the
+    trivial loss instead of spending its first steps shrinking large random outputs (which
+    kills many ReLUs on the way).
+    """
+    model = QFNet(config.net())
+    if config.output_init:
+        last = model.layers[-1]
+        with torch.no_grad():
+            last.weight.mul_(0.01)
+            last.bias.copy_(torch.tensor(mean_labels(config.synthesis())))
+    return emphasize_highpass_(model, config.highpass_gain, config.lowpass_gain)
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -165,7 +208,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
 
-    model = QFNet(config.net()).to(device)
+    model = build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     start_step, best = 0, None
     if resume and checkpoint_path.exists():

@@ -1,0 +1,196 @@
+"""`jpegtrace analyze` on good and bad files: one error line per failure, the others still analysed."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imagefiles import png_bytes
+from jpegtrace.cli import main
+from jpegtrace.model import NetConfig, QFNet, save_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A small random network: the CLI reads its shape from the file, and nothing here needs accuracy."""
+    torch.manual_seed(0)
+    return save_weights(QFNet(NetConfig(width=4, dilations=(1, 2, 1))), tmp_path_factory.mktemp("w") / "w.safetensors")
+
+
+@pytest.fixture
+def files(tmp_path):
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.png"
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(good)
+    other = tmp_path / "other.tif"
+    Image.fromarray(rng.integers(0, 256, (9, 7), dtype=np.uint8)).save(other)
+    text = tmp_path / "text.png"
+    text.write_text("not an image\n")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bytes(100_000, 100_000, 8, 2, None))
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:200])
+    return {"good": good, "other": other, "text": text, "empty": empty, "bomb": bomb,
+            "truncated": truncated, "missing": tmp_path / "missing.png", "directory": tmp_path}
+
+
+def _run(capsys, *args):
+    code = main(["analyze", *map(str, args)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and "Traceback" not in out
+    return code, out, err.splitlines()
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("missing", "no such file"), ("directory", "is a directory, not an image"), ("empty", "empty file"),
+    ("text", "not an image file"), ("truncated", "cannot decode image"), ("bomb", "exceeds the limit"),
+])
+def test_single_bad_file_gives_one_error_line(capsys, weights, files, kind, reason):
+    code, out, err = _run(capsys, "--model", weights, files[kind])
+    assert code != 0
+    assert len(err) == 1 and out == ""
+    assert err[0].startswith(f"jpegtrace: error: {files[kind]}: ")
+    assert reason in err[0]
+
+
+def test_many_files_report_each_failure_and_finish_the_others(capsys, weights, files):
+    order = ["missing", "good", "text", "bomb", "other", "directory", "empty", "truncated"]
+    code, out, err = _run(capsys, "--model", weights, *(files[k] for k in order))
+    assert code == 1
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(files["good"]), str(files["other"])]
+    assert len(err) == 6
+    bad = [k for k in order if k not in ("good", "other")]
+    for line, kind in zip(err, bad):
+        assert line.startswith(f"jpegtrace: error: {files[kind]}: ")
+
+
+def test_json_marks_failures_per_file(capsys, weights, files):
+    code, out, err = _run(capsys, "--json", "--model", weights, files["good"], files["text"], files["bomb"])
+    assert code == 1
+    doc = json.loads(out)
+    assert doc["failed"] == 2
+    good, text, bomb = doc["images"]
+    assert good["ok"] is True and good["file"] == str(files["good"]) and good["width"] == 24
+    assert text == {"file": str(files["text"]), "ok": False, "error": text["error"]}
+    assert "not an image file" in text["error"] and "exceeds the limit" in bomb["error"]
+    assert len(err) == 2  # failures are also reported on stderr; stdout stays pure JSON
+
+
+def test_all_good_exits_zero(capsys, weights, files):
+    code, out, err = _run(capsys, "--model", weights, "--tile-size", "5", files["good"], files["other"])
+    assert code == 0 and err == [] and len(out.splitlines()) == 2
+
+
+def test_non_utf8_file_name(capsys, weights, tmp_path):
+    raw = os.fsencode(tmp_path) + b"/bad-\xff.png"
+    with open(raw, "wb") as f:
+        f.write(b"garbage")
+    good = os.fsencode(tmp_path) + b"/good-\xe9.png"
+    with open(good, "wb") as f:
+        Image.new("RGB", (5, 4), (1, 2, 3)).save(f, format="PNG")
+    code, out, err = _run(capsys, "--model", weights, os.fsdecode(raw), os.fsdecode(good))
+    assert code == 1
+    assert err == [f"jpegtrace: error: {tmp_path}/bad-\\xff.png: not an image file (unrecognised or corrupt format)"]
+    assert out.startswith(f"{tmp_path}/good-\\xe9.png\t")
+    code, out, err = _run(capsys, "--json", "--model", weights, os.fsdecode(good))
+    assert json.loads(out)["images"][0]["file"] == f"{tmp_path}/good-\\xe9.png"
+
+
+def test_max_pixels_option(capsys, weights, files):
+    code, _, err = _run(capsys, "--model", weights, "--max-pixels", "479", files["good"])  # 24 x 20 = 480
+    assert code == 1 and "exceeds the limit of 479 pixels" in err[0]
+    code, _, err = _run(capsys, "--model", weights, "--max-pixels", "480", files["good"])
+    assert code == 0 and err == []
+
+
+@pytest.mark.parametrize("option", [["--tile-size", "0"], ["--max-pixels", "-3"], ["--max-pixels", "many"]])
+def test_bad_option_values_are_usage_errors(capsys, weights, files, option):
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", "--model", str(weights), *option, str(files["good"])])
+    assert info.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_bad_model_file_is_one_line_naming_it(capsys, files, tmp_path):
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"encoder.weight": torch.zeros(3, 3)}, str(foreign))
+    for model, reason in ((foreign, "missing tensor 'layers.0.bias'"), (files["good"], "not a readable safetensors"),
+                          (tmp_path / "nope.safetensors", "weights file not found")):
+        code, out, err = _run(capsys, "--model", model, files["good"])
+        assert code == 2 and out == ""
+        assert len(err) == 1 and err[0].startswith(f"jpegtrace: error: {model}: ") and reason in err[0]
+
+
+def test_unavailable_device_is_one_line(capsys, weights, files):
+    code, _, err = _run(capsys, "--model", weights, "--device", "no-such-device", files["good"])
+    assert code == 2 and len(err) == 1 and err[0].startswith("jpegtrace: error: cannot use device")
+
+
+def test_maps_reuse_an_existing_folder_without_deleting_other_files(capsys, weights, files, tmp_path):
+    out_dir = tmp_path / "maps"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("mine")
+    (out_dir / "good_overlay.png").write_bytes(b"old")
+    code, out, err = _run(capsys, "--json", "--model", weights, "--maps", out_dir, files["good"], files["text"])
+    assert code == 1
+    assert (out_dir / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "good_flag.png", "good_overlay.png", "good_quality.png", "keep.txt"]  # no temporary files left
+    assert Image.open(out_dir / "good_overlay.png").size == (24, 20)
+    record = json.loads(out)["images"][0]
+    assert record["maps"]["overlay"] == str(out_dir / "good_overlay.png")
+
+
+def test_unwritable_maps_folder_fails_per_file(capsys, weights, files, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    code, out, err = _run(capsys, "--model", weights, "--maps", blocker, files["good"], files["other"])
+    assert code == 1 and out == ""
+    assert len(err) == 2 and all("cannot write results" in line for line in err)
+
+
+def test_codec_messages_do_not_add_stderr_lines(capfd, weights, tmp_path):
+    """libtiff prints its own complaints on file descriptor 2; the CLI folds them into its one line."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (9, 8), dtype=np.uint8)).save(
+        buf, format="TIFF", compression="tiff_adobe_deflate")
+    data = bytearray(buf.getvalue())
+    data[len(data) - 40] ^= 0x55  # breaks the TIFF directory
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(bytes(data))
+    good = tmp_path / "good.png"
+    Image.new("RGB", (6, 5)).save(good)
+    code = main(["analyze", "--model", str(weights), str(bad), str(good)])
+    out, err = capfd.readouterr()
+    assert code == 1 and out.startswith(f"{good}\t")
+    assert err.splitlines() == [err.strip()] and err.startswith(f"jpegtrace: error: {bad}: cannot decode image")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (13, 7)])
+def test_tiny_images(capsys, weights, tmp_path, size):
+    path = tmp_path / "tiny.png"
+    Image.new("L", size, 90).save(path)
+    code, out, err = _run(capsys, "--json", "--model", weights, path)
+    record = json.loads(out)["images"][0]
+    assert code == 0 and err == [] and (record["width"], record["height"]) == size and record["grayscale"]
+
+
+def test_maps_of_files_with_the_same_stem_do_not_overwrite_each_other(capsys, weights, files, tmp_path):
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    Image.new("RGB", (8, 6)).save(twin / "good.bmp")
+    code, out, _ = _run(capsys, "--json", "--model", weights, "--maps", tmp_path / "maps", files["good"],
+                        twin / "good.bmp")
+    first, second = (r["maps"]["overlay"] for r in json.loads(out)["images"])
+    assert code == 0 and first.endswith("good_overlay.png") and second.endswith("good-2_overlay.png")
+    assert Image.open(first).size == (24, 20) and Image.open(second).size == (8, 6)

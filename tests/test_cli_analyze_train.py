@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jpegtrace.cli import build_parser, main
+from jpegtrace.model import QFNet, save_weights
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_weights(QFNet(), tmp_path_factory.mktemp("w") / "random.safetensors")
+
+
+@pytest.fixture
+def png(tmp_path, photo):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo[:64, :80]).save(path)
+    return path
+
+
+def test_help_of_every_subcommand_is_clear(capsys):
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["--help"])
+    assert exit_info.value.code == 0
+    top = capsys.readouterr().out
+    commands = [a for a in parser._subparsers._group_actions[0].choices]
+    assert {"analyze", "train"} <= set(commands)
+    for command in commands:
+        assert command in top
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        text = capsys.readouterr().out
+        assert f"usage: jpegtrace {command}" in text and len(text.splitlines()) > 3
+
+
+def test_analyze_prints_one_line_per_image(capsys, png, weights):
+    assert main(["analyze", str(png), str(png), "--model", str(weights)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    file, qf, flag, verdict = lines[0].split("\t")[:4]
+    assert file == str(png) and qf.startswith("QF") and flag.startswith("flag")
+    assert verdict in {"compressed", "uncompressed"}
+
+
+def test_analyze_json_and_maps(capsys, png, weights, tmp_path):
+    out = tmp_path / "maps"
+    (out).mkdir()
+    (out / "unrelated.txt").write_text("keep me")
+    assert main(["analyze", str(png), "--json", "--maps", str(out), "--model", str(weights)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    record = report["images"][0]
+    assert report["failed"] == 0 and record["ok"] and (record["height"], record["width"]) == (64, 80)
+    assert 0 <= record["estimated_quality"] <= 100 and 0 <= record["mean_flag"] <= 1
+    for kind in ("quality", "flag", "overlay"):
+        written = out / f"photo_{kind}.png"
+        assert written.exists() and record["maps"][kind] == str(written)
+        with Image.open(written) as im:
+            assert im.size[0] > 0
+    with Image.open(out / "photo_overlay.png") as im:
+        assert im.size == (80, 64)
+    assert (out / "unrelated.txt").read_text() == "keep me"
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_train_command_writes_weights_and_resumes(capsys, image_folder, tmp_path):
+    folder, split = image_folder
+    out = tmp_path / "run"
+    args = ["train", "--data", str(folder), "--split", str(split), "--out", str(out), "--steps", "3",
+            "--batch-size", "2", "--patch-size", "20", "--workers", "0", "--val-every", "0", "--threads", "1"]
+    assert main(args) == 0
+    assert (out / "model.safetensors").exists() and (out / "checkpoint.pt").exists()
+    assert main(args[:-8] + ["--steps", "5", "--resume", "--workers", "0", "--val-every", "0"]) == 0
+    steps = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert steps == 5
+    assert "weights written to" in capsys.readouterr().out
+
+
+def test_missing_weights_file_is_a_one_line_error(capsys, png, tmp_path):
+    assert main(["analyze", str(png), "--model", str(tmp_path / "nope.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("jpegtrace: error:") and "not found" in err[0]

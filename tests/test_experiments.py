@@ -1,0 +1,248 @@
+"""The experiment functions: summaries, masks, localisation scores and the benchmark's mechanics.
+
+A small random-weights network stands in for the shipped model: these tests check the
+bookkeeping and the maths, not the accuracy (see test_experiments_shipped_model.py).
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from jpegtrace.experiments import (
+    MASK_SHAPES, EvaluationRecord, assess_images, blob_mask, collage_benchmark, disc_mask, evaluate_files,
+    fit_image, localization_scores, make_collage, make_mask, pixel_auc, random_mask, read_mask, rectangle_mask,
+    run_collage, summarize_assessment, summarize_collage_benchmark, summarize_evaluation,
+)
+from jpegtrace.model import NetConfig, QFNet
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
+
+
+@pytest.fixture
+def small_files(tmp_path, photos):
+    """Three small never-compressed PNGs (at most 96 px) and one file that is not an image."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for name, array in photos.items():
+        Image.fromarray(array[:80, :96]).save(folder / f"{name}.png")
+    (folder / "broken.png").write_bytes(b"this is not a PNG")
+    return folder
+
+
+# --- Fig. 2 and Table 1 -----------------------------------------------------------------------
+
+def _records():
+    rows = [("a", 10, 20.0, 0.9), ("b", 10, 10.0, 0.8), ("a", 90, 80.0, 0.7), ("b", 90, 90.0, 0.6),
+            ("a", 98, 99.0, 0.4), ("b", 98, 97.0, 0.6), ("a", 100, 100.0, 0.2), ("b", 100, 99.0, 0.3),
+            ("a", None, 100.0, 0.1), ("b", None, 99.0, 0.7)]
+    return [EvaluationRecord(*row) for row in rows]
+
+
+def test_summary_has_fig2_rows_table1_shares_and_overall_scores():
+    summary = summarize_evaluation(_records())
+    by_q = {r["quality"]: r for r in summary["per_quality"]}
+    assert [r["quality"] for r in summary["per_quality"]] == [10, 90, 98, 100, None]
+    assert by_q[10]["mean_estimate"] == pytest.approx(15.0) and by_q[10]["std_estimate"] == pytest.approx(5.0)
+    assert by_q[10]["mae"] == pytest.approx(5.0) and by_q[90]["mae"] == pytest.approx(5.0)
+    assert by_q[None]["mae"] is None
+    table1 = {r["label"]: r["judged_uncompressed"] for r in summary["table1"]}
+    assert table1 == {"QF 98": 0.5, "QF 100": 1.0, "without JPEG": 0.5}
+    # QF MAE over QF <= 95 only: |20-10|, 0, |80-90|, 0
+    assert summary["qf_mae"] == pytest.approx(5.0)
+    assert summary["qf_mae_all_qualities"] == pytest.approx((10 + 0 + 10 + 0 + 1 + 1 + 0 + 1) / 8)
+    # right verdicts: 4 (QF 10, 90) + 1 (QF 98 b) + 0 (QF 100) + 1 (original a) of 10
+    assert summary["detection_accuracy"] == pytest.approx(0.6)
+    assert summary["clean_judged_uncompressed"] == pytest.approx(0.5)
+    assert summary["n_images"] == 2 and summary["n_records"] == 10
+
+
+def test_summary_without_low_qualities_has_no_qf_mae():
+    summary = summarize_evaluation([EvaluationRecord("a", 98, 97.0, 0.9)])
+    assert summary["qf_mae"] is None and summary["table1"][0]["quality"] == 98
+
+
+def test_evaluate_files_reads_lazily_and_lists_unreadable_files(tiny_model, small_files):
+    files = sorted(small_files.iterdir())
+    records, failures = evaluate_files(tiny_model, files, qualities=(10, 90))
+    assert len(records) == 3 * 3  # three readable images, two QFs and the original
+    assert [(f.file.endswith("broken.png"), "not an image" in f.reason) for f in failures] == [(True, True)]
+    assert {r.quality for r in records} == {10, 90, None}
+    again, _ = evaluate_files(tiny_model, {f.name: f for f in files}, qualities=(10, 90))
+    assert [(r.estimated_quality, r.mean_flag) for r in again] == [(r.estimated_quality, r.mean_flag) for r in records]
+    assert again[0].image == "astronaut.png"
+
+
+# --- masks --------------------------------------------------------------------------------------
+
+def test_rectangle_and_disc_masks_have_the_expected_area():
+    rect = rectangle_mask(40, 60)
+    assert rect.sum() == 20 * 30 and rect[20, 30] and not rect[0, 0]
+    disc = disc_mask(100, 100)
+    assert disc.sum() == pytest.approx(np.pi * 30 ** 2, rel=0.02)
+
+
+def test_blob_masks_are_reproducible_from_the_generator_and_cover_the_asked_area():
+    a = blob_mask(64, 80, np.random.default_rng(5), area_fraction=0.2)
+    b = blob_mask(64, 80, np.random.default_rng(5), area_fraction=0.2)
+    c = blob_mask(64, 80, np.random.default_rng(6), area_fraction=0.2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.mean() == pytest.approx(0.2, abs=0.01)
+
+
+@pytest.mark.parametrize("shape", MASK_SHAPES)
+def test_make_mask_gives_each_shape(shape):
+    mask = make_mask(shape, 48, 64, np.random.default_rng(0))
+    assert mask.shape == (48, 64) and mask.dtype == bool and 0.05 < mask.mean() < 0.5
+
+
+def test_random_masks_draw_every_shape_and_lie_inside_the_image():
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(30):
+        mask, shape = random_mask(50, 70, rng)
+        seen.add(shape)
+        assert mask.shape == (50, 70) and 0.03 < mask.mean() < 0.6
+    assert seen == set(MASK_SHAPES)
+    with pytest.raises(ValueError):
+        random_mask(10, 10, rng, shapes=("star",))
+
+
+def test_read_mask_thresholds_at_half_scale_and_checks_the_size(tmp_path):
+    values = np.array([[0, 127, 128, 255]], dtype=np.uint8)
+    Image.fromarray(values).save(tmp_path / "m.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), [[False, False, True, True]])
+    from jpegtrace import ImageReadError
+
+    with pytest.raises(ImageReadError, match="mask is 4x1 pixels"):
+        read_mask(tmp_path / "m.png", 2, 4)
+
+
+def test_fit_image_crops_or_mirrors():
+    image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    np.testing.assert_array_equal(fit_image(image, 2, 3, (1, 2)), image[1:3, 2:5])
+    grown = fit_image(image, 6, 7)
+    assert grown.shape == (6, 7, 3)
+    np.testing.assert_array_equal(grown[:4, :5], image)
+    np.testing.assert_array_equal(grown[4, :5], image[3])  # mirrored
+
+
+# --- localisation scores ------------------------------------------------------------------------
+
+def _brute_auc(scores, labels):
+    pos, neg = scores[labels], scores[~labels]
+    wins = sum((p > n) + 0.5 * (p == n) for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.booleans()), min_size=2, max_size=30))
+def test_pixel_auc_equals_the_pairwise_definition(pairs):
+    scores = np.array([s for s, _ in pairs], dtype=np.float32) / 4
+    labels = np.array([label for _, label in pairs])
+    if labels.all() or not labels.any():
+        assert np.isnan(pixel_auc(scores, labels))
+    else:
+        assert pixel_auc(scores, labels) == pytest.approx(_brute_auc(scores, labels))
+
+
+def test_localization_scores_on_synthetic_maps():
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[2:6, 2:6] = True  # 16 pixels
+    perfect = localization_scores(mask.astype(np.float32), mask)
+    assert (perfect.iou, perfect.f1, perfect.auc, perfect.precision, perfect.recall) == (1, 1, 1, 1, 1)
+    inverted = localization_scores(1.0 - mask, mask)
+    assert inverted.iou == 0 and inverted.f1 == 0 and inverted.auc == 0
+    shifted = np.zeros((10, 10), dtype=np.float32)
+    shifted[4:8, 2:6] = 0.9  # 8 of its 16 pixels overlap the mask
+    s = localization_scores(shifted, mask)
+    assert s.iou == pytest.approx(8 / 24) and s.f1 == pytest.approx(16 / 32)
+    assert s.precision == pytest.approx(0.5) and s.recall == pytest.approx(0.5)
+    # positives: 8 at 0.9, 8 at 0; negatives: 8 at 0.9, 76 at 0
+    assert s.auc == pytest.approx((8 * 76 + 0.5 * 8 * 8 + 0.5 * 8 * 76) / (16 * 84))
+    flat = localization_scores(np.full((10, 10), 0.5, dtype=np.float32), mask)  # 0.5 is not above 0.5
+    assert flat.iou == 0 and flat.auc == 0.5 and np.isnan(flat.precision)
+    empty = localization_scores(np.zeros((4, 4), np.float32), np.zeros((4, 4), bool))
+    assert empty.iou == 1 and empty.f1 == 1 and np.isnan(empty.auc)
+    assert empty.as_dict()["auc"] is None
+
+
+def test_make_collage_compresses_only_inside_the_mask(photo):
+    background = photo[:64, :64]
+    donor = photo[-64:, -64:]
+    mask = disc_mask(64, 64)
+    fake = make_collage(background, donor, 30, mask)
+    np.testing.assert_array_equal(fake[~mask], background[~mask])
+    assert not np.array_equal(fake[mask], donor[mask])
+
+
+def test_run_collage_scores_its_own_analysis(tiny_model, photo):
+    mask = rectangle_mask(64, 72)
+    result = run_collage(tiny_model, photo[:64, :72], photo[20:50, 10:40], 50, mask)  # a small donor is mirrored
+    assert result.fake.shape == (64, 72, 3) and result.analysis.flag_map.shape == (64, 72)
+    assert result.scores.as_dict() == localization_scores(result.analysis.flag_map, mask).as_dict()
+    assert result.flag_inside == pytest.approx(float(result.analysis.flag_map[mask].mean()))
+    row = result.as_dict()
+    assert row["quality"] == 50 and row["mask_fraction"] == pytest.approx(mask.mean(), abs=1e-4)
+
+
+# --- the collage benchmark ----------------------------------------------------------------------
+
+def test_collage_benchmark_is_reproducible_from_its_seed(tiny_model, small_files):
+    files = sorted(small_files.iterdir())
+    first, failures = collage_benchmark(tiny_model, files, pairs=6, seed=3, qualities=(50, 80), crop=48)
+    second, _ = collage_benchmark(tiny_model, files, pairs=4, seed=3, qualities=(50, 80), crop=48)
+    other, _ = collage_benchmark(tiny_model, files, pairs=6, seed=4, qualities=(50, 80), crop=48)
+    # pair i depends on (seed, i) alone: a shorter run is a prefix of a longer one
+    assert [r.as_row() for r in first if r.pair < 4] == [r.as_row() for r in second]
+    assert [(r.background, r.donor, r.shape, r.quality) for r in first] != \
+           [(r.background, r.donor, r.shape, r.quality) for r in other]
+    # the unreadable file is reported once, and the pairs that need it are skipped
+    assert len(failures) == 1 and failures[0].file.endswith("broken.png")
+    assert all("broken" not in r.background + r.donor for r in first)
+    assert all(r.background != r.donor and r.height == r.width == 48 for r in first)
+    summary = summarize_collage_benchmark(first)
+    assert summary["n"] == len(first)
+    assert summary["mean_iou"] == pytest.approx(np.mean([r.iou for r in first]), abs=1e-4)
+    assert sum(row["n"] for row in summary["by_quality"]) == len(first)
+    assert sum(row["n"] for row in summary["by_shape"]) == len(first)
+
+
+# --- data-set audits ----------------------------------------------------------------------------
+
+def test_assess_images_marks_grayscale_and_lists_unreadable_files(tiny_model, small_files, photo):
+    Image.fromarray(photo[:64, :64].mean(axis=2).astype(np.uint8)).save(small_files / "gray.png")
+    seen = []
+    records, failures = assess_images(tiny_model, sorted(small_files.iterdir()),
+                                      on_result=lambda name, rgb, analysis: seen.append((name, rgb.shape)))
+    assert len(records) == 4 and len(seen) == 4
+    gray = [r for r in records if r.file.endswith("gray.png")]
+    assert len(gray) == 1 and gray[0].grayscale and (gray[0].height, gray[0].width) == (64, 64)
+    assert sum(r.grayscale for r in records) == 1
+    assert len(failures) == 1 and "not an image" in failures[0].reason
+    summary = summarize_assessment(records, failures)
+    assert summary["n_files"] == 5 and summary["n_failed"] == 1 and summary["n_grayscale"] == 1
+    assert summary["n_compressed"] + summary["n_uncompressed"] == 4
+    assert sum(summary["histogram"]["counts"]) == summary["n_compressed"]
+
+
+def test_assessment_histogram_counts_only_compressed_images():
+    from jpegtrace.experiments import AssessmentRecord
+
+    records = [AssessmentRecord("a", 8, 8, 32.0, 0.9, True), AssessmentRecord("b", 8, 8, 34.0, 0.8, True),
+               AssessmentRecord("c", 8, 8, 77.0, 0.7, True), AssessmentRecord("d", 8, 8, 99.0, 0.1, False),
+               AssessmentRecord("e", 8, 8, 100.0, 0.6, True)]
+    summary = summarize_assessment(records)
+    counts = dict(zip(summary["histogram"]["edges"], summary["histogram"]["counts"]))
+    assert counts[30.0] == 2 and counts[75.0] == 1 and counts[95.0] == 1  # QF 100 falls in the last bin
+    assert sum(summary["histogram"]["counts"]) == 4
+    assert summary["mean_quality_compressed"] == pytest.approx((32 + 34 + 77 + 100) / 4, abs=0.01)
