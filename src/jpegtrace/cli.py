@@ -73,12 +73,10 @@ def _add_analyze(sub) -> None:
 
 def _run_analyze(args) -> int:
     from .images import as_analysis_array, native_stderr_captured
-    from .inference import load_model, predict_maps, summarize
+    from .inference import predict_maps, summarize
 
-    try:
-        model = load_model(args.model, device=args.device)
-    except JpegTraceError as exc:
-        _error(_error_of(exc))
+    model = _load_model(args)
+    if model is None:
         return 2
     records, failed, stems = [], 0, {}
     for name in args.images:
@@ -285,7 +283,7 @@ def _load_model(args):
     try:
         return load_model(args.model, device=args.device)
     except JpegTraceError as exc:
-        _error(f"{_display(exc.path)}: {exc.reason}" if exc.path else exc.reason)
+        _error(_error_of(exc))
         return None
 
 
@@ -317,6 +315,23 @@ def _data_files(args) -> dict[str, Path] | None:
         _error(f"{_display(args.data)}: no never-compressed images (PNG, TIFF, BMP, PPM, PGM){where}")
         return None
     return {_display(p.relative_to(args.data)): p for p in paths}
+
+
+def _start_data_run(args) -> tuple[dict[str, Path], object] | None:
+    """Files of ``--data``, the model and a writable ``--out``; None after printing what is wrong."""
+    files = _data_files(args)
+    if files is None:
+        return None
+    model = _load_model(args)
+    if model is None or not _prepare_out(args):
+        return None
+    return files, model
+
+
+def _data_settings(args, **extra) -> dict:
+    """:func:`_settings` of a run over ``--data`` (with its split and subset)."""
+    return _settings(args, data=_display(args.data), split=_display(args.split) if args.split else None,
+                     subset=args.subset if args.split else None, **extra)
 
 
 def _settings(args, **extra) -> dict:
@@ -381,12 +396,10 @@ def _run_evaluate(args) -> int:
     from .experiments import evaluate_files, summarize_evaluation
     from .reports import write_evaluation_report
 
-    files = _data_files(args)
-    if files is None:
+    started = _start_data_run(args)
+    if started is None:
         return 2
-    model = _load_model(args)
-    if model is None or not _prepare_out(args):
-        return 2
+    files, model = started
     records, failures = evaluate_files(
         model, files, args.qualities, subsampling=args.subsampling, grid_offset=args.grid_shift,
         grayscale=args.grayscale, device=args.device, tile_size=args.tile_size,
@@ -396,9 +409,8 @@ def _run_evaluate(args) -> int:
         _error("no image could be read")
         return 1
     summary = summarize_evaluation(records)
-    settings = _settings(args, data=_display(args.data), split=_display(args.split) if args.split else None,
-                         subset=args.subset if args.split else None, qualities=list(args.qualities),
-                         subsampling=args.subsampling, grid_offset=list(args.grid_shift), grayscale=args.grayscale)
+    settings = _data_settings(args, qualities=list(args.qualities), subsampling=args.subsampling,
+                              grid_offset=list(args.grid_shift), grayscale=args.grayscale)
     try:
         written = write_evaluation_report(args.out, records, summary, failures, settings)
     except OSError as exc:
@@ -516,22 +528,18 @@ def _run_collage_benchmark(args) -> int:
     from .experiments import collage_benchmark, summarize_collage_benchmark
     from .reports import write_collage_benchmark_report
 
-    files = _data_files(args)
-    if files is None:
+    started = _start_data_run(args)
+    if started is None:
         return 2
-    model = _load_model(args)
-    if model is None or not _prepare_out(args):
-        return 2
+    files, model = started
     records, failures = collage_benchmark(
         model, files, pairs=args.pairs, seed=args.seed, qualities=args.qualities, shapes=args.shapes,
         crop=args.crop, subsampling=args.subsampling, tile_size=args.tile_size, device=args.device,
         progress=_progress(args, "collage-benchmark", " pair"))
     _report_failures(failures)
     summary = summarize_collage_benchmark(records)
-    settings = _settings(args, data=_display(args.data), split=_display(args.split) if args.split else None,
-                         subset=args.subset if args.split else None, pairs=args.pairs, seed=args.seed,
-                         qualities=list(args.qualities), shapes=list(args.shapes), crop=args.crop,
-                         subsampling=args.subsampling)
+    settings = _data_settings(args, pairs=args.pairs, seed=args.seed, qualities=list(args.qualities),
+                              shapes=list(args.shapes), crop=args.crop, subsampling=args.subsampling)
     try:
         write_collage_benchmark_report(args.out, records, summary, failures, settings)
     except OSError as exc:
