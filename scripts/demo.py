@@ -12,12 +12,8 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
+from jpegtrace.data import downscale
 from jpegtrace.experiments import disc_mask, make_collage
-
-
-def clean_photo(array: np.ndarray, factor: int = 3) -> np.ndarray:
-    image = Image.fromarray(array)
-    return np.asarray(image.resize((image.width // factor, image.height // factor), Image.LANCZOS))
 
 
 def main() -> None:
@@ -27,8 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    background = clean_photo(data.astronaut())
-    donor = clean_photo(data.coffee())[:, -background.shape[1]:]
+    background = downscale(data.astronaut(), 3)
+    donor = downscale(data.coffee(), 3)[:, -background.shape[1]:]
     donor = donor[: background.shape[0]] if donor.shape[0] >= background.shape[0] else np.pad(
         donor, ((0, background.shape[0] - donor.shape[0]), (0, 0), (0, 0)), mode="symmetric")
     mask = disc_mask(*background.shape[:2])

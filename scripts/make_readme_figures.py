@@ -26,6 +26,7 @@ from PIL import Image
 from skimage import data
 
 from jpegtrace.cli import main as jpegtrace
+from jpegtrace.data import downscale
 from jpegtrace.jpeg import jpeg_compress
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,11 +38,6 @@ COLOUR_PHOTOS = {"astronaut": 3, "chelsea": 2, "coffee": 3, "immunohistochemistr
 GRAY_PHOTOS = {"camera": 3, "brick": 3, "coins": 2, "moon": 3}
 #: scikit-image's sample files that are JPEGs as shipped.
 SHIPPED_JPEGS = ("rocket.jpg", "retina.jpg", "hubble_deep_field.jpg")
-
-
-def clean_photo(array: np.ndarray, factor: int) -> np.ndarray:
-    image = Image.fromarray(array)
-    return np.asarray(image.resize((image.width // factor, image.height // factor), Image.LANCZOS))
 
 
 def run(argv: list[str]) -> None:
@@ -62,7 +58,7 @@ def main() -> None:
 
     clean = work / "clean"
     clean.mkdir(parents=True, exist_ok=True)
-    photos = {name: clean_photo(getattr(data, name)(), factor) for name, factor in COLOUR_PHOTOS.items()}
+    photos = {name: downscale(getattr(data, name)(), factor) for name, factor in COLOUR_PHOTOS.items()}
     for name, array in photos.items():
         Image.fromarray(array).save(clean / f"{name}.png")
 
@@ -84,7 +80,7 @@ def main() -> None:
             quality = int(rng.choice([30, 50, 75, 90]))
             Image.fromarray(jpeg_compress(array, quality)).save(audit / f"{name}_was_q{quality}.png")
     for name, factor in GRAY_PHOTOS.items():
-        Image.fromarray(clean_photo(getattr(data, name)(), factor)).save(audit / f"{name}_gray.png")
+        Image.fromarray(downscale(getattr(data, name)(), factor)).save(audit / f"{name}_gray.png")
     sample_dir = Path(data.__file__).parent
     for name in SHIPPED_JPEGS:
         with Image.open(sample_dir / name) as im:  # the JPEGs scikit-image ships, cropped to 256 px losslessly

@@ -1,11 +1,8 @@
 import numpy as np
 import pytest
+
+from jpegtrace.data import downscale
 from PIL import Image
-
-
-def _clean_photo(array: np.ndarray, factor: int = 3) -> np.ndarray:
-    image = Image.fromarray(array)
-    return np.asarray(image.resize((image.width // factor, image.height // factor), Image.LANCZOS))
 
 
 @pytest.fixture(scope="session")
@@ -13,7 +10,7 @@ def photo() -> np.ndarray:
     """A natural photo with no JPEG traces: scikit-image's astronaut, downscaled 3x (170x170)."""
     from skimage import data
 
-    return _clean_photo(data.astronaut())
+    return downscale(data.astronaut(), 3)
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +18,7 @@ def photos(photo) -> dict[str, np.ndarray]:
     """A few small never-compressed natural photos from scikit-image, by name."""
     from skimage import data
 
-    return {"astronaut": photo, "chelsea": _clean_photo(data.chelsea(), 2), "coffee": _clean_photo(data.coffee(), 3)}
+    return {"astronaut": photo, "chelsea": downscale(data.chelsea(), 2), "coffee": downscale(data.coffee(), 3)}
 
 
 @pytest.fixture

@@ -121,6 +121,17 @@ def load_rgb(path: str | Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def downscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Shrink a uint8 image ``factor`` times with a Lanczos filter.
+
+    This is how never-compressed images are made from photos that may once have been JPEGs
+    (as the paper did, and as ``shared/data/clean`` was made): averaging blocks of pixels wipes
+    out the 8x8 block structure and quantisation noise of earlier compression.
+    """
+    pil = Image.fromarray(image)
+    return np.asarray(pil.resize((pil.width // factor, pil.height // factor), Image.LANCZOS))
+
+
 def to_grayscale(rgb: np.ndarray) -> np.ndarray:
     """Luma of a uint8 RGB array, computed as libjpeg and Pillow do (ITU-R 601)."""
     return np.asarray(Image.fromarray(rgb).convert("L"))
