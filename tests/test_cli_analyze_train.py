@@ -67,6 +67,16 @@ def test_analyze_json_and_maps(capsys, png, weights, tmp_path):
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
 
 
+def test_analyze_in_bf16_stays_close_to_fp32(capsys, png, weights):
+    estimates = {}
+    for precision in ("fp32", "bf16"):
+        assert main(["analyze", str(png), "--json", "--precision", precision, "--model", str(weights)]) == 0
+        record = json.loads(capsys.readouterr().out)["images"][0]
+        estimates[precision] = (record["estimated_quality"], record["mean_flag"])
+    assert abs(estimates["bf16"][0] - estimates["fp32"][0]) < 1.0  # QF points
+    assert abs(estimates["bf16"][1] - estimates["fp32"][1]) < 0.01
+
+
 def test_train_command_writes_weights_and_resumes(capsys, image_folder, tmp_path):
     folder, split = image_folder
     out = tmp_path / "run"

@@ -68,6 +68,9 @@ def _add_analyze(sub) -> None:
                    help="refuse images whose header claims more pixels, before decoding them "
                         f"(decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="arithmetic of the network: bf16 is about 1.9x faster on CPUs with AVX-512 BF16 and "
+                        "moves a pixel's QF by up to about 0.6 (default fp32)")
     p.set_defaults(func=_run_analyze)
 
 
@@ -85,7 +88,8 @@ def _run_analyze(args) -> int:
         try:
             with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
                 rgb, grayscale, notes = as_analysis_array(Path(name), max_pixels=args.max_pixels)
-            result = summarize(predict_maps(model, rgb, tile_size=args.tile_size, device=args.device),
+            result = summarize(predict_maps(model, rgb, tile_size=args.tile_size, device=args.device,
+                                            precision=args.precision),
                                grayscale=grayscale, notes=notes, inplace=True)
             maps = {}
             if args.maps:
