@@ -88,6 +88,9 @@ def test_train_command_writes_weights_and_resumes(capsys, image_folder, tmp_path
     steps = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
     assert steps == 5
     assert "weights written to" in capsys.readouterr().out
+    first, second = (out / "command.txt").read_text().splitlines()  # every command that trained the model
+    assert first.startswith("jpegtrace train --data ") and "# from step 0, " in first
+    assert "--steps 5 --resume" in second and "# from step 3, " in second
 
 
 def test_missing_weights_file_is_a_one_line_error(capsys, png, tmp_path):

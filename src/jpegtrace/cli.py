@@ -177,6 +177,17 @@ def _add_train(sub) -> None:
 RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision", "recipe")
 
 
+def _record_command(out: Path, argv: list[str], start_step: int) -> None:
+    """Append this invocation to ``OUT/command.txt``: a shipped model names every command that trained it."""
+    import shlex
+    from datetime import datetime, timezone
+
+    out.mkdir(parents=True, exist_ok=True)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    with open(out / "command.txt", "a") as f:
+        f.write(f"jpegtrace {shlex.join(argv)}  # from step {start_step}, {when}\n")
+
+
 def _run_train(args) -> int:
     import dataclasses
 
@@ -189,10 +200,13 @@ def _run_train(args) -> int:
     if args.paper_net:
         config = dataclasses.replace(config, input_offset=0.0)
     checkpoint = Path(args.out) / "checkpoint.pt"
+    start_step = 0
     if args.resume and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["config"]
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        saved, start_step = state["config"], int(state["step"])
         saved["dilations"] = tuple(saved["dilations"])
         config = dataclasses.replace(TrainConfig(**saved), **{k: getattr(config, k) for k in RESUME_OVERRIDES})
+    _record_command(Path(args.out), args.argv, start_step)
     try:
         path = train(config, resume=args.resume)
     except KeyboardInterrupt:
@@ -641,6 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except JpegTraceError as exc:
