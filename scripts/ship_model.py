@@ -1,19 +1,20 @@
 """Ship a trained model: copy its weights into the package and write its model card.
 
 Usage:
-    python scripts/ship_model.py RUN_DIR --command "jpegtrace train ..." [--weights best.safetensors]
+    python scripts/ship_model.py RUN_DIR [--weights best.safetensors] [--command "jpegtrace train ..."]
 
 Copies RUN_DIR's weights to src/jpegtrace/weights/qfnet.safetensors, its training and validation logs
-beside them, evaluates the model on the val split of ../shared/data/clean with the protocol of issue 4
-(4:2:0, 4:4:4, a grid shifted by (3, 5) px and grayscale JPEGs), draws the learning curve and writes
-src/jpegtrace/weights/README.md with the exact training command, the scores and the reference scores.
+and its commands (RUN_DIR/command.txt, unless --command is given) beside them, evaluates the model on the
+val split of ../shared/data/clean with the protocol of issue 4 (4:2:0, 4:4:4, a grid shifted by (3, 5) px
+and grayscale JPEGs, and the collage benchmark: a QF-80 region pasted into a clean photo), draws the
+learning curve and writes src/jpegtrace/weights/README.md with the exact training commands, the scores,
+the reference scores and which goals of issue 4 are met.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -22,7 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from jpegtrace.data import list_images, load_rgb
-from jpegtrace.experiments import evaluate_model, summarize_evaluation
+from jpegtrace.experiments import (collage_benchmark, evaluate_model, summarize_collage_benchmark,
+                                   summarize_evaluation)
 from jpegtrace.model import load_weights
 from jpegtrace.outputs import save_figure, write_json, write_text
 
@@ -45,6 +47,9 @@ REFERENCE_TABLE1 = {"4:2:0 (default)": [0.00, 0.00, 0.00, 0.04, 1.00, 4.23],
                     "4:4:4": [0.96, 1.00, 1.00, 1.00, 1.00, 4.63],
                     "grid shifted by (3, 5) px": [0.00, 0.00, 0.00, 0.04, 1.00, 5.08],
                     "grayscale JPEG": [0.00, 0.00, 0.00, 0.00, 0.00, 1.95]}
+REFERENCE_COLLAGE_IOU = 0.87
+# The collage benchmark of the model card: val images, QF 80, 256x256 crops, every mask shape.
+COLLAGE_SETTINGS = dict(pairs=100, seed=0, qualities=(80,), crop=256)
 
 
 def evaluate_variants(model, images) -> dict:
@@ -62,6 +67,37 @@ def evaluate_variants(model, images) -> dict:
             "detection_accuracy": summary["detection_accuracy"],
         }
     return results
+
+
+def evaluate_collages(model, files) -> dict:
+    records, failures = collage_benchmark(model, files, progress=lambda jobs: tqdm(jobs, desc="collages"),
+                                          **COLLAGE_SETTINGS)
+    assert not failures, failures
+    return {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in COLLAGE_SETTINGS.items()},
+            **summarize_collage_benchmark(records)}
+
+
+def goals(results: dict, collages: dict) -> list[tuple[str, str, bool]]:
+    """Issue 4's bar, one line per goal: (goal, what we measured, met)."""
+    main = results["4:2:0 (default)"]
+    maes = [row["mae"] for row in main["per_quality"] if row["quality"] in FIG2_QUALITIES]
+    worst = max(zip((m - r for m, r in zip(maes, REFERENCE_FIG2["mae"])), FIG2_QUALITIES))
+    lines = [(f"QF MAE over QF 5..95 (4:2:0) below the authors' {REFERENCE_FIG2['all']:.2f}",
+              f"{main['qf_mae_5_95']:.2f}", main["qf_mae_5_95"] < REFERENCE_FIG2["all"]),
+             ("no QF more than 0.5 worse than the authors'", f"worst: QF {worst[1]}, {worst[0]:+.2f}",
+              worst[0] <= 0.5)]
+    for name, result in results.items():
+        compressed_missed = max(result["judged_uncompressed"][:4])
+        clean_found = result["judged_uncompressed"][4]
+        lines.append((f"{name}: 0.00 judged uncompressed at QF 97-100, 1.00 for clean images",
+                      f"{compressed_missed:.2f} (worst of QF 97-100), {clean_found:.2f}",
+                      compressed_missed == 0.0 and clean_found == 1.0))
+        if name != "4:2:0 (default)":
+            lines.append((f"{name}: QF MAE (QF 10,30,50,70,90) at most 2.5", f"{result['qf_mae_10_90']:.2f}",
+                          result["qf_mae_10_90"] <= 2.5))
+    iou = collages["mean_iou"]
+    lines.append((f"collage benchmark IoU at least {REFERENCE_COLLAGE_IOU}", f"{iou:.3f}", iou >= REFERENCE_COLLAGE_IOU))
+    return lines
 
 
 def learning_curve(val_csv: Path, log_csv: Path, out: Path) -> None:
@@ -91,7 +127,7 @@ def learning_curve(val_csv: Path, log_csv: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def model_card(command: str, meta: dict, results: dict, run: Path, note: str = "") -> str:
+def model_card(command: str, meta: dict, results: dict, collages: dict, run: Path, note: str = "") -> str:
     main = results["4:2:0 (default)"]
     rows = {row["quality"]: row for row in main["per_quality"]}
     lines = [
@@ -104,10 +140,12 @@ def model_card(command: str, meta: dict, results: dict, run: Path, note: str = "
         "",
         f"Shipped {date.today().isoformat()} from `{run.name}` at step {meta.get('step', '?')}.",
         "",
-        "## Exact training command",
+        "## Exact training commands",
+        "",
+        "In order, each with the step it started from (a `--resume` continues the same run):",
         "",
         "```bash",
-        command,
+        command.strip(),
         "```",
         "",
         *([note, ""] if note else []),
@@ -137,17 +175,29 @@ def model_card(command: str, meta: dict, results: dict, run: Path, note: str = "
         ref = " | ".join(f"{v:.2f}" for v in REFERENCE_TABLE1[name][:5])
         lines.append(f"| {name} | ours | {ours} | {result['qf_mae_10_90']:.2f} |")
         lines.append(f"| | authors | {ref} | {REFERENCE_TABLE1[name][5]:.2f} |")
-    lines += ["", "The goal (issue 4): lower overall QF MAE than the authors' model, no QF more than 0.5 worse, "
-              "0.00 judged uncompressed at QF 97–100 and 1.00 for clean images in every variant (grayscale "
-              "included), QF MAE ≤ 2.5 for 4:4:4, shifted grids and grayscale.", ""]
+    settings = collages["settings"]
+    lines += ["", "## Localisation: the collage benchmark (the paper's Fig. 3)", "",
+              f"`jpegtrace collage-benchmark` on the val images: {settings['pairs']} fake images (seed "
+              f"{settings['seed']}), a QF-{settings['qualities'][0]} region (disc, rectangle or blob) pasted into "
+              f"a {settings['crop']}×{settings['crop']} crop of a never-compressed photo; flag > 0.5 scored "
+              "against the mask.", "",
+              "| | IoU | F1 | pixel AUC |", "|---|---|---|---|",
+              "| ours | " + " | ".join(f"{collages['mean_' + k]:.3f} ± {collages['std_' + k]:.3f}" for k in ("iou", "f1", "auc"))
+              + " |", f"| authors (comparable held-out benchmark) | {REFERENCE_COLLAGE_IOU:.2f} | | |",
+              "", "## The bar of issue 4", "", "| goal | ours | met |", "|---|---|---|"]
+    lines += [f"| {goal} | {ours} | {'yes' if met else '**no**'} |" for goal, ours, met in goals(results, collages)]
+    lines.append("")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="training run folder")
-    parser.add_argument("--command", required=True, help="the exact jpegtrace train command of the run")
+    parser.add_argument("--command", help="the exact jpegtrace train commands of the run "
+                                           "(default: the run's command.txt)")
     parser.add_argument("--weights", default="best.safetensors", help="weights file in the run (default best)")
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR,
+                        help="folder for the weights and the model card (default: the package's weights folder)")
     parser.add_argument("--note", default="", help="a paragraph for the model card, e.g. how the run was stopped")
     args = parser.parse_args()
     source = args.run / args.weights
@@ -156,17 +206,22 @@ def main() -> None:
 
     with safe_open(str(source), framework="pt") as f:
         meta = f.metadata() or {}
-    images = {p.name: load_rgb(p) for p in list_images(CLEAN, CLEAN / "split.csv", "val")}
+    command = args.command or (args.run / "command.txt").read_text()
+    val_files = list_images(CLEAN, CLEAN / "split.csv", "val")
+    images = {p.name: load_rgb(p) for p in val_files}
     results = evaluate_variants(model, images)
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, WEIGHTS_DIR / "qfnet.safetensors")
-    shutil.copyfile(args.run / "log.csv", WEIGHTS_DIR / "training_log.csv")
-    shutil.copyfile(args.run / "val.csv", WEIGHTS_DIR / "validation_log.csv")
-    write_json(WEIGHTS_DIR / "evaluation.json", {"weights": str(source), "metadata": meta, "results": results})
-    learning_curve(args.run / "val.csv", args.run / "log.csv", WEIGHTS_DIR / "learning_curve.png")
-    write_text(WEIGHTS_DIR / "README.md", model_card(args.command, meta, results, args.run, args.note))
-    print(json.dumps({k: {"qf_mae_10_90": v["qf_mae_10_90"], "judged_uncompressed": v["judged_uncompressed"]}
-                      for k, v in results.items()}, indent=1))
+    collages = evaluate_collages(model, val_files)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, out / "qfnet.safetensors")
+    shutil.copyfile(args.run / "log.csv", out / "training_log.csv")
+    shutil.copyfile(args.run / "val.csv", out / "validation_log.csv")
+    write_json(out / "evaluation.json",
+               {"weights": str(source), "metadata": meta, "results": results, "collage_benchmark": collages})
+    learning_curve(args.run / "val.csv", args.run / "log.csv", out / "learning_curve.png")
+    write_text(out / "README.md", model_card(command, meta, results, collages, args.run, args.note))
+    for goal, ours, met in goals(results, collages):
+        print(f"{'met    ' if met else 'NOT MET'}  {goal}: {ours}")
 
 
 if __name__ == "__main__":
