@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -100,7 +101,21 @@ def goals(results: dict, collages: dict) -> list[tuple[str, str, bool]]:
     return lines
 
 
-def learning_curve(val_csv: Path, log_csv: Path, out: Path) -> None:
+def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
+    """(step, recipe) wherever a train command of the run switched the training recipe."""
+    changes, current = [], None
+    for line in command_txt.read_text().splitlines() if command_txt.exists() else []:
+        recipe = re.search(r"--recipe (\S+)", line)
+        start = re.search(r"# from step (\d+)", line)
+        recipe = recipe.group(1) if recipe else current
+        if start and recipe != current:
+            if current is not None:
+                changes.append((int(start.group(1)), recipe))
+            current = recipe
+    return changes
+
+
+def learning_curve(val_csv: Path, log_csv: Path, out: Path, changes: list[tuple[int, str]] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,6 +133,11 @@ def learning_curve(val_csv: Path, log_csv: Path, out: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     for ax, x, label in ((axes[0], steps, "optimizer steps"), (axes[1], hours, "CPU core-hours (2 cores x wall time)")):
         ax.plot(x, mae, "o-")
+        for step, recipe in changes:
+            where = step if x is steps else 2 * np.interp(step, log_steps, seconds) / 3600
+            ax.axvline(where, color="tab:red", lw=0.8, ls=":")
+            ax.text(where, 0.5, f"recipe {recipe} from here ", color="tab:red", rotation=90, ha="right",
+                    va="center", fontsize=8, transform=ax.get_xaxis_transform())
         ax.axhline(4.23, color="gray", ls="--", label="authors' model (QF 10..90)")
         ax.set_xlabel(label)
         ax.set_ylabel("val QF MAE (4:2:0, QF 10,30,50,70,90)")
@@ -218,7 +238,8 @@ def main() -> None:
     shutil.copyfile(args.run / "val.csv", out / "validation_log.csv")
     write_json(out / "evaluation.json",
                {"weights": str(source), "metadata": meta, "results": results, "collage_benchmark": collages})
-    learning_curve(args.run / "val.csv", args.run / "log.csv", out / "learning_curve.png")
+    learning_curve(args.run / "val.csv", args.run / "log.csv", out / "learning_curve.png",
+                   recipe_changes(args.run / "command.txt"))
     write_text(out / "README.md", model_card(command, meta, results, collages, args.run, args.note))
     for goal, ours, met in goals(results, collages):
         print(f"{'met    ' if met else 'NOT MET'}  {goal}: {ours}")
