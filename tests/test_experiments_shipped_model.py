@@ -53,8 +53,6 @@ def test_evaluate_files_api_matches_the_paper_trend(model, clean_folder):
     assert means[0] < means[1] < means[2]
 
 
-@pytest.mark.xfail(strict=True, reason="the model shipped at step 4,000 scores IoU 0.43 on this collage; "
-                                       "it needs more training (issue 4). strict: remove this mark once it passes")
 def test_collage_with_a_disc_finds_the_pasted_region(clean_folder, tmp_path):
     out = tmp_path / "collage"
     assert main(["collage", "--background", str(clean_folder / "astronaut.png"),
