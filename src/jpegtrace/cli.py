@@ -70,7 +70,7 @@ def _add_analyze(sub) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="arithmetic of the network: bf16 is about 1.9x faster on CPUs with AVX-512 BF16 and "
-                        "moves a pixel's QF by up to about 0.6 (default fp32)")
+                        "moves a pixel's QF by up to about 1 (default fp32)")
     p.set_defaults(func=_run_analyze)
 
 
