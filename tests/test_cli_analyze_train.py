@@ -93,6 +93,20 @@ def test_train_command_writes_weights_and_resumes(capsys, image_folder, tmp_path
     assert "--steps 5 --resume" in second and "# from step 3, " in second
 
 
+def test_resume_keeps_the_run_settings_that_are_not_given_again(image_folder, tmp_path):
+    folder, split = image_folder
+    out = tmp_path / "run"
+    common = ["train", "--data", str(folder), "--out", str(out), "--batch-size", "2", "--patch-size", "20",
+              "--workers", "0", "--threads", "1"]
+    assert main(common + ["--steps", "2", "--recipe", "paper", "--val-every", "0", "--checkpoint-every", "7"]) == 0
+    assert main(common + ["--resume", "--steps", "3"]) == 0
+    config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    assert (config["recipe"], config["val_every"], config["checkpoint_every"]) == ("paper", 0, 7)
+    assert config["steps"] == 3
+    assert main(common + ["--resume", "--steps", "4", "--recipe", "jpegtrace"]) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["recipe"] == "jpegtrace"
+
+
 def test_missing_weights_file_is_a_one_line_error(capsys, png, tmp_path):
     assert main(["analyze", str(png), "--model", str(tmp_path / "nope.safetensors")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

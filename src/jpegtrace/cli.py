@@ -144,8 +144,11 @@ def _add_train(sub) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="folder of never-compressed images")
     p.add_argument("--split", metavar="CSV", help="CSV with columns file,split: train on 'train', validate on 'val'")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder for checkpoints, logs and weights")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
-    p.add_argument("--steps", type=int, default=d.steps, help=f"optimizer steps in all (default {d.steps})")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from RUN_DIR/checkpoint.pt with the run's settings; of these, --steps, "
+                        "--val-every, --checkpoint-every, --workers, --threads, --device, --precision and "
+                        "--recipe change when given")
+    p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"patches per step (default {d.batch_size})")
     p.add_argument("--patch-size", type=int, default=d.patch_size, help=f"patch side (default {d.patch_size}; paper 60)")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak Adam learning rate (default {d.lr})")
@@ -158,22 +161,24 @@ def _add_train(sub) -> None:
                    help=f"training-time gain on the mean part of the first layer's kernels (default {d.lowpass_gain})")
     p.add_argument("--paper-net", action="store_true",
                    help="the paper's uncentred input (input offset 0) instead of centring at 0.5")
-    p.add_argument("--recipe", choices=["jpegtrace", "paper"], default=d.recipe,
+    p.add_argument("--recipe", choices=["jpegtrace", "paper"],
                    help="'paper': aligned 4:2:0 colour JPEGs only; 'jpegtrace' (default) adds 4:4:4, 4:2:2, "
                         "shifted grids and grayscale")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default=d.precision,
+    p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="bf16 autocast is about 2x faster on CPUs with AVX-512 BF16 (default fp32)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data stream and initialisation")
-    p.add_argument("--workers", type=int, default=d.workers, help=f"data worker processes (default {d.workers})")
-    p.add_argument("--val-every", type=int, default=d.val_every, help=f"validate every N steps (default {d.val_every})")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="checkpoint every N steps")
+    p.add_argument("--workers", type=int, help=f"data worker processes (default {d.workers})")
+    p.add_argument("--val-every", type=int, help=f"validate every N steps (default {d.val_every})")
+    p.add_argument("--checkpoint-every", type=int, help=f"checkpoint every N steps (default {d.checkpoint_every})")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default=d.device, help="torch device (default cpu)")
+    p.add_argument("--device", help="torch device (default cpu)")
     p.set_defaults(func=_run_train)
 
 
-#: Options that may differ on --resume. All but --recipe leave the data and the optimisation as they were;
-#: --recipe switches the data from that step on (a curriculum: the paper's easy recipe first, then ours).
+#: Options that may differ on --resume; only those given on the command line change, the others keep the
+#: run's values. All but --recipe leave the data and the optimisation as they were; --recipe switches the
+#: data from that step on (a curriculum: the paper's easy recipe first, then ours). Their parser default is
+#: None so that an option left out is told apart from one given.
 RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision", "recipe")
 
 
@@ -196,7 +201,7 @@ def _run_train(args) -> int:
     from .train import TrainConfig, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
     if args.paper_net:
         config = dataclasses.replace(config, input_offset=0.0)
     checkpoint = Path(args.out) / "checkpoint.pt"
@@ -205,7 +210,8 @@ def _run_train(args) -> int:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         saved, start_step = state["config"], int(state["step"])
         saved["dilations"] = tuple(saved["dilations"])
-        config = dataclasses.replace(TrainConfig(**saved), **{k: getattr(config, k) for k in RESUME_OVERRIDES})
+        given = {k: getattr(args, k) for k in RESUME_OVERRIDES if getattr(args, k) is not None}
+        config = dataclasses.replace(TrainConfig(**saved), **given)
     _record_command(Path(args.out), args.argv, start_step)
     try:
         path = train(config, resume=args.resume)
