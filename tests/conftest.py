@@ -22,12 +22,24 @@ def photos(photo) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture
-def image_folder(tmp_path, photos):
+def photo_folder(tmp_path, photos):
+    """``photo_folder(name, height=None, width=None)``: a new folder ``tmp_path / name`` holding the
+    :func:`photos` as PNGs (``astronaut.png``, ``chelsea.png``, ``coffee.png``), cropped to at most
+    ``height`` x ``width``."""
+    def make(name: str, height: int | None = None, width: int | None = None):
+        folder = tmp_path / name
+        folder.mkdir()
+        for stem, array in photos.items():
+            Image.fromarray(array[:height, :width]).save(folder / f"{stem}.png")
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def image_folder(tmp_path, photo_folder):
     """A folder of never-compressed PNGs and a split CSV (two train, one val)."""
-    folder = tmp_path / "clean"
-    folder.mkdir()
-    for name, array in photos.items():
-        Image.fromarray(array).save(folder / f"{name}.png")
+    folder = photo_folder("clean")
     split = tmp_path / "split.csv"
     split.write_text("file,split\nastronaut.png,train\nchelsea.png,train\ncoffee.png,val\n")
     return folder, split

@@ -24,12 +24,9 @@ def weights(tmp_path_factory):
 
 
 @pytest.fixture
-def folder(tmp_path, photos):
+def folder(tmp_path, photo_folder):
     """Three small never-compressed PNGs, a split CSV (coffee is 'val') and a broken file."""
-    data = tmp_path / "data"
-    data.mkdir()
-    for name, array in photos.items():
-        Image.fromarray(array[:72, :88]).save(data / f"{name}.png")
+    data = photo_folder("data", 72, 88)
     (data / "broken.png").write_bytes(b"\x89PNG but not really")
     (data / "notes.txt").write_text("not an image, not listed")
     split = tmp_path / "split.csv"

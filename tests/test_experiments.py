@@ -28,12 +28,9 @@ def tiny_model():
 
 
 @pytest.fixture
-def small_files(tmp_path, photos):
+def small_files(photo_folder):
     """Three small never-compressed PNGs (at most 96 px) and one file that is not an image."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    for name, array in photos.items():
-        Image.fromarray(array[:80, :96]).save(folder / f"{name}.png")
+    folder = photo_folder("small", 80, 96)
     (folder / "broken.png").write_bytes(b"this is not a PNG")
     return folder
 

@@ -22,13 +22,9 @@ def model():
 
 
 @pytest.fixture
-def clean_folder(tmp_path, photos):
+def clean_folder(photo_folder):
     """Three never-compressed photos of at most 150 x 150 pixels."""
-    folder = tmp_path / "clean"
-    folder.mkdir()
-    for name, array in photos.items():
-        Image.fromarray(array[:150, :150]).save(folder / f"{name}.png")
-    return folder
+    return photo_folder("clean", 150, 150)
 
 
 def test_evaluate_estimates_a_lower_qf_for_qf_10_than_for_qf_90(clean_folder, tmp_path):
