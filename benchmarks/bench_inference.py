@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import OtherLoad, machine, matmul_rate, timed, use_cpu_clock
+from common import OtherLoad, matmul_rate, start, timed
 
 from jpegtrace.engine import FastNet, eager_predict_maps
 from jpegtrace.inference import DEFAULT_TILE_SIZE, predict_maps
@@ -79,11 +79,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="append the results as one JSON line to FILE")
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.cpu_clock:
-        use_cpu_clock()
     device = torch.device(args.device)
+    info = start(device, args.threads, args.cpu_clock)
     precisions = (args.precision or ("fp32,fp16" if device.type == "cuda" else "fp32")).split(",")
     if args.weights or default_weights_path().is_file():
         model, weights = load_weights(args.weights), args.weights or "shipped"
@@ -92,10 +89,6 @@ def main(argv=None) -> int:
         model, weights = QFNet().eval(), "random"
     model = model.to(device).eval()
     fpp = flops_per_pixel(model.config)
-    info = machine(device)
-    print(f"# {info['date']}  {info['cpu']}  ({info['logical_cpus']} logical CPUs, torch {info['torch']}, "
-          f"{info['torch_threads']} threads)" + (f"  GPU: {info['gpu']}" if "gpu" in info else "")
-          + ("  [timed by CPU time]" if args.cpu_clock else ""))
     info["clock"] = "process CPU time, 1 thread" if args.cpu_clock else "wall clock"
     print(f"# network: {fpp / 1e3:.1f} kFLOP per pixel; weights: {weights}")
 

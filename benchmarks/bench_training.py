@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common import OtherLoad, machine, matmul_rate, timed, use_cpu_clock
+from common import OtherLoad, matmul_rate, start, timed
 
 from jpegtrace.data import TrainingBatches, list_images, load_rgb
 from jpegtrace.model import QFNet, flops_per_pixel
@@ -119,17 +119,12 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="append the results as one JSON line to FILE")
     args = parser.parse_args(argv)
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.cpu_clock:
-        use_cpu_clock()
-        args.threads = 1
     device = torch.device(args.device)
-    info = machine(device)
+    info = start(device, args.threads, args.cpu_clock)
+    if args.cpu_clock:
+        args.threads = 1
     info["clock"] = "process CPU time, 1 thread (matmul, step alone)" if args.cpu_clock else "wall clock"
     fpp = flops_per_pixel()
-    print(f"# {info['date']}  {info['cpu']}  ({info['logical_cpus']} logical CPUs, torch {info['torch']}, "
-          f"{info['torch_threads']} threads)" + (f"  GPU: {info['gpu']}" if "gpu" in info else ""))
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

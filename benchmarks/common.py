@@ -47,6 +47,19 @@ def machine(device: torch.device) -> dict:
     return info
 
 
+def start(device: torch.device, threads: int | None, cpu_clock: bool) -> dict:
+    """Set torch's threads and the clock, print what the numbers are measured on and return it."""
+    if threads:
+        torch.set_num_threads(threads)
+    if cpu_clock:
+        use_cpu_clock()
+    info = machine(device)
+    print(f"# {info['date']}  {info['cpu']}  ({info['logical_cpus']} logical CPUs, torch {info['torch']}, "
+          f"{info['torch_threads']} threads)" + (f"  GPU: {info['gpu']}" if "gpu" in info else "")
+          + ("  [timed by CPU time]" if cpu_clock else ""))
+    return info
+
+
 class OtherLoad:
     """Share of the machine's CPU time that other processes used since ``start()``.
 
