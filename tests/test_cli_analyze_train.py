@@ -105,6 +105,31 @@ def test_resume_keeps_the_run_settings_that_are_not_given_again(image_folder, tm
     assert config["steps"] == 3
     assert main(common + ["--resume", "--steps", "4", "--recipe", "jpegtrace"]) == 0
     assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["recipe"] == "jpegtrace"
+    assert main(common + ["--resume", "--steps", "5", "--splice-fraction", "0.4", "--uncompressed-fraction", "0.2"]) == 0
+    config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    assert (config["splice_fraction"], config["uncompressed_fraction"], config["steps"]) == (0.4, 0.2, 5)
+
+
+def test_resume_from_a_copied_run_folder_writes_into_the_copy(image_folder, tmp_path):
+    import shutil
+
+    folder, _ = image_folder
+    common = ["train", "--data", str(folder), "--batch-size", "2", "--patch-size", "20", "--workers", "0",
+              "--threads", "1", "--val-every", "0"]
+    assert main(common + ["--out", str(tmp_path / "a"), "--steps", "2"]) == 0
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert main(common + ["--out", str(tmp_path / "b"), "--resume", "--steps", "4"]) == 0
+    assert torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["step"] == 2
+    state = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4 and state["config"]["out"] == str(tmp_path / "b")
+
+
+def test_train_refuses_a_fraction_outside_0_1_in_one_line(capsys, image_folder, tmp_path):
+    folder, _ = image_folder
+    assert main(["train", "--data", str(folder), "--out", str(tmp_path / "run"), "--splice-fraction", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "splice_fraction must lie in [0, 1]" in err[0]
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_weights_file_is_a_one_line_error(capsys, png, tmp_path):

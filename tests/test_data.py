@@ -1,7 +1,10 @@
 import numpy as np
 import torch
 
-from jpegtrace.data import SynthesisConfig, TrainingBatches, list_images, load_rgb, make_patch, quality_label
+import pytest
+
+from jpegtrace.data import (SynthesisConfig, TrainingBatches, list_images, load_rgb, make_patch, make_spliced_patch,
+                            patch_mask, quality_label)
 
 
 def test_labels():
@@ -61,7 +64,7 @@ def test_batches_are_a_function_of_seed_and_index(photo):
     x1, y1 = batches[3]
     x2, y2 = batches[3]
     x3, _ = batches[4]
-    assert x1.shape == (6, 3, 48, 48) and x1.dtype == torch.uint8 and y1.shape == (6, 2)
+    assert x1.shape == (6, 3, 48, 48) and x1.dtype == torch.uint8 and y1.shape == (6, 2, 48, 48)
     assert torch.equal(x1, x2) and torch.equal(y1, y2)
     assert not torch.equal(x1, x3)
     other_seed = TrainingBatches([photo, small], batch_size=6, config=SynthesisConfig(patch_size=48), seed=8)
@@ -72,3 +75,46 @@ def test_paper_recipe_is_aligned_colour_420():
     config = SynthesisConfig.paper()
     assert config.patch_size == 60 and config.subsamplings == ("4:2:0",)
     assert not config.grid_shift and config.grayscale_fraction == 0.0 and config.uncompressed_fraction == 0.1
+
+
+def test_patch_masks_split_the_patch():
+    rng = np.random.default_rng(5)
+    areas = [patch_mask(48, rng).mean() for _ in range(300)]
+    assert 0.05 < min(areas) and max(areas) < 0.95
+    assert 0.4 < np.mean(areas) < 0.6  # mean_labels counts a spliced patch as half compressed
+
+
+def test_spliced_patch_is_clean_outside_the_mask(photo):
+    rng = np.random.default_rng(6)
+    config = SynthesisConfig(patch_size=24, augment=False, grayscale_fraction=0.0, min_quality=10, max_quality=10)
+    patch, mask, quality = make_spliced_patch(photo, photo, rng, config)
+    assert quality == 10 and patch.shape == (24, 24, 3) and mask.any() and (~mask).any()
+    # Outside the mask the pixels are those of some crop of the source; inside they are not.
+    windows = np.lib.stride_tricks.sliding_window_view(photo, (24, 24, 3))[:, :, 0]
+    outside = (windows == patch).all(axis=4)[..., ~mask].all(axis=-1)
+    assert outside.any()
+    y, x = np.argwhere(outside)[0]
+    assert not (windows[y, x][mask] == patch[mask]).all()
+
+
+def test_spliced_batches_label_each_pixel(photo):
+    config = SynthesisConfig(patch_size=32, splice_fraction=1.0, uncompressed_fraction=0.0)
+    patches, labels = TrainingBatches([photo], batch_size=8, config=config, seed=1)[0]
+    flags, qualities = labels[:, 1], labels[:, 0]
+    for flag, quality in zip(flags, qualities):
+        assert set(flag.unique().tolist()) == {0.0, 1.0}  # both sides present
+        assert (quality[flag == 0] == 0).all()
+        assert len(quality[flag == 1].unique()) == 1 and quality[flag == 1][0] <= 0.95
+
+
+def test_splicing_off_replays_the_unspliced_stream(photo):
+    plain = TrainingBatches([photo], batch_size=4, config=SynthesisConfig(patch_size=32), seed=2)[5]
+    zero = TrainingBatches([photo], batch_size=4, config=SynthesisConfig(patch_size=32, splice_fraction=0.0), seed=2)[5]
+    assert torch.equal(plain[0], zero[0]) and torch.equal(plain[1], zero[1])
+    assert (plain[1] == plain[1][:, :, :1, :1]).all()  # constant maps
+
+
+@pytest.mark.parametrize("field", ["uncompressed_fraction", "grayscale_fraction", "splice_fraction"])
+def test_fractions_outside_0_1_are_refused(field):
+    with pytest.raises(ValueError, match=field):
+        SynthesisConfig(**{field: 1.5})

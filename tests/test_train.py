@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -60,7 +61,22 @@ def test_validation_writes_scores_and_best_weights(image_folder, tmp_path):
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [2, 4]
     assert all(0 <= float(r["val_detection_accuracy"]) <= 1 and float(r["val_qf_mae"]) >= 0 for r in rows)
+    assert all(0 <= float(r["val_collage_iou"]) <= 1 for r in rows)
     assert (out / "best.safetensors").exists() and (out / "checkpoint.pt").exists()
+
+
+def test_a_log_that_gains_a_column_keeps_its_rows(tmp_path):
+    from jpegtrace.train import _append_csv
+
+    log = tmp_path / "val.csv"
+    _append_csv(log, {"step": 1, "mae": "3.0"})
+    _append_csv(log, {"step": 2, "mae": "2.5"})
+    _append_csv(log, {"step": 3, "mae": "2.0", "iou": "0.5"})
+    _append_csv(log, {"step": 4, "mae": "1.5", "iou": "0.6"})
+    with open(log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["mae"], r["iou"]) for r in rows] == [("1", "3.0", ""), ("2", "2.5", ""), ("3", "2.0", "0.5"),
+                                                              ("4", "1.5", "0.6")]
 
 
 def test_output_initialisation_starts_at_the_mean_labels(image_folder, tmp_path):
@@ -73,6 +89,8 @@ def test_output_initialisation_starts_at_the_mean_labels(image_folder, tmp_path)
     assert (out.mean(dim=(0, 2, 3)) - expected).abs().max() < 0.05
     assert (out - expected[None, :, None, None]).abs().max() < 0.2
     assert mean_labels(config.synthesis()) == pytest.approx((0.9 * 0.475, 0.9))
+    spliced = dataclasses.replace(config, splice_fraction=0.5).synthesis()
+    assert mean_labels(spliced) == pytest.approx((0.7 * 0.475, 0.7))  # half the patches half compressed
 
 
 def test_exported_weights_fold_the_training_parametrization(image_folder, tmp_path):

@@ -146,8 +146,8 @@ def _add_train(sub) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder for checkpoints, logs and weights")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN_DIR/checkpoint.pt with the run's settings; of these, --steps, "
-                        "--val-every, --checkpoint-every, --workers, --threads, --device, --precision and "
-                        "--recipe change when given")
+                        "--val-every, --checkpoint-every, --workers, --threads, --device, --precision, "
+                        "--recipe, --uncompressed-fraction and --splice-fraction change when given")
     p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"patches per step (default {d.batch_size})")
     p.add_argument("--patch-size", type=int, default=d.patch_size, help=f"patch side (default {d.patch_size}; paper 60)")
@@ -164,6 +164,11 @@ def _add_train(sub) -> None:
     p.add_argument("--recipe", choices=["jpegtrace", "paper"],
                    help="'paper': aligned 4:2:0 colour JPEGs only; 'jpegtrace' (default) adds 4:4:4, 4:2:2, "
                         "shifted grids and grayscale")
+    p.add_argument("--uncompressed-fraction", type=float,
+                   help=f"share of patches left uncompressed (default {d.uncompressed_fraction}, as the paper)")
+    p.add_argument("--splice-fraction", type=float,
+                   help="share of patches that are collages of a compressed and a clean patch, labelled pixel "
+                        f"by pixel, to learn localisation (default {d.splice_fraction}, as the paper)")
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="bf16 autocast is about 2x faster on CPUs with AVX-512 BF16 (default fp32)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data stream and initialisation")
@@ -176,10 +181,11 @@ def _add_train(sub) -> None:
 
 
 #: Options that may differ on --resume; only those given on the command line change, the others keep the
-#: run's values. All but --recipe leave the data and the optimisation as they were; --recipe switches the
-#: data from that step on (a curriculum: the paper's easy recipe first, then ours). Their parser default is
-#: None so that an option left out is told apart from one given.
-RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision", "recipe")
+#: run's values. The recipe and the two fractions switch the data from that step on (a curriculum: the
+#: paper's easy recipe first, then ours, then collages); the others leave the data as it was. Their parser
+#: default is None so that an option left out is told apart from one given.
+RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision", "recipe",
+                    "uncompressed_fraction", "splice_fraction")
 
 
 def _record_command(out: Path, argv: list[str], start_step: int) -> None:
@@ -210,8 +216,14 @@ def _run_train(args) -> int:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         saved, start_step = state["config"], int(state["step"])
         saved["dilations"] = tuple(saved["dilations"])
-        given = {k: getattr(args, k) for k in RESUME_OVERRIDES if getattr(args, k) is not None}
+        # The folders are those of this command: a run folder may have been copied or moved since.
+        given = {k: getattr(args, k) for k in ("data", "out", "split", *RESUME_OVERRIDES) if getattr(args, k) is not None}
         config = dataclasses.replace(TrainConfig(**saved), **given)
+    try:
+        config.synthesis()
+    except ValueError as exc:
+        _error(f"train: {exc}")
+        return 2
     _record_command(Path(args.out), args.argv, start_step)
     try:
         path = train(config, resume=args.resume)

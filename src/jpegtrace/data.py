@@ -45,6 +45,11 @@ class SynthesisConfig:
         (paper: 0).
     augment : bool
         Apply one of the 8 flips and rotations to the source region before compression.
+    splice_fraction : float
+        Share of patches that are collages: a JPEG-compressed patch pasted through a random
+        mask (:func:`patch_mask`) into a never-compressed patch of another place, labelled pixel
+        by pixel. They teach the network to localise a pasted region rather than to answer for
+        a whole patch (paper: 0).
     """
 
     patch_size: int = 60
@@ -55,6 +60,7 @@ class SynthesisConfig:
     grid_shift: bool = True
     grayscale_fraction: float = 0.1
     augment: bool = True
+    splice_fraction: float = 0.0
 
     @classmethod
     def paper(cls, patch_size: int = 60) -> "SynthesisConfig":
@@ -69,6 +75,9 @@ class SynthesisConfig:
             raise ValueError("need 1 <= min_quality <= max_quality <= 100")
         if self.patch_size < 1:
             raise ValueError("patch_size must be positive")
+        for name in ("uncompressed_fraction", "grayscale_fraction", "splice_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1]")
 
 
 def quality_label(quality: int | None) -> tuple[float, float]:
@@ -137,9 +146,19 @@ def to_grayscale(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).convert("L"))
 
 
-def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisConfig
+def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisConfig,
+               compress: bool | None = None, grayscale: bool | None = None
                ) -> tuple[np.ndarray, int | None]:
     """Cut one training patch from ``image`` and maybe compress it.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, (H, W, 3)
+    rng : numpy.random.Generator
+    config : SynthesisConfig
+    compress, grayscale : bool, optional
+        Force the patch to be (or not be) compressed or grayscale; by default both are drawn
+        with the odds of ``config``.
 
     Returns
     -------
@@ -165,10 +184,11 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
         if k >= 4:
             region = region[:, ::-1]
         region = np.ascontiguousarray(region)
-    gray = rng.random() < config.grayscale_fraction
+    gray = rng.random() < config.grayscale_fraction if grayscale is None else grayscale
     if gray:
         region = to_grayscale(region)
-    compress = rng.random() >= config.uncompressed_fraction
+    if compress is None:
+        compress = rng.random() >= config.uncompressed_fraction
     quality = int(rng.integers(config.min_quality, config.max_quality + 1)) if compress else None
     subsampling = config.subsamplings[int(rng.integers(0, len(config.subsamplings)))]
     dy, dx = (int(v) for v in rng.integers(0, margin + 1, size=2))
@@ -178,6 +198,43 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
     if gray:
         patch = np.repeat(patch[:, :, None], 3, axis=2)
     return patch, quality
+
+
+def patch_mask(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random boolean ``(size, size)`` mask: a half-plane at a random angle, or an ellipse.
+
+    Its area is drawn between about a fifth and four fifths of the patch, so both sides of the
+    boundary carry evidence.
+    """
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    cy, cx = rng.uniform(0.3, 0.7, size=2) * size
+    if rng.random() < 0.5:
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        return (yy - cy) * np.cos(angle) + (xx - cx) * np.sin(angle) > 0
+    ry, rx = rng.uniform(0.25, 0.5, size=2) * size
+    return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1.0
+
+
+def make_spliced_patch(background: np.ndarray, donor: np.ndarray, rng: np.random.Generator,
+                       config: SynthesisConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """A training collage: a compressed patch of ``donor`` pasted into a clean patch of ``background``.
+
+    Both patches are cut as by :func:`make_patch` (the same grayscale draw for both); the
+    compressed one shows through :func:`patch_mask`.
+
+    Returns
+    -------
+    patch : ndarray of uint8, (P, P, 3)
+    mask : ndarray of bool, (P, P)
+        True where the compressed patch shows.
+    quality : int
+        QF of the pasted patch.
+    """
+    gray = rng.random() < config.grayscale_fraction
+    clean, _ = make_patch(background, rng, config, compress=False, grayscale=gray)
+    pasted, quality = make_patch(donor, rng, config, compress=True, grayscale=gray)
+    mask = patch_mask(config.patch_size, rng)
+    return np.where(mask[:, :, None], pasted, clean), mask, quality
 
 
 class TrainingBatches(torch.utils.data.Dataset):
@@ -196,7 +253,8 @@ class TrainingBatches(torch.utils.data.Dataset):
     length : int
         Number of batches (the dataset is otherwise unbounded).
 
-    Returns per item a uint8 tensor ``(B, 3, P, P)`` and a float tensor ``(B, 2)`` of labels.
+    Returns per item a uint8 tensor ``(B, 3, P, P)`` of patches and a float tensor
+    ``(B, 2, P, P)`` of their label maps (quality, flag), constant but for spliced patches.
     """
 
     def __init__(self, images: list[np.ndarray], batch_size: int, config: SynthesisConfig,
@@ -214,11 +272,18 @@ class TrainingBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng((self.seed, int(index)))
-        patches, labels = [], []
-        for _ in range(self.batch_size):
+        size = self.config.patch_size
+        patches, labels = [], np.empty((self.batch_size, 2, size, size), dtype=np.float32)
+        for i in range(self.batch_size):
             image = self.images[int(rng.integers(0, len(self.images)))]
-            patch, quality = make_patch(image, rng, self.config)
+            # Drawn only when splicing is on, so that older recipes replay the same stream.
+            if self.config.splice_fraction and rng.random() < self.config.splice_fraction:
+                donor = self.images[int(rng.integers(0, len(self.images)))]
+                patch, mask, quality = make_spliced_patch(image, donor, rng, self.config)
+                labels[i] = np.array(quality_label(quality), dtype=np.float32)[:, None, None] * mask
+            else:
+                patch, quality = make_patch(image, rng, self.config)
+                labels[i] = np.array(quality_label(quality), dtype=np.float32)[:, None, None]
             patches.append(patch)
-            labels.append(quality_label(quality))
         batch = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).contiguous()
-        return batch, torch.tensor(labels, dtype=torch.float32)
+        return batch, torch.from_numpy(labels)

@@ -17,13 +17,16 @@ import torch
 from tqdm import tqdm
 
 from .data import SynthesisConfig, TrainingBatches, list_images, load_rgb
-from .experiments import evaluate_model, summarize_evaluation
+from .experiments import collage_benchmark, evaluate_model, summarize_evaluation
 from .model import NetConfig, QFNet, emphasize_highpass_, save_weights
 
 #: Validation during training: the uncompressed images, 4:2:0 JPEGs at these QFs...
 VAL_QUALITIES = (None, 10, 30, 50, 70, 90)
-#: ...and one near-lossless 4:4:4 JPEG, the hardest case to tell from the original.
+#: ...and one near-lossless 4:4:4 JPEG, the hardest case to tell from the original...
 VAL_HARD_QUALITY = 98
+#: ...and the first pairs of the collage benchmark the model card reports (QF 80, 256-pixel crops).
+VAL_COLLAGE_PAIRS = 24
+VAL_COLLAGE_CROP = 256
 
 
 @dataclass
@@ -51,6 +54,9 @@ class TrainConfig:
         Range of the QFs drawn for compressed patches (paper: 5..100).
     uncompressed_fraction : float
         Share of patches left uncompressed (paper: 0.1).
+    splice_fraction : float
+        Share of patches that are collages of a compressed and a clean patch, labelled pixel by
+        pixel (paper: 0; see :class:`jpegtrace.data.SynthesisConfig`).
     recipe : {'jpegtrace', 'paper'}
         'paper' makes only 4:2:0 JPEGs aligned to the patch, in colour; 'jpegtrace' adds 4:4:4
         and 4:2:2, shifted grids and grayscale.
@@ -80,6 +86,7 @@ class TrainConfig:
     min_quality: int = 5
     max_quality: int = 100
     uncompressed_fraction: float = 0.1
+    splice_fraction: float = 0.0
     seed: int = 0
     workers: int = 1
     val_every: int = 1000
@@ -103,15 +110,18 @@ class TrainConfig:
         else:
             raise ValueError(f"unknown recipe {self.recipe!r} (use 'jpegtrace' or 'paper')")
         return dataclasses.replace(base, min_quality=self.min_quality, max_quality=self.max_quality,
-                                   uncompressed_fraction=self.uncompressed_fraction)
+                                   uncompressed_fraction=self.uncompressed_fraction,
+                                   splice_fraction=self.splice_fraction)
 
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset)
 
 
 def mean_labels(synthesis: SynthesisConfig) -> tuple[float, float]:
-    """Expected (quality, flag) label of a training patch under ``synthesis``."""
-    compressed = 1.0 - synthesis.uncompressed_fraction
+    """Expected (quality, flag) label of a training pixel under ``synthesis``."""
+    # A spliced patch is compressed over half its area on average (see patch_mask).
+    splice = synthesis.splice_fraction
+    compressed = (1.0 - splice) * (1.0 - synthesis.uncompressed_fraction) + splice * 0.5
     mean_quality = (synthesis.min_quality + synthesis.max_quality) / 2
     return compressed * (100 - mean_quality) / 100, compressed
 
@@ -142,11 +152,14 @@ def learning_rate(step: int, config: TrainConfig) -> float:
 
 
 def map_losses(prediction: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean squared error of each output map against constant label maps.
+    """Mean squared error of each output map against its label map.
 
-    ``prediction`` is ``(B, 2, H, W)``, ``labels`` is ``(B, 2)``.
+    ``prediction`` is ``(B, 2, H, W)``; ``labels`` is ``(B, 2, H, W)``, or ``(B, 2)`` for
+    constant label maps.
     """
-    squared = (prediction.float() - labels[:, :, None, None]) ** 2
+    if labels.ndim == 2:
+        labels = labels[:, :, None, None]
+    squared = (prediction.float() - labels) ** 2
     per_map = squared.mean(dim=(0, 2, 3))
     return per_map[0], per_map[1]
 
@@ -160,16 +173,26 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, config: TrainConfi
 
 
 def _append_csv(path: Path, row: dict):
-    new = not path.exists()
-    fields = list(row)
-    if not new:  # a resumed run keeps the columns its log started with
+    """Append ``row``; a column the file lacks (a resumed run that now logs more) is added, empty above."""
+    rows, fields = [], list(row)
+    if path.exists():
         with open(path, newline="") as f:
-            fields = next(csv.reader(f), None) or fields
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+            reader = csv.DictReader(f)
+            fields = list(reader.fieldnames or [])
+            missing = [k for k in row if k not in fields]
+            if missing:
+                rows = list(reader)
+        if not missing:
+            with open(path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=fields, extrasaction="ignore").writerow(row)
+            return
+        fields += missing
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows + [row])
+    tmp.replace(path)
 
 
 def _load_images(config: TrainConfig, subset: str | None) -> dict[str, np.ndarray]:
@@ -177,16 +200,26 @@ def _load_images(config: TrainConfig, subset: str | None) -> dict[str, np.ndarra
     return {p.name: load_rgb(p) for p in paths}
 
 
-def validate(model: QFNet, images: dict[str, np.ndarray], device: str = "cpu") -> dict:
-    """QF MAE and flag accuracy on 4:2:0 JPEGs and originals, plus the near-lossless 4:4:4 case."""
+def validate(model: QFNet, images: dict[str, np.ndarray], device: str = "cpu",
+             collage_files: list[Path] | None = None) -> dict:
+    """QF MAE and flag accuracy on 4:2:0 JPEGs and originals, plus the near-lossless 4:4:4 case.
+
+    With ``collage_files`` (the val images' paths), also the mean IoU of the first
+    :data:`VAL_COLLAGE_PAIRS` pairs of the collage benchmark.
+    """
     model.eval()
     summary = summarize_evaluation(evaluate_model(model, images, VAL_QUALITIES, device=device))
     hard = summarize_evaluation(evaluate_model(model, images, (VAL_HARD_QUALITY,), subsampling="4:4:4",
                                                device=device))
+    scores = {"val_qf_mae": summary["qf_mae"], "val_detection_accuracy": summary["detection_accuracy"],
+              "val_clean_judged_uncompressed": summary["clean_judged_uncompressed"],
+              "val_444_q98_judged_compressed": 1.0 - hard["per_quality"][0]["judged_uncompressed"]}
+    if collage_files:
+        records, _ = collage_benchmark(model, collage_files, pairs=VAL_COLLAGE_PAIRS, crop=VAL_COLLAGE_CROP,
+                                       device=device)
+        scores["val_collage_iou"] = float(np.mean([r.iou for r in records]))
     model.train()
-    return {"val_qf_mae": summary["qf_mae"], "val_detection_accuracy": summary["detection_accuracy"],
-            "val_clean_judged_uncompressed": summary["clean_judged_uncompressed"],
-            "val_444_q98_judged_compressed": 1.0 - hard["per_quality"][0]["judged_uncompressed"]}
+    return scores
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> Path:
@@ -223,6 +256,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
 
     train_images = list(_load_images(config, "train").values())
     val_images = _load_images(config, "val") if config.split and config.val_every else {}
+    val_files = list_images(config.data, config.split, "val") if val_images else []
     batches = TrainingBatches(train_images, config.batch_size, config.synthesis(), seed=config.seed)
     end_step = min(config.steps, stop_at or config.steps)
     loader = torch.utils.data.DataLoader(
@@ -266,7 +300,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
                                               "time": f"{time.time():.0f}", "data_wait": f"{waited:.3f}"})
                 tick, waited = now, 0.0
             if val_images and (step % config.val_every == 0 or step == config.steps):
-                scores = validate(model, val_images, device=str(device))
+                scores = validate(model, val_images, device=str(device), collage_files=val_files)
                 if best is None or scores["val_qf_mae"] < best:
                     best = scores["val_qf_mae"]
                     save_weights(model, out / "best.safetensors", {"step": str(step), "val_qf_mae": f"{best:.4f}"})
