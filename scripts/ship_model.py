@@ -102,16 +102,19 @@ def goals(results: dict, collages: dict) -> list[tuple[str, str, bool]]:
 
 
 def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
-    """(step, recipe) wherever a train command of the run switched the training recipe."""
-    changes, current = [], None
+    """(step, what) wherever a train command of the run switched the training data: the recipe or the
+    share of collage patches."""
+    changes, current = [], {}
     for line in command_txt.read_text().splitlines() if command_txt.exists() else []:
-        recipe = re.search(r"--recipe (\S+)", line)
         start = re.search(r"# from step (\d+)", line)
-        recipe = recipe.group(1) if recipe else current
-        if start and recipe != current:
-            if current is not None:
-                changes.append((int(start.group(1)), recipe))
-            current = recipe
+        if not start:
+            continue
+        given = {name: m.group(1) for name, flag in (("recipe", "--recipe"), ("collage patches", "--splice-fraction"))
+                 if (m := re.search(flag + r" (\S+)", line))}
+        for name, value in given.items():
+            if current and current.get(name, "0" if name == "collage patches" else None) != value:
+                changes.append((int(start.group(1)), f"{name} {value}"))
+        current = {**current, **given} if current else {"collage patches": "0", **given}
     return changes
 
 
@@ -130,17 +133,26 @@ def learning_curve(val_csv: Path, log_csv: Path, out: Path, changes: list[tuple[
     steps = np.array([int(r["step"]) for r in val])
     mae = np.array([float(r["val_qf_mae"]) for r in val])
     hours = 2 * np.interp(steps, log_steps, seconds) / 3600  # 2 cores busy for the wall time
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    for ax, x, label in ((axes[0], steps, "optimizer steps"), (axes[1], hours, "CPU core-hours (2 cores x wall time)")):
-        ax.plot(x, mae, "o-")
-        for step, recipe in changes:
+    iou = np.array([float(r.get("val_collage_iou") or "nan") for r in val])
+    panels = 3 if np.isfinite(iou).any() else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.8), layout="constrained")
+    plots = [(axes[0], steps, mae, "optimizer steps"), (axes[1], hours, mae, "CPU core-hours (2 cores x wall time)")]
+    if panels == 3:
+        plots.append((axes[2], steps, iou, "optimizer steps"))
+    for ax, x, y, label in plots:
+        ax.plot(x[np.isfinite(y)], y[np.isfinite(y)], "o-")
+        for step, what in changes:
             where = step if x is steps else 2 * np.interp(step, log_steps, seconds) / 3600
             ax.axvline(where, color="tab:red", lw=0.8, ls=":")
-            ax.text(where, 0.5, f"recipe {recipe} from here ", color="tab:red", rotation=90, ha="right",
+            ax.text(where, 0.5, f"{what} from here ", color="tab:red", rotation=90, ha="right",
                     va="center", fontsize=8, transform=ax.get_xaxis_transform())
-        ax.axhline(4.23, color="gray", ls="--", label="authors' model (QF 10..90)")
+        if y is mae:
+            ax.axhline(4.23, color="gray", ls="--", label="authors' model (QF 10..90)")
+            ax.set_ylabel("val QF MAE (4:2:0, QF 10,30,50,70,90)")
+        else:
+            ax.axhline(REFERENCE_COLLAGE_IOU, color="gray", ls="--", label="authors' model (held-out benchmark)")
+            ax.set_ylabel("val collage IoU (first 24 benchmark pairs)")
         ax.set_xlabel(label)
-        ax.set_ylabel("val QF MAE (4:2:0, QF 10,30,50,70,90)")
         ax.grid(alpha=0.3)
         ax.legend()
     save_figure(fig, out, dpi=100)

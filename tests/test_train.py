@@ -105,3 +105,18 @@ def test_exported_weights_fold_the_training_parametrization(image_folder, tmp_pa
     kernels = plain.layers[0].weight
     detail = kernels - kernels.mean(dim=(2, 3), keepdim=True)
     assert detail.abs().mean() > 10 * kernels.mean(dim=(2, 3)).abs().mean()  # the detail part dominates
+
+
+def test_an_exported_checkpoint_equals_the_final_weights(image_folder, tmp_path):
+    from safetensors.torch import load_file
+
+    from jpegtrace.train import export_checkpoint
+
+    out = tmp_path / "run"
+    final = train(_config(image_folder, out, steps=3, val_every=0), progress=False)
+    exported = export_checkpoint(out / "checkpoint.pt", tmp_path / "step3.safetensors")
+    a, b = load_file(final), load_file(exported)
+    assert a.keys() == b.keys()
+    # The first layer's kernels are folded from the training parametrization: equal up to rounding.
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-5) for k in a)
+    assert load_weights(exported).config == load_weights(final).config

@@ -222,6 +222,18 @@ def validate(model: QFNet, images: dict[str, np.ndarray], device: str = "cpu",
     return scores
 
 
+def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write the weights of a run's ``checkpoint.pt`` as a plain safetensors file, e.g. to compare steps.
+
+    The file records the step, as the weights ``train`` writes do.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    saved = dict(state["config"], dilations=tuple(state["config"]["dilations"]))
+    model = build_model(TrainConfig(**saved))
+    model.load_state_dict(state["model"])
+    return save_weights(model, out, {"step": str(state["step"])})
+
+
 def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> Path:
     """Train (or resume training) a :class:`QFNet`; returns the path of the exported weights.
 
