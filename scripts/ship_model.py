@@ -104,17 +104,18 @@ def goals(results: dict, collages: dict) -> list[tuple[str, str, bool]]:
 def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
     """(step, what) wherever a train command of the run switched the training data: the recipe or the
     share of collage patches."""
-    changes, current = [], {}
+    changes, current = [], None
     for line in command_txt.read_text().splitlines() if command_txt.exists() else []:
         start = re.search(r"# from step (\d+)", line)
         if not start:
             continue
         given = {name: m.group(1) for name, flag in (("recipe", "--recipe"), ("collage patches", "--splice-fraction"))
                  if (m := re.search(flag + r" (\S+)", line))}
-        for name, value in given.items():
-            if current and current.get(name, "0" if name == "collage patches" else None) != value:
-                changes.append((int(start.group(1)), f"{name} {value}"))
-        current = {**current, **given} if current else {"collage patches": "0", **given}
+        if current is None:  # the run's first command: what it left out is train's default
+            current = {"recipe": "jpegtrace", "collage patches": "0", **given}
+            continue
+        changes += [(int(start.group(1)), f"{name} {value}") for name, value in given.items() if current[name] != value]
+        current.update(given)
     return changes
 
 

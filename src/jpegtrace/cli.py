@@ -214,11 +214,10 @@ def _run_train(args) -> int:
     start_step = 0
     if args.resume and checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        saved, start_step = state["config"], int(state["step"])
-        saved["dilations"] = tuple(saved["dilations"])
+        start_step = int(state["step"])
         # The folders are those of this command: a run folder may have been copied or moved since.
         given = {k: getattr(args, k) for k in ("data", "out", "split", *RESUME_OVERRIDES) if getattr(args, k) is not None}
-        config = dataclasses.replace(TrainConfig(**saved), **given)
+        config = dataclasses.replace(TrainConfig.from_checkpoint(state), **given)
     try:
         config.synthesis()
     except ValueError as exc:

@@ -280,10 +280,10 @@ class TrainingBatches(torch.utils.data.Dataset):
             if self.config.splice_fraction and rng.random() < self.config.splice_fraction:
                 donor = self.images[int(rng.integers(0, len(self.images)))]
                 patch, mask, quality = make_spliced_patch(image, donor, rng, self.config)
-                labels[i] = np.array(quality_label(quality), dtype=np.float32)[:, None, None] * mask
             else:
                 patch, quality = make_patch(image, rng, self.config)
-                labels[i] = np.array(quality_label(quality), dtype=np.float32)[:, None, None]
+                mask = True  # the labels hold over the whole patch
+            labels[i] = np.array(quality_label(quality), dtype=np.float32)[:, None, None] * mask
             patches.append(patch)
         batch = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).contiguous()
         return batch, torch.from_numpy(labels)

@@ -116,6 +116,11 @@ class TrainConfig:
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset)
 
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> "TrainConfig":
+        """The config saved in a loaded ``checkpoint.pt``."""
+        return cls(**dict(state["config"], dilations=tuple(state["config"]["dilations"])))
+
 
 def mean_labels(synthesis: SynthesisConfig) -> tuple[float, float]:
     """Expected (quality, flag) label of a training pixel under ``synthesis``."""
@@ -228,8 +233,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     The file records the step, as the weights ``train`` writes do.
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    saved = dict(state["config"], dilations=tuple(state["config"]["dilations"]))
-    model = build_model(TrainConfig(**saved))
+    model = build_model(TrainConfig.from_checkpoint(state))
     model.load_state_dict(state["model"])
     return save_weights(model, out, {"step": str(state["step"])})
 
@@ -267,8 +271,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
         print(f"no checkpoint in {out}; starting afresh", file=sys.stderr)
 
     train_images = list(_load_images(config, "train").values())
-    val_images = _load_images(config, "val") if config.split and config.val_every else {}
-    val_files = list_images(config.data, config.split, "val") if val_images else []
+    val_files = list_images(config.data, config.split, "val") if config.split and config.val_every else []
+    val_images = {p.name: load_rgb(p) for p in val_files}
     batches = TrainingBatches(train_images, config.batch_size, config.synthesis(), seed=config.seed)
     end_step = min(config.steps, stop_at or config.steps)
     loader = torch.utils.data.DataLoader(
