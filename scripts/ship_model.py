@@ -3,7 +3,8 @@
 Usage:
     python scripts/ship_model.py RUN_DIR [--weights best.safetensors] [--command "jpegtrace train ..."]
 
-Copies RUN_DIR's weights to src/jpegtrace/weights/qfnet.safetensors, its training and validation logs
+Calibrates the flag threshold of localisation masks on collages of the train images, writes RUN_DIR's
+weights with it to src/jpegtrace/weights/qfnet.safetensors, copies its training and validation logs
 and its commands (RUN_DIR/command.txt, unless --command is given) beside them, evaluates the model on the
 val split of ../shared/data/clean with the protocol of issue 4 (4:2:0, 4:4:4, a grid shifted by (3, 5) px
 and grayscale JPEGs, and the collage benchmark: a QF-80 region pasted into a clean photo), draws the
@@ -24,9 +25,9 @@ import numpy as np
 from tqdm import tqdm
 
 from jpegtrace.data import list_images, load_rgb
-from jpegtrace.experiments import (collage_benchmark, evaluate_model, summarize_collage_benchmark,
-                                   summarize_evaluation)
-from jpegtrace.model import load_weights
+from jpegtrace.experiments import (calibrate_flag_threshold, collage_benchmark, evaluate_model,
+                                   summarize_collage_benchmark, summarize_evaluation)
+from jpegtrace.model import load_weights, save_weights
 from jpegtrace.outputs import save_figure, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +52,8 @@ REFERENCE_TABLE1 = {"4:2:0 (default)": [0.00, 0.00, 0.00, 0.04, 1.00, 4.23],
 REFERENCE_COLLAGE_IOU = 0.87
 # The collage benchmark of the model card: val images, QF 80, 256x256 crops, every mask shape.
 COLLAGE_SETTINGS = dict(pairs=100, seed=0, qualities=(80,), crop=256)
+# The flag threshold of localisation masks is chosen on the same kind of collages of the train images.
+CALIBRATION_SETTINGS = dict(pairs=100, seed=1, qualities=(80,), crop=256)
 
 
 def evaluate_variants(model, images) -> dict:
@@ -70,11 +73,15 @@ def evaluate_variants(model, images) -> dict:
     return results
 
 
-def evaluate_collages(model, files) -> dict:
-    records, failures = collage_benchmark(model, files, progress=lambda jobs: tqdm(jobs, desc="collages"),
+def evaluate_collages(model, files, threshold: float | None = None) -> dict:
+    """The collage benchmark of the model card, at the model's flag threshold unless one is given."""
+    threshold = model.flag_threshold if threshold is None else threshold
+    records, failures = collage_benchmark(model, files, threshold=threshold,
+                                          progress=lambda jobs: tqdm(jobs, desc=f"collages, flag > {threshold:g}"),
                                           **COLLAGE_SETTINGS)
     assert not failures, failures
-    return {"settings": {k: list(v) if isinstance(v, tuple) else v for k, v in COLLAGE_SETTINGS.items()},
+    return {"settings": {**{k: list(v) if isinstance(v, tuple) else v for k, v in COLLAGE_SETTINGS.items()},
+                         "threshold": threshold},
             **summarize_collage_benchmark(records)}
 
 
@@ -96,23 +103,27 @@ def goals(results: dict, collages: dict) -> list[tuple[str, str, bool]]:
         if name != "4:2:0 (default)":
             lines.append((f"{name}: QF MAE (QF 10,30,50,70,90) at most 2.5", f"{result['qf_mae_10_90']:.2f}",
                           result["qf_mae_10_90"] <= 2.5))
-    iou = collages["mean_iou"]
-    lines.append((f"collage benchmark IoU at least {REFERENCE_COLLAGE_IOU}", f"{iou:.3f}", iou >= REFERENCE_COLLAGE_IOU))
+    iou, threshold = collages["mean_iou"], collages["settings"]["threshold"]
+    at_half = collages["at_threshold_0.5"]["mean_iou"]
+    lines.append((f"collage benchmark IoU at least {REFERENCE_COLLAGE_IOU}",
+                  f"{iou:.3f} (flag > {threshold:g}, calibrated on train collages; {at_half:.3f} at flag > 0.5)",
+                  iou >= REFERENCE_COLLAGE_IOU))
     return lines
 
 
 def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
-    """(step, what) wherever a train command of the run switched the training data: the recipe or the
-    share of collage patches."""
+    """(step, what) wherever a train command of the run switched the training data: the recipe, the
+    share of collage patches or the share of QF 90+ patches."""
     changes, current = [], None
     for line in command_txt.read_text().splitlines() if command_txt.exists() else []:
         start = re.search(r"# from step (\d+)", line)
         if not start:
             continue
-        given = {name: m.group(1) for name, flag in (("recipe", "--recipe"), ("collage patches", "--splice-fraction"))
+        given = {name: m.group(1) for name, flag in (("recipe", "--recipe"), ("collage patches", "--splice-fraction"),
+                                                    ("QF 90+ share", "--high-quality-fraction"))
                  if (m := re.search(flag + r" (\S+)", line))}
         if current is None:  # the run's first command: what it left out is train's default
-            current = {"recipe": "jpegtrace", "collage patches": "0", **given}
+            current = {"recipe": "jpegtrace", "collage patches": "0", "QF 90+ share": "0", **given}
             continue
         changes += [(int(start.group(1)), f"{name} {value}") for name, value in given.items() if current[name] != value]
         current.update(given)
@@ -160,7 +171,8 @@ def learning_curve(val_csv: Path, log_csv: Path, out: Path, changes: list[tuple[
     plt.close(fig)
 
 
-def model_card(command: str, meta: dict, results: dict, collages: dict, run: Path, note: str = "") -> str:
+def model_card(command: str, meta: dict, results: dict, collages: dict, calibration: dict, run: Path,
+               note: str = "") -> str:
     main = results["4:2:0 (default)"]
     rows = {row["quality"]: row for row in main["per_quality"]}
     lines = [
@@ -212,11 +224,20 @@ def model_card(command: str, meta: dict, results: dict, collages: dict, run: Pat
     lines += ["", "## Localisation: the collage benchmark (the paper's Fig. 3)", "",
               f"`jpegtrace collage-benchmark` on the val images: {settings['pairs']} fake images (seed "
               f"{settings['seed']}), a QF-{settings['qualities'][0]} region (disc, rectangle or blob) pasted into "
-              f"a {settings['crop']}×{settings['crop']} crop of a never-compressed photo; flag > 0.5 scored "
-              "against the mask.", "",
-              "| | IoU | F1 | pixel AUC |", "|---|---|---|---|",
-              "| ours | " + " | ".join(f"{collages['mean_' + k]:.3f} ± {collages['std_' + k]:.3f}" for k in ("iou", "f1", "auc"))
-              + " |", f"| authors (comparable held-out benchmark) | {REFERENCE_COLLAGE_IOU:.2f} | | |",
+              f"a {settings['crop']}×{settings['crop']} crop of a never-compressed photo; flag > threshold scored "
+              "against the mask. The model's threshold, "
+              f"{settings['threshold']:g}, is the one with the best mean IoU on {calibration['pairs']} collages of "
+              f"the train images (seed {calibration['seed']}), saved in the weights' metadata; the collage "
+              "commands use it unless `--threshold` is given. Whole-image verdicts keep the paper's mean flag > 0.5.",
+              "", "| | flag > | IoU | F1 | precision | recall | pixel AUC |", "|---|---|---|---|---|---|---|"]
+    for label, scores in (("ours", collages), ("ours", collages["at_threshold_0.5"])):
+        lines.append(f"| {label} | {scores['settings']['threshold']:g} | "
+                     + " | ".join(f"{scores['mean_' + k]:.3f} ± {scores['std_' + k]:.3f}" for k in ("iou", "f1"))
+                     + f" | {scores['mean_precision']:.3f} | {scores['mean_recall']:.3f} | "
+                     f"{scores['mean_auc']:.3f} ± {scores['std_auc']:.3f} |")
+    lines += [f"| authors (comparable held-out benchmark) | 0.5 | {REFERENCE_COLLAGE_IOU:.2f} | | | | |", "",
+              "Mean IoU of the train collages against the threshold: "
+              + ", ".join(f"{t:g}: {v:.3f}" for t, v in zip(calibration["thresholds"], calibration["mean_iou"])) + ".",
               "", "## The bar of issue 4", "", "| goal | ours | met |", "|---|---|---|"]
     lines += [f"| {goal} | {ours} | {'yes' if met else '**no**'} |" for goal, ours, met in goals(results, collages)]
     lines.append("")
@@ -243,17 +264,26 @@ def main() -> None:
     val_files = list_images(CLEAN, CLEAN / "split.csv", "val")
     images = {p.name: load_rgb(p) for p in val_files}
     results = evaluate_variants(model, images)
+    train_files = list_images(CLEAN, CLEAN / "split.csv", "train")
+    calibration = calibrate_flag_threshold(model, train_files, progress=lambda jobs: tqdm(jobs, desc="calibration"),
+                                           **CALIBRATION_SETTINGS)
+    model.flag_threshold = calibration.best
     collages = evaluate_collages(model, val_files)
+    collages["at_threshold_0.5"] = evaluate_collages(model, val_files, threshold=0.5)
+    calibration = {**calibration.as_dict(), "seed": CALIBRATION_SETTINGS["seed"]}
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, out / "qfnet.safetensors")
+    # The run's weights, now with the calibrated flag threshold in their metadata.
+    save_weights(model, out / "qfnet.safetensors",
+                 {k: v for k, v in meta.items() if k not in ("format", "net_config", "flag_threshold")})
     shutil.copyfile(args.run / "log.csv", out / "training_log.csv")
     shutil.copyfile(args.run / "val.csv", out / "validation_log.csv")
     write_json(out / "evaluation.json",
-               {"weights": str(source), "metadata": meta, "results": results, "collage_benchmark": collages})
+               {"weights": str(source), "metadata": meta, "results": results, "collage_benchmark": collages,
+                "flag_threshold_calibration": calibration})
     learning_curve(args.run / "val.csv", args.run / "log.csv", out / "learning_curve.png",
                    recipe_changes(args.run / "command.txt"))
-    write_text(out / "README.md", model_card(command, meta, results, collages, args.run, args.note))
+    write_text(out / "README.md", model_card(command, meta, results, collages, calibration, args.run, args.note))
     for goal, ours, met in goals(results, collages):
         print(f"{'met    ' if met else 'NOT MET'}  {goal}: {ours}")
 

@@ -108,6 +108,9 @@ def test_resume_keeps_the_run_settings_that_are_not_given_again(image_folder, tm
     assert main(common + ["--resume", "--steps", "5", "--splice-fraction", "0.4", "--uncompressed-fraction", "0.2"]) == 0
     config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
     assert (config["splice_fraction"], config["uncompressed_fraction"], config["steps"]) == (0.4, 0.2, 5)
+    assert main(common + ["--resume", "--steps", "6", "--high-quality-fraction", "0.3"]) == 0
+    config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    assert (config["high_quality_fraction"], config["splice_fraction"], config["steps"]) == (0.3, 0.4, 6)
 
 
 def test_resume_from_a_copied_run_folder_writes_into_the_copy(image_folder, tmp_path):

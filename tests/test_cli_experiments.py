@@ -174,6 +174,28 @@ def test_collage_blob_mask_follows_the_seed(folder, weights, tmp_path):
     assert np.array_equal(masks[0], masks[1]) and not np.array_equal(masks[0], masks[2])
 
 
+def test_collage_scores_at_the_models_threshold_or_the_one_given(folder, tmp_path, capsys):
+    from jpegtrace.experiments import localization_scores
+
+    data, _ = folder
+    torch.manual_seed(0)
+    calibrated = save_weights(QFNet(NetConfig(width=8, dilations=(1, 2, 1)), flag_threshold=0.7),
+                              tmp_path / "calibrated.safetensors")
+    common = ["collage", "--background", str(data / "chelsea.png"), "--donor", str(data / "coffee.png"),
+              "--model", str(calibrated)]
+    for extra, expected in (([], 0.7), (["--threshold", "0.35"], 0.35)):
+        out = tmp_path / f"c{expected}"
+        assert main(common + extra + ["--out", str(out)]) == 0
+        assert f"(flag > {expected:g})" in capsys.readouterr().out
+        scores = json.loads((out / "scores.json").read_text())
+        maps = np.load(out / "maps.npz")
+        assert scores["threshold"] == scores["settings"]["threshold"] == expected
+        assert scores["iou"] == localization_scores(maps["flag_map"], maps["mask"], expected).as_dict()["iou"]
+    with pytest.raises(SystemExit):
+        main(common + ["--threshold", "1", "--out", str(tmp_path / "bad")])
+    assert "strictly between 0 and 1" in capsys.readouterr().err
+
+
 # --- collage-benchmark ------------------------------------------------------------------------------
 
 def test_collage_benchmark_is_reproducible_and_reports_means(folder, weights, tmp_path, capsys):
@@ -196,6 +218,7 @@ def test_collage_benchmark_is_reproducible_and_reports_means(folder, weights, tm
     assert {r["shape"] for r in rows} <= {"disc", "rectangle", "blob"}
     assert {r["quality"] for r in rows} <= {"50", "80"}
     assert summary["settings"]["seed"] == 7 and summary["settings"]["pairs"] == 5
+    assert summary["settings"]["threshold"] == 0.5 and {r["threshold"] for r in rows} == {"0.5"}
 
 
 def test_collage_benchmark_uses_the_split(folder, weights, tmp_path):

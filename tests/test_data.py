@@ -114,7 +114,30 @@ def test_splicing_off_replays_the_unspliced_stream(photo):
     assert (plain[1] == plain[1][:, :, :1, :1]).all()  # constant maps
 
 
-@pytest.mark.parametrize("field", ["uncompressed_fraction", "grayscale_fraction", "splice_fraction"])
+def test_high_quality_share_draws_qf_90_and_up(photo):
+    def qualities(config, n=300):
+        rng = np.random.default_rng(3)
+        return np.array([make_patch(photo, rng, config, compress=True)[1] for _ in range(n)])
+
+    base = dict(patch_size=16, grid_shift=False, augment=False)
+    every = qualities(SynthesisConfig(**base, high_quality_fraction=1.0))
+    assert every.min() >= 90 and every.max() <= 100 and len(set(every)) == 11
+    half = qualities(SynthesisConfig(**base, high_quality_fraction=0.5))
+    expected = 0.5 + 0.5 * 11 / 96  # the other half still covers 5..100
+    assert abs((half >= 90).mean() - expected) < 0.08 and half.min() < 50
+    narrow = qualities(SynthesisConfig(**base, min_quality=95, high_quality_fraction=1.0), n=50)
+    assert narrow.min() >= 95  # never below the configured range
+
+
+def test_high_quality_share_off_replays_the_plain_stream(photo):
+    plain = TrainingBatches([photo], batch_size=4, config=SynthesisConfig(patch_size=32), seed=2)[5]
+    zero = TrainingBatches([photo], batch_size=4, seed=2,
+                           config=SynthesisConfig(patch_size=32, high_quality_fraction=0.0))[5]
+    assert torch.equal(plain[0], zero[0]) and torch.equal(plain[1], zero[1])
+
+
+@pytest.mark.parametrize("field", ["uncompressed_fraction", "grayscale_fraction", "splice_fraction",
+                                   "high_quality_fraction"])
 def test_fractions_outside_0_1_are_refused(field):
     with pytest.raises(ValueError, match=field):
         SynthesisConfig(**{field: 1.5})

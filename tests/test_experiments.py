@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from jpegtrace.experiments import (
-    MASK_SHAPES, EvaluationRecord, assess_images, blob_mask, collage_benchmark, disc_mask, evaluate_files,
+    MASK_SHAPES, EvaluationRecord, assess_images, blob_mask, calibrate_flag_threshold, collage_benchmark, disc_mask, evaluate_files,
     fit_image, localization_scores, make_collage, make_mask, pixel_auc, random_mask, read_mask, rectangle_mask,
     run_collage, summarize_assessment, summarize_collage_benchmark, summarize_evaluation,
 )
@@ -212,6 +212,30 @@ def test_collage_benchmark_is_reproducible_from_its_seed(tiny_model, small_files
     assert summary["mean_iou"] == pytest.approx(np.mean([r.iou for r in first]), abs=1e-4)
     assert sum(row["n"] for row in summary["by_quality"]) == len(first)
     assert sum(row["n"] for row in summary["by_shape"]) == len(first)
+
+
+def test_calibration_scores_the_benchmark_collages_at_each_threshold(tiny_model, small_files):
+    files = sorted(p for p in small_files.iterdir() if "broken" not in p.name)
+    thresholds = (0.2, 0.4, 0.5, 0.6, 0.8)
+    calibration = calibrate_flag_threshold(tiny_model, files, pairs=5, seed=2, thresholds=thresholds, crop=48)
+    assert calibration.pairs == 5 and calibration.thresholds == thresholds
+    for threshold, mean_iou in zip(thresholds, calibration.mean_iou):
+        records, _ = collage_benchmark(tiny_model, files, pairs=5, seed=2, crop=48, threshold=threshold)
+        assert mean_iou == pytest.approx(np.mean([r.iou for r in records]))
+    assert calibration.best == thresholds[int(np.argmax(calibration.mean_iou))]
+    assert calibration.as_dict()["best"] == calibration.best
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        calibrate_flag_threshold(tiny_model, files, pairs=1, thresholds=(0.5, 1.0))
+
+
+def test_collages_use_the_models_flag_threshold_unless_told(photo):
+    torch.manual_seed(0)
+    model = QFNet(NetConfig(width=8, dilations=(1, 2, 1)), flag_threshold=0.7).eval()
+    mask = rectangle_mask(64, 72)
+    background, donor = photo[:64, :72], photo[10:74, 5:77]
+    assert run_collage(model, background, donor, 50, mask).scores.threshold == 0.7
+    told = run_collage(model, background, donor, 50, mask, threshold=0.3)
+    assert told.scores.as_dict() == localization_scores(told.analysis.flag_map, mask, 0.3).as_dict()
 
 
 # --- data-set audits ----------------------------------------------------------------------------

@@ -126,6 +126,23 @@ def test_bad_net_config_is_refused_without_building_a_network(tmp_path, net_conf
         load_weights(tmp_path / "w.safetensors")
 
 
+def test_flag_threshold_travels_with_the_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    model = QFNet(NetConfig(width=8, dilations=(1, 2, 1)), flag_threshold=0.65)
+    assert load_weights(save_weights(model, tmp_path / "w.safetensors")).flag_threshold == 0.65
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}
+    net = model.config.to_json()
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"net_config": net})
+    assert load_weights(tmp_path / "old.safetensors").flag_threshold == 0.5  # files from before calibration
+    for bad in ("1.0", "0", "nan", "high"):
+        save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={"net_config": net, "flag_threshold": bad})
+        with pytest.raises(ModelError, match="bad flag_threshold"):
+            load_weights(tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        QFNet(flag_threshold=1.5)
+
+
 def test_shape_mismatch_is_found_before_building_the_network(tmp_path):
     from safetensors.torch import save_file
 

@@ -91,6 +91,8 @@ def test_output_initialisation_starts_at_the_mean_labels(image_folder, tmp_path)
     assert mean_labels(config.synthesis()) == pytest.approx((0.9 * 0.475, 0.9))
     spliced = dataclasses.replace(config, splice_fraction=0.5).synthesis()
     assert mean_labels(spliced) == pytest.approx((0.7 * 0.475, 0.7))  # half the patches half compressed
+    high = dataclasses.replace(config, high_quality_fraction=0.5).synthesis()
+    assert mean_labels(high) == pytest.approx((0.9 * (0.5 * 0.475 + 0.5 * 0.05), 0.9))  # QF 90..100: label 0.05
 
 
 def test_exported_weights_fold_the_training_parametrization(image_folder, tmp_path):

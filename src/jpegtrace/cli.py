@@ -147,7 +147,8 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN_DIR/checkpoint.pt with the run's settings; of these, --steps, "
                         "--val-every, --checkpoint-every, --workers, --threads, --device, --precision, "
-                        "--recipe, --uncompressed-fraction and --splice-fraction change when given")
+                        "--recipe, --uncompressed-fraction, --splice-fraction and --high-quality-fraction change "
+                        "when given")
     p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"patches per step (default {d.batch_size})")
     p.add_argument("--patch-size", type=int, default=d.patch_size, help=f"patch side (default {d.patch_size}; paper 60)")
@@ -169,6 +170,9 @@ def _add_train(sub) -> None:
     p.add_argument("--splice-fraction", type=float,
                    help="share of patches that are collages of a compressed and a clean patch, labelled pixel "
                         f"by pixel, to learn localisation (default {d.splice_fraction}, as the paper)")
+    p.add_argument("--high-quality-fraction", type=float,
+                   help="share of compressed patches whose QF is drawn from 90..100 instead of the whole range, "
+                        f"for more practice on faint traces (default {d.high_quality_fraction}, as the paper)")
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="bf16 autocast is about 2x faster on CPUs with AVX-512 BF16 (default fp32)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data stream and initialisation")
@@ -181,11 +185,11 @@ def _add_train(sub) -> None:
 
 
 #: Options that may differ on --resume; only those given on the command line change, the others keep the
-#: run's values. The recipe and the two fractions switch the data from that step on (a curriculum: the
+#: run's values. The recipe and the three fractions switch the data from that step on (a curriculum: the
 #: paper's easy recipe first, then ours, then collages); the others leave the data as it was. Their parser
 #: default is None so that an option left out is told apart from one given.
 RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision", "recipe",
-                    "uncompressed_fraction", "splice_fraction")
+                    "uncompressed_fraction", "splice_fraction", "high_quality_fraction")
 
 
 def _record_command(out: Path, argv: list[str], start_step: int) -> None:
@@ -281,6 +285,16 @@ def _shapes(text: str) -> tuple[str, ...]:
     if bad or not values:
         raise argparse.ArgumentTypeError(f"mask shapes must be among {','.join(MASK_SHAPES)}, got {text!r}")
     return values
+
+
+def _flag_threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number strictly between 0 and 1, got {value:g}")
+    return value
 
 
 def _positive(text: str) -> int:
@@ -471,7 +485,8 @@ def _add_collage(sub) -> None:
         description="Build the fake image of the paper's Fig. 3: the donor, JPEG-compressed at --quality, shows "
                     "through the mask; the never-compressed background everywhere else. The donor is cropped "
                     "(or mirrored) to the background's size. Analyse the fake image and score its flag map "
-                    "against the mask: IoU and F1 of flag > 0.5, and the pixel ROC AUC of the flag map. "
+                    "against the mask: IoU and F1 of flag > threshold (the model's calibrated one unless --threshold "
+                    "is given), and the pixel ROC AUC of the flag map. "
                     "Writes into OUT_DIR: fake.png, mask.png, fake_quality.png, fake_flag.png, fake_overlay.png, "
                     "collage.png (all four panels), maps.npz and scores.json / scores.csv.")
     p.add_argument("--background", required=True, metavar="CLEAN_IMG", help="never-compressed image (PNG, TIFF, BMP...)")
@@ -487,6 +502,9 @@ def _add_collage(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the blob mask (default 0)")
     p.add_argument("--subsampling", choices=["4:2:0", "4:2:2", "4:4:4"], default="4:2:0",
                    help="chroma subsampling of the donor JPEG (default 4:2:0)")
+    p.add_argument("--threshold", type=_flag_threshold, metavar="T",
+                   help="flag above which a pixel counts as compressed in the mask (default: the model's, "
+                        "calibrated on training collages; 0.5 for models without one)")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
     _add_model_options(p)
     p.set_defaults(func=_run_collage)
@@ -514,18 +532,18 @@ def _run_collage(args) -> int:
     if model is None or not _prepare_out(args):
         return 2
     result = run_collage(model, background, donor, args.quality, mask, subsampling=args.subsampling,
-                         tile_size=args.tile_size, device=args.device)
+                         threshold=args.threshold, tile_size=args.tile_size, device=args.device)
     settings = _settings(args, background=_display(args.background), donor=_display(args.donor),
                          mask=_display(args.mask) if args.mask else args.shape,
                          seed=args.seed if not args.mask and args.shape == "blob" else None,
-                         subsampling=args.subsampling)
+                         subsampling=args.subsampling, threshold=result.scores.threshold)
     try:
         write_collage_report(args.out, result, settings)
     except OSError as exc:
         return _write_error(exc)
     s = result.scores.as_dict()
     auc = "n/a" if s["auc"] is None else f"{s['auc']:.3f}"
-    print(f"IoU {s['iou']:.3f}\tF1 {s['f1']:.3f}\tAUC {auc}\t"
+    print(f"IoU {s['iou']:.3f}\tF1 {s['f1']:.3f} (flag > {s['threshold']:g})\tAUC {auc}\t"
           f"mean flag inside {result.flag_inside:.2f}, outside {result.flag_outside:.2f}")
     print(f"results written to {_display(args.out)}")
     return 0
@@ -538,7 +556,7 @@ def _add_collage_benchmark(sub) -> None:
         "collage-benchmark", help="mean localisation scores over many random collages (the forensic benchmark)",
         description="Make --pairs fake images from random background/donor pairs of DIR, each with a random "
                     "mask (disc, rectangle or blob) and a QF drawn from --qualities, as the collage command "
-                    "does, and report the mean IoU, F1 (flag > 0.5) and pixel AUC over them, overall, per QF "
+                    "does, and report the mean IoU, F1 (flag > threshold) and pixel AUC over them, overall, per QF "
                     "and per mask shape. Pair i depends only on --seed and i, so a run is reproducible. "
                     "Writes into OUT_DIR: pairs.csv, failures.csv, summary.json and scores.png. Unreadable files "
                     "are reported and their pairs skipped; the exit status is then 1.")
@@ -553,6 +571,9 @@ def _add_collage_benchmark(sub) -> None:
                    help="use a random N x N window of each background (default: the whole image)")
     p.add_argument("--subsampling", choices=["4:2:0", "4:2:2", "4:4:4"], default="4:2:0",
                    help="chroma subsampling of the donor JPEGs (default 4:2:0)")
+    p.add_argument("--threshold", type=_flag_threshold, metavar="T",
+                   help="flag above which a pixel counts as compressed in the mask (default: the model's, "
+                        "calibrated on training collages; 0.5 for models without one)")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
     _add_model_options(p)
     _add_quiet(p)
@@ -569,12 +590,13 @@ def _run_collage_benchmark(args) -> int:
     files, model = started
     records, failures = collage_benchmark(
         model, files, pairs=args.pairs, seed=args.seed, qualities=args.qualities, shapes=args.shapes,
-        crop=args.crop, subsampling=args.subsampling, tile_size=args.tile_size, device=args.device,
-        progress=_progress(args, "collage-benchmark", " pair"))
+        crop=args.crop, subsampling=args.subsampling, threshold=args.threshold, tile_size=args.tile_size,
+        device=args.device, progress=_progress(args, "collage-benchmark", " pair"))
     _report_failures(failures)
     summary = summarize_collage_benchmark(records)
     settings = _data_settings(args, pairs=args.pairs, seed=args.seed, qualities=list(args.qualities),
-                              shapes=list(args.shapes), crop=args.crop, subsampling=args.subsampling)
+                              shapes=list(args.shapes), crop=args.crop, subsampling=args.subsampling,
+                              threshold=model.flag_threshold if args.threshold is None else args.threshold)
     try:
         write_collage_benchmark_report(args.out, records, summary, failures, settings)
     except OSError as exc:
@@ -586,7 +608,8 @@ def _run_collage_benchmark(args) -> int:
     def fmt(value):
         return "n/a" if value is None else f"{value:.3f}"
 
-    print(f"{summary['n']} fake images: mean IoU {fmt(summary['mean_iou'])}, mean F1 {fmt(summary['mean_f1'])}, "
+    print(f"{summary['n']} fake images: mean IoU {fmt(summary['mean_iou'])}, mean F1 {fmt(summary['mean_f1'])} "
+          f"(flag > {settings['threshold']:g}), "
           f"mean AUC {fmt(summary['mean_auc'])}")
     print(f"results written to {_display(args.out)}")
     return 1 if failures else 0

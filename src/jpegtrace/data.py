@@ -50,6 +50,12 @@ class SynthesisConfig:
         mask (:func:`patch_mask`) into a never-compressed patch of another place, labelled pixel
         by pixel. They teach the network to localise a pasted region rather than to answer for
         a whole patch (paper: 0).
+    high_quality_fraction : float
+        Share of compressed patches whose QF is drawn from ``high_quality_min..max_quality``
+        instead of the whole range, for more practice where QFs lie close together and the
+        traces are faint (paper: 0).
+    high_quality_min : int
+        Lowest QF of those patches.
     """
 
     patch_size: int = 60
@@ -61,6 +67,8 @@ class SynthesisConfig:
     grayscale_fraction: float = 0.1
     augment: bool = True
     splice_fraction: float = 0.0
+    high_quality_fraction: float = 0.0
+    high_quality_min: int = 90
 
     @classmethod
     def paper(cls, patch_size: int = 60) -> "SynthesisConfig":
@@ -75,7 +83,9 @@ class SynthesisConfig:
             raise ValueError("need 1 <= min_quality <= max_quality <= 100")
         if self.patch_size < 1:
             raise ValueError("patch_size must be positive")
-        for name in ("uncompressed_fraction", "grayscale_fraction", "splice_fraction"):
+        if not 1 <= self.high_quality_min <= 100:
+            raise ValueError("high_quality_min must lie in 1..100")
+        for name in ("uncompressed_fraction", "grayscale_fraction", "splice_fraction", "high_quality_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]")
 
@@ -189,7 +199,7 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
         region = to_grayscale(region)
     if compress is None:
         compress = rng.random() >= config.uncompressed_fraction
-    quality = int(rng.integers(config.min_quality, config.max_quality + 1)) if compress else None
+    quality = int(rng.integers(_lowest_quality(config, rng), config.max_quality + 1)) if compress else None
     subsampling = config.subsamplings[int(rng.integers(0, len(config.subsamplings)))]
     dy, dx = (int(v) for v in rng.integers(0, margin + 1, size=2))
     if quality is not None:
@@ -198,6 +208,13 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
     if gray:
         patch = np.repeat(patch[:, :, None], 3, axis=2)
     return patch, quality
+
+
+def _lowest_quality(config: SynthesisConfig, rng: np.random.Generator) -> int:
+    # Drawn only when the high-QF share is on, so that older recipes replay the same stream.
+    if config.high_quality_fraction and rng.random() < config.high_quality_fraction:
+        return min(max(config.min_quality, config.high_quality_min), config.max_quality)
+    return config.min_quality
 
 
 def patch_mask(size: int, rng: np.random.Generator) -> np.ndarray:

@@ -4,7 +4,7 @@
   :func:`evaluate_model`, :func:`evaluate_files`, :func:`summarize_evaluation`.
 * Localisation of a region pasted from a JPEG (Fig. 3) and its benchmark over random pairs:
   :func:`make_collage`, :func:`run_collage`, :func:`localization_scores`, :func:`collage_benchmark`,
-  :func:`summarize_collage_benchmark`, and the masks :func:`disc_mask`, :func:`rectangle_mask`,
+  :func:`summarize_collage_benchmark`, :func:`calibrate_flag_threshold`, and the masks :func:`disc_mask`, :func:`rectangle_mask`,
   :func:`blob_mask`, :func:`random_mask`.
 * The data-set audit of Figs. 4-9: :func:`assess_images`, :func:`summarize_assessment`.
 
@@ -29,7 +29,7 @@ from .errors import ImageReadError
 from .images import as_analysis_array
 from .inference import DEFAULT_TILE_SIZE, Analysis, predict_maps, summarize
 from .jpeg import jpeg_compress
-from .model import QFNet
+from .model import FLAG_CHANNEL, QFNet
 
 #: The QFs of the paper's Fig. 2 plus the near-lossless ones of its Table 1.
 DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99, 100)
@@ -542,12 +542,16 @@ def _region_mean(values: np.ndarray, where: np.ndarray) -> float:
 
 def run_collage(model: QFNet, background: np.ndarray, donor: np.ndarray, quality: int, mask: np.ndarray,
                 subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0),
-                threshold: float = 0.5, tile_size: int = DEFAULT_TILE_SIZE,
+                threshold: float | None = None, tile_size: int = DEFAULT_TILE_SIZE,
                 device: str | None = None) -> CollageResult:
     """Make the fake image of Fig. 3, analyse it and score the flag map against the mask.
 
     ``donor`` is cropped to (or mirrored up to) the background's size first, see :func:`fit_image`.
+    The mask of the analysis is ``flag > threshold``, by default the model's calibrated
+    ``flag_threshold``.
     """
+    if threshold is None:
+        threshold = model.flag_threshold
     height, width = background.shape[:2]
     donor = fit_image(donor, height, width)
     fake = make_collage(background, donor, quality, mask, subsampling, grid_offset)
@@ -580,6 +584,7 @@ class CollageBenchmarkRecord:
     flag_inside: float
     flag_outside: float
     quality_inside: float
+    threshold: float = 0.5
 
     def as_row(self) -> dict:
         """The record rounded, NaN as an empty cell/None, for CSV and JSON."""
@@ -589,9 +594,68 @@ class CollageBenchmarkRecord:
         return row
 
 
+@dataclass(frozen=True)
+class _CollagePair:
+    index: int
+    background_name: str
+    donor_name: str
+    quality: int
+    shape: str
+    background: np.ndarray
+    donor: np.ndarray
+    mask: np.ndarray
+
+
+def _collage_pairs(files: Files, pairs: int, seed: int, qualities: Sequence[int], shapes: Sequence[str],
+                   crop: int | None, progress: Progress | None, failures: dict[str, Failure]):
+    """The random pairs of :func:`collage_benchmark`; unreadable files go into ``failures``."""
+    named = _named_files(files)
+    if not named:
+        raise ValueError("no images for the collage benchmark")
+    if not qualities:
+        raise ValueError("no qualities for the collage benchmark")
+    cache: dict[int, np.ndarray | None] = {}
+
+    def load(index: int) -> np.ndarray | None:
+        if index not in cache:
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            name, path = named[index]
+            try:
+                cache[index] = as_analysis_array(path)[0]
+            except ImageReadError as exc:
+                failures.setdefault(name, Failure(name, exc.reason))
+                cache[index] = None
+        return cache[index]
+
+    for i in _wrap(progress, range(pairs)):
+        rng = np.random.default_rng((int(seed), i))
+        bg_index = int(rng.integers(0, len(named)))
+        donor_index = bg_index
+        if len(named) > 1:
+            donor_index = int(rng.integers(0, len(named) - 1))
+            donor_index += donor_index >= bg_index
+        quality = int(qualities[int(rng.integers(0, len(qualities)))])
+        background, donor = load(bg_index), load(donor_index)
+        if background is None or donor is None:
+            continue
+        h, w = background.shape[:2]
+        if crop is not None and (h > crop or w > crop):
+            ch, cw = min(h, crop), min(w, crop)
+            y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            background = np.ascontiguousarray(background[y0:y0 + ch, x0:x0 + cw])
+            h, w = ch, cw
+        dh, dw = donor.shape[:2]
+        offset = (int(rng.integers(0, max(dh - h, 0) + 1)), int(rng.integers(0, max(dw - w, 0) + 1)))
+        mask, shape = random_mask(h, w, rng, shapes)
+        yield _CollagePair(index=i, background_name=named[bg_index][0], donor_name=named[donor_index][0],
+                           quality=quality, shape=shape, background=background,
+                           donor=fit_image(donor, h, w, offset), mask=mask)
+
+
 def collage_benchmark(model: QFNet, files: Files, pairs: int = 100, seed: int = 0,
                       qualities: Sequence[int] = (80,), shapes: Sequence[str] = MASK_SHAPES,
-                      crop: int | None = None, subsampling: str = "4:2:0", threshold: float = 0.5,
+                      crop: int | None = None, subsampling: str = "4:2:0", threshold: float | None = None,
                       tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
                       progress: Progress | None = None
                       ) -> tuple[list[CollageBenchmarkRecord], list[Failure]]:
@@ -631,57 +695,99 @@ def collage_benchmark(model: QFNet, files: Files, pairs: int = 100, seed: int = 
     failures : list of Failure
         Unreadable files, each once; pairs that need one are skipped.
     """
-    named = _named_files(files)
-    if not named:
-        raise ValueError("no images for the collage benchmark")
-    if not qualities:
-        raise ValueError("no qualities for the collage benchmark")
-    failures: dict[str, Failure] = {}
-    cache: dict[int, np.ndarray | None] = {}
-
-    def load(index: int) -> np.ndarray | None:
-        if index not in cache:
-            if len(cache) >= 4:
-                cache.pop(next(iter(cache)))
-            name, path = named[index]
-            try:
-                cache[index] = as_analysis_array(path)[0]
-            except ImageReadError as exc:
-                failures.setdefault(name, Failure(name, exc.reason))
-                cache[index] = None
-        return cache[index]
-
-    records = []
-    for i in _wrap(progress, range(pairs)):
-        rng = np.random.default_rng((int(seed), i))
-        bg_index = int(rng.integers(0, len(named)))
-        donor_index = bg_index
-        if len(named) > 1:
-            donor_index = int(rng.integers(0, len(named) - 1))
-            donor_index += donor_index >= bg_index
-        quality = int(qualities[int(rng.integers(0, len(qualities)))])
-        background, donor = load(bg_index), load(donor_index)
-        if background is None or donor is None:
-            continue
-        h, w = background.shape[:2]
-        if crop is not None and (h > crop or w > crop):
-            ch, cw = min(h, crop), min(w, crop)
-            y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-            background = np.ascontiguousarray(background[y0:y0 + ch, x0:x0 + cw])
-            h, w = ch, cw
-        dh, dw = donor.shape[:2]
-        offset = (int(rng.integers(0, max(dh - h, 0) + 1)), int(rng.integers(0, max(dw - w, 0) + 1)))
-        donor = fit_image(donor, h, w, offset)
-        mask, shape = random_mask(h, w, rng, shapes)
-        result = run_collage(model, background, donor, quality, mask, subsampling=subsampling,
+    records, failures = [], {}
+    for pair in _collage_pairs(files, pairs, seed, qualities, shapes, crop, progress, failures):
+        result = run_collage(model, pair.background, pair.donor, pair.quality, pair.mask, subsampling=subsampling,
                              threshold=threshold, tile_size=tile_size, device=device)
         s = result.scores
+        h, w = pair.mask.shape
         records.append(CollageBenchmarkRecord(
-            pair=i, background=named[bg_index][0], donor=named[donor_index][0], shape=shape, quality=quality,
-            height=h, width=w, mask_fraction=float(mask.mean()), iou=s.iou, f1=s.f1, auc=s.auc,
-            precision=s.precision, recall=s.recall, flag_inside=result.flag_inside,
-            flag_outside=result.flag_outside, quality_inside=result.quality_inside))
+            pair=pair.index, background=pair.background_name, donor=pair.donor_name, shape=pair.shape,
+            quality=pair.quality, height=h, width=w, mask_fraction=float(pair.mask.mean()), iou=s.iou, f1=s.f1,
+            auc=s.auc, precision=s.precision, recall=s.recall, flag_inside=result.flag_inside,
+            flag_outside=result.flag_outside, quality_inside=result.quality_inside, threshold=s.threshold))
     return records, list(failures.values())
+
+
+@dataclass(frozen=True)
+class ThresholdCalibration:
+    """Mean collage IoU of a model at each candidate flag threshold.
+
+    Attributes
+    ----------
+    thresholds : tuple of float
+    mean_iou : tuple of float
+        Mean IoU of ``flag > threshold`` over the collages, one per threshold.
+    pairs : int
+        Number of collages.
+    """
+
+    thresholds: tuple[float, ...]
+    mean_iou: tuple[float, ...]
+    pairs: int
+
+    @property
+    def best(self) -> float:
+        """The threshold with the highest mean IoU (the lowest of any ties)."""
+        return self.thresholds[int(np.argmax(self.mean_iou))]
+
+    def as_dict(self) -> dict:
+        return {"best": self.best, "pairs": self.pairs, "thresholds": list(self.thresholds),
+                "mean_iou": [round(v, 4) for v in self.mean_iou]}
+
+
+#: Candidate thresholds of :func:`calibrate_flag_threshold`.
+CALIBRATION_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(4, 20))
+
+
+def _iou(predicted: np.ndarray, mask: np.ndarray) -> float:
+    union = np.count_nonzero(predicted | mask)
+    return np.count_nonzero(predicted & mask) / union if union else 1.0
+
+
+def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed: int = 1,
+                             thresholds: Sequence[float] = CALIBRATION_THRESHOLDS,
+                             qualities: Sequence[int] = (80,), shapes: Sequence[str] = MASK_SHAPES,
+                             crop: int | None = 256, subsampling: str = "4:2:0",
+                             tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
+                             progress: Progress | None = None) -> ThresholdCalibration:
+    """Choose the flag threshold of localisation masks on collages of ``files``.
+
+    Makes the collages of :func:`collage_benchmark` and picks the threshold with the best mean
+    IoU. Use training images, never those the model is then measured on; set the result as
+    ``model.flag_threshold`` and it is saved with the weights.
+
+    Parameters
+    ----------
+    model : QFNet
+    files : mapping of name to path, or sequence of paths
+        Never-compressed images, not the evaluation images.
+    pairs, seed, qualities, shapes, crop, subsampling, tile_size, device, progress
+        As for :func:`collage_benchmark`.
+    thresholds : sequence of float
+        Candidates, each strictly between 0 and 1.
+
+    Returns
+    -------
+    ThresholdCalibration
+
+    Raises
+    ------
+    ValueError
+        When no collage could be made (every file unreadable) or a candidate is outside (0, 1).
+    """
+    thresholds = tuple(float(t) for t in thresholds)
+    if not thresholds or not all(0.0 < t < 1.0 for t in thresholds):
+        raise ValueError("calibration thresholds must lie strictly between 0 and 1")
+    ious = []
+    for pair in _collage_pairs(files, pairs, seed, qualities, shapes, crop, progress, {}):
+        fake = make_collage(pair.background, pair.donor, pair.quality, pair.mask, subsampling)
+        flag_map = predict_maps(model, fake, tile_size=tile_size, device=device)[FLAG_CHANNEL]
+        ious.append([_iou(flag_map > t, pair.mask) for t in thresholds])
+    if not ious:
+        raise ValueError("no collage could be made for the calibration")
+    return ThresholdCalibration(thresholds=thresholds, mean_iou=tuple(np.mean(ious, axis=0).tolist()),
+                                pairs=len(ious))
 
 
 def _score_means(records: Sequence[CollageBenchmarkRecord]) -> dict:

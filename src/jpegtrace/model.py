@@ -62,6 +62,14 @@ class QFNet(nn.Module):
     ----------
     config : NetConfig, optional
         Network shape; the paper's values by default.
+    flag_threshold : float
+        Flag above which a pixel is called JPEG-compressed in a localisation mask. The flag map
+        is a posterior mean under the share of compressed pixels in training (three in four for the
+        shipped model),
+        so for finding a pasted region in a mostly clean image a higher threshold, calibrated
+        on training collages (:func:`jpegtrace.experiments.calibrate_flag_threshold`), makes
+        better masks. Saved with the weights. Whole-image verdicts always use a mean flag of
+        0.5, as in the paper.
 
     Notes
     -----
@@ -69,9 +77,10 @@ class QFNet(nn.Module):
     ``forward`` takes a float tensor ``(N, 3, H, W)`` in [0, 1] and returns ``(N, 2, H, W)``.
     """
 
-    def __init__(self, config: NetConfig | None = None):
+    def __init__(self, config: NetConfig | None = None, flag_threshold: float = 0.5):
         super().__init__()
         self.config = config or NetConfig()
+        self.flag_threshold = _checked_threshold(flag_threshold)
         layers: list[nn.Module] = []
         channels = 3
         last = len(self.config.dilations) - 1
@@ -102,6 +111,13 @@ class QFNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.layers(image - self.config.input_offset)
+
+
+def _checked_threshold(value: float) -> float:
+    value = float(value)
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"flag threshold {value} must lie strictly between 0 and 1")
+    return value
 
 
 class HighpassEmphasis(nn.Module):
@@ -163,7 +179,7 @@ def default_weights_path() -> Path:
 
 
 def save_weights(model: QFNet, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``model`` as a safetensors file that also records its :class:`NetConfig`.
+    """Write ``model`` as a safetensors file that also records its :class:`NetConfig` and flag threshold.
 
     Training-time parametrizations are folded in, so the file always holds a plain network.
     """
@@ -173,7 +189,8 @@ def save_weights(model: QFNet, path: str | Path, metadata: dict[str, str] | None
 
     path = Path(path)
     tensors = {k: v.to("cpu", torch.float32).contiguous() for k, v in plain_state_dict(model).items()}
-    meta = {"format": "jpegtrace-qfnet", "net_config": model.config.to_json(), **(metadata or {})}
+    meta = {"format": "jpegtrace-qfnet", "net_config": model.config.to_json(),
+            "flag_threshold": repr(model.flag_threshold), **(metadata or {})}
     with atomic_path(path) as tmp:  # never a half-written weights file
         save_file(tensors, str(tmp), metadata=meta)
     return path
@@ -245,6 +262,10 @@ def load_weights(path: str | Path | None = None) -> QFNet:
                 _validate_config(config)
             except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
                 raise ModelError(path, f"bad net_config metadata ({exc})") from None
+            try:  # files from before the threshold was calibrated mean the paper's 0.5
+                flag_threshold = _checked_threshold(metadata.get("flag_threshold", 0.5))
+            except ValueError as exc:
+                raise ModelError(path, f"bad flag_threshold metadata ({exc})") from None
             expected = expected_shapes(config)
             missing = sorted(set(expected) - set(keys))
             unexpected = sorted(set(keys) - set(expected))
@@ -271,7 +292,7 @@ def load_weights(path: str | Path | None = None) -> QFNet:
             raise ModelError(path, f"tensor {key!r} has dtype {tensor.dtype}, expected a floating-point type")
         if not torch.isfinite(tensor).all():
             raise ModelError(path, f"tensor {key!r} holds NaN or infinite values")
-    model = QFNet(config)
+    model = QFNet(config, flag_threshold)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.eval()
     return model

@@ -278,8 +278,10 @@ def write_collage_report(out_dir: str | os.PathLike, result, settings: dict | No
 def benchmark_figure(records, title: str = "Localisation of pasted JPEG regions"):
     """Box plots of IoU, F1 and pixel AUC over the pairs of a collage benchmark, per QF."""
     qualities = sorted({r.quality for r in records})
+    thresholds = sorted({r.threshold for r in records})
+    above = f"flag > {thresholds[0]:g}" if len(thresholds) == 1 else "flag > each pair's threshold"
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), layout="constrained", sharey=True)
-    for ax, key, label in zip(axes, ("iou", "f1", "auc"), ("IoU (flag > 0.5)", "F1 (flag > 0.5)", "pixel AUC")):
+    for ax, key, label in zip(axes, ("iou", "f1", "auc"), (f"IoU ({above})", f"F1 ({above})", "pixel AUC")):
         groups = []
         for q in qualities:
             values = np.array([getattr(r, key) for r in records if r.quality == q], dtype=np.float64)

@@ -57,6 +57,9 @@ class TrainConfig:
     splice_fraction : float
         Share of patches that are collages of a compressed and a clean patch, labelled pixel by
         pixel (paper: 0; see :class:`jpegtrace.data.SynthesisConfig`).
+    high_quality_fraction : float
+        Share of compressed patches with a QF of 90 or more (from ``max(min_quality, 90)``
+        to ``max_quality``), besides those the whole range gives (paper: 0).
     recipe : {'jpegtrace', 'paper'}
         'paper' makes only 4:2:0 JPEGs aligned to the patch, in colour; 'jpegtrace' adds 4:4:4
         and 4:2:2, shifted grids and grayscale.
@@ -87,6 +90,7 @@ class TrainConfig:
     max_quality: int = 100
     uncompressed_fraction: float = 0.1
     splice_fraction: float = 0.0
+    high_quality_fraction: float = 0.0
     seed: int = 0
     workers: int = 1
     val_every: int = 1000
@@ -111,7 +115,8 @@ class TrainConfig:
             raise ValueError(f"unknown recipe {self.recipe!r} (use 'jpegtrace' or 'paper')")
         return dataclasses.replace(base, min_quality=self.min_quality, max_quality=self.max_quality,
                                    uncompressed_fraction=self.uncompressed_fraction,
-                                   splice_fraction=self.splice_fraction)
+                                   splice_fraction=self.splice_fraction,
+                                   high_quality_fraction=self.high_quality_fraction)
 
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset)
@@ -127,7 +132,10 @@ def mean_labels(synthesis: SynthesisConfig) -> tuple[float, float]:
     # A spliced patch is compressed over half its area on average (see patch_mask).
     splice = synthesis.splice_fraction
     compressed = (1.0 - splice) * (1.0 - synthesis.uncompressed_fraction) + splice * 0.5
-    mean_quality = (synthesis.min_quality + synthesis.max_quality) / 2
+    high_min = min(max(synthesis.min_quality, synthesis.high_quality_min), synthesis.max_quality)
+    share = synthesis.high_quality_fraction
+    mean_quality = ((1 - share) * (synthesis.min_quality + synthesis.max_quality) / 2
+                    + share * (high_min + synthesis.max_quality) / 2)
     return compressed * (100 - mean_quality) / 100, compressed
 
 
