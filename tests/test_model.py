@@ -143,6 +143,22 @@ def test_flag_threshold_travels_with_the_weights(tmp_path):
         QFNet(flag_threshold=1.5)
 
 
+def test_averaged_model_has_the_mean_weights():
+    from jpegtrace.model import average_models
+
+    torch.manual_seed(0)
+    config = NetConfig(width=4, dilations=(1, 2, 1))
+    a, b = QFNet(config, flag_threshold=0.6), QFNet(config)
+    mean = average_models([a, b])
+    for key, value in mean.state_dict().items():
+        torch.testing.assert_close(value, (a.state_dict()[key] + b.state_dict()[key]) / 2)
+    assert mean.config == config and mean.flag_threshold == 0.6
+    with pytest.raises(ValueError, match="different shapes"):
+        average_models([a, QFNet(NetConfig(width=8, dilations=(1, 2, 1)))])
+    with pytest.raises(ValueError, match="no models"):
+        average_models([])
+
+
 def test_shape_mismatch_is_found_before_building_the_network(tmp_path):
     from safetensors.torch import save_file
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -164,6 +165,25 @@ def plain_state_dict(model: QFNet) -> dict[str, torch.Tensor]:
             state[f"layers.{index}.weight"] = layer.weight.detach()
             state[f"layers.{index}.bias"] = layer.bias.detach()
     return state
+
+
+def average_models(models: Sequence[QFNet]) -> QFNet:
+    """A plain network whose weights are the mean of ``models``' (checkpoint averaging).
+
+    Late checkpoints of one run, taken while the learning rate is small, lie in one basin of
+    the loss; their mean usually scores better and moves less from one checkpoint to the
+    next than any of them. All models must share one :class:`NetConfig`; the result takes
+    the first one's flag threshold.
+    """
+    if not models:
+        raise ValueError("no models to average")
+    config = models[0].config
+    if any(m.config != config for m in models):
+        raise ValueError("models of different shapes cannot be averaged")
+    states = [plain_state_dict(m) for m in models]
+    averaged = QFNet(config, models[0].flag_threshold)
+    averaged.load_state_dict({k: torch.stack([s[k].float() for s in states]).mean(dim=0) for k in states[0]})
+    return averaged.eval()
 
 
 def flops_per_pixel(config: NetConfig | None = None) -> int:
