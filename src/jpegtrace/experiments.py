@@ -4,8 +4,8 @@
   :func:`evaluate_model`, :func:`evaluate_files`, :func:`summarize_evaluation`.
 * Localisation of a region pasted from a JPEG (Fig. 3) and its benchmark over random pairs:
   :func:`make_collage`, :func:`run_collage`, :func:`localization_scores`, :func:`collage_benchmark`,
-  :func:`summarize_collage_benchmark`, :func:`calibrate_flag_threshold`, and the masks :func:`disc_mask`, :func:`rectangle_mask`,
-  :func:`blob_mask`, :func:`random_mask`.
+  :func:`summarize_collage_benchmark`, :func:`calibrate_flag_threshold` (the threshold of the masks), and
+  the masks :func:`disc_mask`, :func:`rectangle_mask`, :func:`blob_mask`, :func:`random_mask`.
 * The data-set audit of Figs. 4-9: :func:`assess_images`, :func:`summarize_assessment`.
 
 Everything here computes; nothing writes files (see :mod:`jpegtrace.reports`). Files that cannot

@@ -65,12 +65,11 @@ class QFNet(nn.Module):
         Network shape; the paper's values by default.
     flag_threshold : float
         Flag above which a pixel is called JPEG-compressed in a localisation mask. The flag map
-        is a posterior mean under the share of compressed pixels in training (three in four for the
-        shipped model),
-        so for finding a pasted region in a mostly clean image a higher threshold, calibrated
-        on training collages (:func:`jpegtrace.experiments.calibrate_flag_threshold`), makes
-        better masks. Saved with the weights. Whole-image verdicts always use a mean flag of
-        0.5, as in the paper.
+        is a posterior mean under the share of compressed pixels in training (about three in
+        four for the shipped model), so for finding a pasted region in a mostly clean image a
+        higher threshold, calibrated on training collages
+        (:func:`jpegtrace.experiments.calibrate_flag_threshold`), makes better masks. Saved with
+        the weights. Whole-image verdicts always use a mean flag of 0.5, as in the paper.
 
     Notes
     -----
