@@ -70,6 +70,11 @@ class SynthesisConfig:
     high_quality_fraction: float = 0.0
     high_quality_min: int = 90
 
+    @property
+    def high_quality_floor(self) -> int:
+        """Lowest QF of the high-QF patches, kept inside ``min_quality..max_quality``."""
+        return min(max(self.min_quality, self.high_quality_min), self.max_quality)
+
     @classmethod
     def paper(cls, patch_size: int = 60) -> "SynthesisConfig":
         """The recipe of the paper: 4:2:0 colour JPEGs with the grid at the patch origin."""
@@ -213,7 +218,7 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
 def _lowest_quality(config: SynthesisConfig, rng: np.random.Generator) -> int:
     # Drawn only when the high-QF share is on, so that older recipes replay the same stream.
     if config.high_quality_fraction and rng.random() < config.high_quality_fraction:
-        return min(max(config.min_quality, config.high_quality_min), config.max_quality)
+        return config.high_quality_floor
     return config.min_quality
 
 

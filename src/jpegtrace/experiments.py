@@ -29,7 +29,7 @@ from .errors import ImageReadError
 from .images import as_analysis_array
 from .inference import DEFAULT_TILE_SIZE, Analysis, predict_maps, summarize
 from .jpeg import jpeg_compress
-from .model import FLAG_CHANNEL, QFNet
+from .model import FLAG_CHANNEL, QFNet, check_flag_threshold
 
 #: The QFs of the paper's Fig. 2 plus the near-lossless ones of its Table 1.
 DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99, 100)
@@ -432,6 +432,12 @@ def _finite_or_none(value: float | None, digits: int = 4) -> float | None:
     return round(float(value), digits)
 
 
+def _iou(predicted: np.ndarray, mask: np.ndarray) -> float:
+    """Intersection over union of two boolean maps; 1 when both are empty."""
+    union = np.count_nonzero(predicted | mask)
+    return np.count_nonzero(predicted & mask) / union if union else 1.0
+
+
 def localization_scores(flag_map: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> LocalizationScores:
     """Score a flag map against the true mask: IoU and F1 of ``flag > threshold``, and pixel AUC."""
     flag_map = np.asarray(flag_map)
@@ -442,7 +448,7 @@ def localization_scores(flag_map: np.ndarray, mask: np.ndarray, threshold: float
     tp = int(np.count_nonzero(predicted & mask))
     fp = int(np.count_nonzero(predicted & ~mask))
     fn = int(np.count_nonzero(~predicted & mask))
-    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
+    iou = _iou(predicted, mask)
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
     precision = tp / (tp + fp) if tp + fp else float("nan")
     recall = tp / (tp + fn) if tp + fn else float("nan")
@@ -740,11 +746,6 @@ class ThresholdCalibration:
 CALIBRATION_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(4, 20))
 
 
-def _iou(predicted: np.ndarray, mask: np.ndarray) -> float:
-    union = np.count_nonzero(predicted | mask)
-    return np.count_nonzero(predicted & mask) / union if union else 1.0
-
-
 def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed: int = 1,
                              thresholds: Sequence[float] = CALIBRATION_THRESHOLDS,
                              qualities: Sequence[int] = (80,), shapes: Sequence[str] = MASK_SHAPES,
@@ -776,9 +777,9 @@ def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed:
     ValueError
         When no collage could be made (every file unreadable) or a candidate is outside (0, 1).
     """
-    thresholds = tuple(float(t) for t in thresholds)
-    if not thresholds or not all(0.0 < t < 1.0 for t in thresholds):
-        raise ValueError("calibration thresholds must lie strictly between 0 and 1")
+    thresholds = tuple(check_flag_threshold(t) for t in thresholds)
+    if not thresholds:
+        raise ValueError("no calibration thresholds")
     ious = []
     for pair in _collage_pairs(files, pairs, seed, qualities, shapes, crop, progress, {}):
         fake = make_collage(pair.background, pair.donor, pair.quality, pair.mask, subsampling)

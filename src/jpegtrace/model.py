@@ -80,7 +80,7 @@ class QFNet(nn.Module):
     def __init__(self, config: NetConfig | None = None, flag_threshold: float = 0.5):
         super().__init__()
         self.config = config or NetConfig()
-        self.flag_threshold = _checked_threshold(flag_threshold)
+        self.flag_threshold = check_flag_threshold(flag_threshold)
         layers: list[nn.Module] = []
         channels = 3
         last = len(self.config.dilations) - 1
@@ -113,7 +113,8 @@ class QFNet(nn.Module):
         return self.layers(image - self.config.input_offset)
 
 
-def _checked_threshold(value: float) -> float:
+def check_flag_threshold(value: float) -> float:
+    """``value`` as a float when it can be a flag threshold (strictly between 0 and 1); else ValueError."""
     value = float(value)
     if not 0.0 < value < 1.0:
         raise ValueError(f"flag threshold {value} must lie strictly between 0 and 1")
@@ -282,7 +283,7 @@ def load_weights(path: str | Path | None = None) -> QFNet:
             except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
                 raise ModelError(path, f"bad net_config metadata ({exc})") from None
             try:  # files from before the threshold was calibrated mean the paper's 0.5
-                flag_threshold = _checked_threshold(metadata.get("flag_threshold", 0.5))
+                flag_threshold = check_flag_threshold(metadata.get("flag_threshold", 0.5))
             except ValueError as exc:
                 raise ModelError(path, f"bad flag_threshold metadata ({exc})") from None
             expected = expected_shapes(config)

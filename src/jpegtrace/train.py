@@ -132,10 +132,9 @@ def mean_labels(synthesis: SynthesisConfig) -> tuple[float, float]:
     # A spliced patch is compressed over half its area on average (see patch_mask).
     splice = synthesis.splice_fraction
     compressed = (1.0 - splice) * (1.0 - synthesis.uncompressed_fraction) + splice * 0.5
-    high_min = min(max(synthesis.min_quality, synthesis.high_quality_min), synthesis.max_quality)
     share = synthesis.high_quality_fraction
     mean_quality = ((1 - share) * (synthesis.min_quality + synthesis.max_quality) / 2
-                    + share * (high_min + synthesis.max_quality) / 2)
+                    + share * (synthesis.high_quality_floor + synthesis.max_quality) / 2)
     return compressed * (100 - mean_quality) / 100, compressed
 
 
