@@ -42,9 +42,11 @@ def test_analyze_prints_one_line_per_image(capsys, png, weights):
     assert main(["analyze", str(png), str(png), "--model", str(weights)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
-    file, qf, flag, verdict = lines[0].split("\t")[:4]
-    assert file == str(png) and qf.startswith("QF") and flag.startswith("flag")
+    file, qf, flag, grid, verdict = lines[0].split("\t")[:5]
+    assert file == str(png) and qf.startswith("QF") and flag.startswith("flag") and grid.startswith("grid")
     assert verdict in {"compressed", "uncompressed"}
+    assert main(["analyze", str(png), "--model", str(weights), "--no-grid-check"]) == 0
+    assert "grid" not in capsys.readouterr().out
 
 
 def test_analyze_json_and_maps(capsys, png, weights, tmp_path):

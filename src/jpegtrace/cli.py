@@ -55,9 +55,10 @@ def _add_analyze(sub) -> None:
     p = sub.add_parser(
         "analyze", help="estimate JPEG quality and compression maps of images",
         description="Analyse each IMAGE and print one line per image: file, estimated QF (mean of the "
-                    "quality map; 100 also means never compressed), mean compression flag, and the verdict "
-                    "(compressed when the mean flag is above 0.5). Failures are reported per file; the "
-                    "exit status is 1 if any file failed.")
+                    "quality map; 100 also means never compressed), mean compression flag, the score of the "
+                    "DCT check for a JPEG block grid, and the verdict (compressed when the mean flag is above "
+                    "0.5 or the grid score above 8). Failures are reported per file; the exit status is 1 if "
+                    "any file failed.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, TIFF, BMP, JPEG, WebP, GIF, ...)")
     p.add_argument("--json", action="store_true", help="print one JSON document with a record per image")
     p.add_argument("--maps", metavar="OUT_DIR", help="write colour-mapped quality and flag maps and an overlay per image")
@@ -71,10 +72,12 @@ def _add_analyze(sub) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="arithmetic of the network: bf16 is about 1.9x faster on CPUs with AVX-512 BF16 and "
                         "moves a pixel's QF by up to about 1 (default fp32)")
+    _add_grid_option(p)
     p.set_defaults(func=_run_analyze)
 
 
 def _run_analyze(args) -> int:
+    from .grid import find_jpeg_grid
     from .images import as_analysis_array, native_stderr_captured
     from .inference import predict_maps, summarize
 
@@ -88,9 +91,10 @@ def _run_analyze(args) -> int:
         try:
             with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
                 rgb, grayscale, notes = as_analysis_array(Path(name), max_pixels=args.max_pixels)
+            grid = find_jpeg_grid(rgb) if args.grid_check else None
             result = summarize(predict_maps(model, rgb, tile_size=args.tile_size, device=args.device,
                                             precision=args.precision),
-                               grayscale=grayscale, notes=notes, inplace=True)
+                               grayscale=grayscale, notes=notes, inplace=True, grid=grid)
             maps = {}
             if args.maps:
                 from .reports import save_maps
@@ -121,12 +125,17 @@ def _run_analyze(args) -> int:
         record = {"file": shown, "ok": True, "height": int(result.shape[0]), "width": int(result.shape[1]),
                   "estimated_quality": round(result.mean_quality, 2), "mean_flag": round(result.mean_flag, 4),
                   "compressed": result.compressed, "grayscale": result.grayscale, "notes": list(result.notes)}
+        if result.grid is not None:
+            record["grid"] = {"score": round(result.grid.score, 2), "found": result.grid.found,
+                              "offset": list(result.grid.grid_offset)}
         if maps:
             record["maps"] = maps
         records.append(record)
         if not args.json:
             extra = f"  ({'; '.join(result.notes)})" if result.notes else ""
-            print(f"{shown}\tQF {result.mean_quality:5.1f}\tflag {result.mean_flag:.2f}\t{verdict}{extra}", flush=True)
+            grid = "" if result.grid is None else f"\tgrid {result.grid.score:5.1f}"
+            print(f"{shown}\tQF {result.mean_quality:5.1f}\tflag {result.mean_flag:.2f}{grid}\t{verdict}{extra}",
+                  flush=True)
     if args.json:
         print(json.dumps({"images": records, "failed": failed}, indent=2, ensure_ascii=False))
     return 1 if failed else 0
@@ -310,6 +319,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_grid_option(p) -> None:
+    p.add_argument("--no-grid-check", dest="grid_check", action="store_false",
+                   help="judge by the mean flag alone (the paper's rule), without the DCT check for a JPEG "
+                        "block grid that also catches QF 97-100 JPEGs")
+
+
 def _add_model_options(p) -> None:
     p.add_argument("--model", metavar="WEIGHTS", help="safetensors weights (default: the shipped model)")
     p.add_argument("--tile-size", type=_positive, default=512, help="side of the region computed at once (default 512)")
@@ -423,7 +438,8 @@ def _add_evaluate(sub) -> None:
         description="Compress every never-compressed image of DIR at each QF, analyse it, and report per QF "
                     "the mean and standard deviation of the estimated QF (mean of the quality map) and its "
                     "mean absolute error (the paper's Fig. 2), and the share of images judged uncompressed "
-                    "(mean flag at most 0.5) at QF 97, 98, 99, 100 and without JPEG (its Table 1), plus "
+                    "(mean flag at most 0.5 and no JPEG grid found; 'flag alone': the paper's rule, mean flag "
+                    "at most 0.5) at QF 97, 98, 99, 100 and without JPEG (its Table 1), plus "
                     "the QF MAE over the QFs up to 95 and the detection accuracy. Writes into OUT_DIR: "
                     "records.csv, per_quality.csv, table1.csv, failures.csv, summary.json, fig2_quality.png "
                     "and table1.png. The same images and settings give the same numbers. Unreadable files "
@@ -440,6 +456,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--grayscale", action="store_true", help="turn the images grayscale first (one-channel JPEGs)")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
     _add_model_options(p)
+    _add_grid_option(p)
     _add_quiet(p)
     p.set_defaults(func=_run_evaluate)
 
@@ -455,24 +472,27 @@ def _run_evaluate(args) -> int:
     records, failures = evaluate_files(
         model, files, args.qualities, subsampling=args.subsampling, grid_offset=args.grid_shift,
         grayscale=args.grayscale, device=args.device, tile_size=args.tile_size,
-        progress=_progress(args, "evaluate", " test image"))
+        progress=_progress(args, "evaluate", " test image"), grid_check=args.grid_check)
     _report_failures(failures)
     if not records:
         _error("no image could be read")
         return 1
     summary = summarize_evaluation(records)
     settings = _data_settings(args, qualities=list(args.qualities), subsampling=args.subsampling,
-                              grid_offset=list(args.grid_shift), grayscale=args.grayscale)
+                              grid_offset=list(args.grid_shift), grayscale=args.grayscale,
+                              grid_check=args.grid_check)
     try:
         written = write_evaluation_report(args.out, records, summary, failures, settings)
     except OSError as exc:
         return _write_error(exc)
-    print("QF\tn\testimated QF (mean ± std)\tMAE\tjudged uncompressed")
+    print("QF\tn\testimated QF (mean ± std)\tMAE\tjudged uncompressed" +
+          ("\t(flag alone)" if args.grid_check else ""))
     for row in summary["per_quality"]:
         q = "none" if row["quality"] is None else str(row["quality"])
         mae = "-" if row["mae"] is None else f"{row['mae']:.2f}"
         print(f"{q}\t{row['n']}\t{row['mean_estimate']:6.2f} ± {row['std_estimate']:5.2f}\t{mae}\t"
-              f"{100 * row['judged_uncompressed']:.0f}%")
+              f"{100 * row['judged_uncompressed']:.0f}%" +
+              (f"\t{100 * row['flag_judged_uncompressed']:.0f}%" if args.grid_check else ""))
     if summary["qf_mae"] is not None:
         print(f"QF MAE (QF <= 95): {summary['qf_mae']:.2f}")
     print(f"detection accuracy: {100 * summary['detection_accuracy']:.1f}%")
@@ -622,8 +642,9 @@ def _add_assess(sub) -> None:
     p = sub.add_parser(
         "assess", help="audit a folder of images for JPEG compression (Figs. 4-9)",
         description="Analyse every image of DIR (PNG, TIFF, BMP, PPM, PGM, WebP, GIF, JPEG) and write into OUT_DIR: "
-                    "table.csv (one row per image: file, size, mean estimated QF, mean flag, verdict, "
-                    "grayscale, notes), failures.csv (unreadable files and why), assessment.json (counts, "
+                    "table.csv (one row per image: file, size, mean estimated QF, mean flag, JPEG grid "
+                    "score, verdict, grayscale, notes; compressed when the mean flag is above 0.5 or the grid "
+                    "score above 8), failures.csv (unreadable files and why), assessment.json (counts, "
                     "histogram, rows), qf_histogram.png (estimated QF of the images judged compressed) and "
                     "index.html, which shows it all with a thumbnail and the flag map of each image "
                     "(in OUT_DIR/thumbnails). Grayscale images are analysed too and marked. Unreadable files "
@@ -634,6 +655,7 @@ def _add_assess(sub) -> None:
     p.add_argument("--thumbnail-size", type=_positive, default=160, metavar="PX",
                    help="longer side of the thumbnails in the HTML page (default 160)")
     _add_model_options(p)
+    _add_grid_option(p)
     _add_quiet(p)
     p.set_defaults(func=_run_assess)
 
@@ -663,10 +685,12 @@ def _run_assess(args) -> int:
 
     try:
         records, failures = assess_images(model, files, tile_size=args.tile_size, device=args.device,
-                                          progress=_progress(args, "assess", " image"), on_result=on_result)
+                                          progress=_progress(args, "assess", " image"), on_result=on_result,
+                                          grid_check=args.grid_check)
         _report_failures(failures)
         summary = summarize_assessment(records, failures)
-        settings = _settings(args, folder=_display(args.folder), recursive=args.recursive)
+        settings = _settings(args, folder=_display(args.folder), recursive=args.recursive,
+                             grid_check=args.grid_check)
         written = write_assessment_report(args.out, records, failures, summary, thumbnails, settings)
     except OSError as exc:
         return _write_error(exc)

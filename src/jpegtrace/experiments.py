@@ -26,6 +26,7 @@ from PIL import Image
 
 from .data import to_grayscale
 from .errors import ImageReadError
+from .grid import find_jpeg_grid
 from .images import as_analysis_array
 from .inference import DEFAULT_TILE_SIZE, Analysis, predict_maps, summarize
 from .jpeg import jpeg_compress
@@ -76,15 +77,27 @@ def _wrap(progress: Progress | None, items):
 
 @dataclass(frozen=True)
 class EvaluationRecord:
-    """One analysed test image: ``quality`` is the true QF, None for the uncompressed original."""
+    """One analysed test image: ``quality`` is the true QF, None for the uncompressed original.
+
+    ``grid_score`` is the score of :func:`jpegtrace.grid.find_jpeg_grid` (None when the check was
+    not run) and ``grid_found`` whether it found a JPEG grid.
+    """
 
     image: str
     quality: int | None
     estimated_quality: float
     mean_flag: float
+    grid_score: float | None = None
+    grid_found: bool = False
 
     @property
     def judged_compressed(self) -> bool:
+        """The verdict of :func:`jpegtrace.analyze`: mean flag above 0.5 or a JPEG grid found."""
+        return self.mean_flag > 0.5 or self.grid_found
+
+    @property
+    def flag_judged_compressed(self) -> bool:
+        """The paper's verdict, from the network alone: mean flag above 0.5."""
         return self.mean_flag > 0.5
 
     @property
@@ -96,6 +109,7 @@ class EvaluationRecord:
         """The record as a flat dict for CSV and JSON (true QF ``""`` for the original)."""
         return {"image": self.image, "quality": "" if self.quality is None else self.quality,
                 "estimated_quality": round(self.estimated_quality, 4), "mean_flag": round(self.mean_flag, 4),
+                "grid_score": "" if self.grid_score is None else round(self.grid_score, 2),
                 "judged_compressed": self.judged_compressed,
                 "abs_error": "" if self.abs_error is None else round(self.abs_error, 4)}
 
@@ -103,8 +117,8 @@ class EvaluationRecord:
 def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Sequence[int | None],
                    subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0),
                    grayscale: bool = False, device: str | None = None,
-                   progress: Iterable | None = None, tile_size: int = DEFAULT_TILE_SIZE
-                   ) -> list[EvaluationRecord]:
+                   progress: Iterable | None = None, tile_size: int = DEFAULT_TILE_SIZE,
+                   grid_check: bool = True) -> list[EvaluationRecord]:
     """Compress every image at every QF, analyse it and record the whole-image estimates.
 
     Parameters
@@ -124,13 +138,15 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         Wraps the iterator of (name, quality) jobs, e.g. ``tqdm``.
     tile_size : int
         Side of the region the network computes at once (does not change the result).
+    grid_check : bool
+        Also run the JPEG grid check of :mod:`jpegtrace.grid` on every test image.
 
     Returns
     -------
     list of EvaluationRecord
         One per image and QF, image-major, in the order given. The estimated QF of a test
         image is the mean of its quality map; it counts as compressed when its mean flag is
-        above 0.5.
+        above 0.5 or (with ``grid_check``) a JPEG grid is found.
     """
     jobs = [(name, q) for name in images for q in qualities]
     records = []
@@ -142,7 +158,10 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         if test.ndim == 2:
             test = np.repeat(test[:, :, None], 3, axis=2)
         result = summarize(predict_maps(model, test, tile_size=tile_size, device=device))
-        records.append(EvaluationRecord(name, quality, result.mean_quality, result.mean_flag))
+        grid = find_jpeg_grid(test) if grid_check else None
+        records.append(EvaluationRecord(name, quality, result.mean_quality, result.mean_flag,
+                                        grid_score=None if grid is None else grid.score,
+                                        grid_found=grid is not None and grid.found))
     return records
 
 
@@ -150,7 +169,8 @@ def evaluate_files(model: QFNet, files: Files, qualities: Sequence[int] = DEFAUL
                    include_original: bool = True, subsampling: str = "4:2:0",
                    grid_offset: tuple[int, int] = (0, 0), grayscale: bool = False,
                    device: str | None = None, tile_size: int = DEFAULT_TILE_SIZE,
-                   progress: Progress | None = None) -> tuple[list[EvaluationRecord], list[Failure]]:
+                   progress: Progress | None = None, grid_check: bool = True
+                   ) -> tuple[list[EvaluationRecord], list[Failure]]:
     """:func:`evaluate_model` over image files, read one at a time.
 
     Parameters
@@ -162,7 +182,7 @@ def evaluate_files(model: QFNet, files: Files, qualities: Sequence[int] = DEFAUL
         QFs the images are compressed at.
     include_original : bool
         Also analyse each image as it is (the "without JPEG" column of Table 1).
-    subsampling, grid_offset, grayscale, device, tile_size
+    subsampling, grid_offset, grayscale, device, tile_size, grid_check
         As for :func:`evaluate_model`.
     progress : callable, optional
         Wraps the list of ``(image, QF)`` jobs, e.g. ``tqdm``; each image is read once.
@@ -193,7 +213,7 @@ def evaluate_files(model: QFNet, files: Files, qualities: Sequence[int] = DEFAUL
             continue
         records.extend(evaluate_model(model, {name: loaded[1]}, [quality], subsampling=subsampling,
                                       grid_offset=grid_offset, grayscale=grayscale, device=device,
-                                      tile_size=tile_size))
+                                      tile_size=tile_size, grid_check=grid_check))
     return records, failures
 
 
@@ -205,9 +225,11 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
     dict
         ``per_quality``: list of dicts with ``quality`` (None for the originals, listed last),
         ``n``, ``mean_estimate``, ``std_estimate`` (population standard deviation), ``mae``,
-        ``mean_flag`` and ``judged_uncompressed`` (share of images whose mean flag is at most 0.5);
+        ``mean_flag``, ``judged_uncompressed`` (share of images not judged compressed: mean flag
+        at most 0.5 and no JPEG grid found) and ``flag_judged_uncompressed`` (share whose mean
+        flag is at most 0.5, the paper's rule, the network alone);
         ``table1``: the ``per_quality`` rows of QF 97, 98, 99, 100 and the originals that were
-        tested, as ``quality``, ``label``, ``n``, ``judged_uncompressed``;
+        tested, as ``quality``, ``label``, ``n``, ``judged_uncompressed``, ``flag_judged_uncompressed``;
         ``qf_mae``: mean absolute QF error over the compressed test images with QF up to 95
         (the range of Fig. 2), None if there are none; ``qf_mae_all_qualities``: the same over
         every compressed test image; ``detection_accuracy``: share of test images whose verdict
@@ -225,10 +247,12 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
                "mean_estimate": float(est.mean()), "std_estimate": float(est.std()),
                "mae": None if quality is None else float(np.abs(est - quality).mean()),
                "mean_flag": float(np.mean([r.mean_flag for r in rs])),
-               "judged_uncompressed": float(np.mean([not r.judged_compressed for r in rs]))}
+               "judged_uncompressed": float(np.mean([not r.judged_compressed for r in rs])),
+               "flag_judged_uncompressed": float(np.mean([not r.flag_judged_compressed for r in rs]))}
         per_quality.append(row)
     table1 = [{"quality": row["quality"], "label": "without JPEG" if row["quality"] is None else f"QF {row['quality']}",
-               "n": row["n"], "judged_uncompressed": row["judged_uncompressed"]}
+               "n": row["n"], "judged_uncompressed": row["judged_uncompressed"],
+               "flag_judged_uncompressed": row["flag_judged_uncompressed"]}
               for row in per_quality if row["quality"] is None or row["quality"] in TABLE1_QUALITIES]
     compressed = [r for r in records if r.quality is not None]
     errors = [r.abs_error for r in compressed if r.quality <= QF_MAE_MAX_QUALITY]
@@ -847,6 +871,7 @@ class AssessmentRecord:
     compressed: bool
     grayscale: bool = False
     notes: tuple[str, ...] = field(default=())
+    grid_score: float | None = None
 
     @property
     def verdict(self) -> str:
@@ -856,13 +881,14 @@ class AssessmentRecord:
         """The record as a flat dict for CSV and JSON."""
         return {"file": self.file, "width": self.width, "height": self.height,
                 "mean_quality": round(self.mean_quality, 2), "mean_flag": round(self.mean_flag, 4),
+                "grid_score": "" if self.grid_score is None else round(self.grid_score, 2),
                 "verdict": self.verdict, "grayscale": self.grayscale, "notes": "; ".join(self.notes)}
 
 
 def assess_images(model: QFNet, files: Files, tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
                   progress: Progress | None = None,
-                  on_result: Callable[[str, np.ndarray, Analysis], None] | None = None
-                  ) -> tuple[list[AssessmentRecord], list[Failure]]:
+                  on_result: Callable[[str, np.ndarray, Analysis], None] | None = None,
+                  grid_check: bool = True) -> tuple[list[AssessmentRecord], list[Failure]]:
     """Analyse every file of a data set and record its verdict (Figs. 4-9 of the paper).
 
     Parameters
@@ -877,6 +903,9 @@ def assess_images(model: QFNet, files: Files, tile_size: int = DEFAULT_TILE_SIZE
     on_result : callable, optional
         Called as ``on_result(name, rgb, analysis)`` after each image is analysed, e.g. to
         write its thumbnails; the maps are not kept otherwise.
+    grid_check : bool
+        Also look for a JPEG block grid (:mod:`jpegtrace.grid`); a grid found makes the verdict
+        "compressed" whatever the mean flag.
 
     Returns
     -------
@@ -892,11 +921,13 @@ def assess_images(model: QFNet, files: Files, tile_size: int = DEFAULT_TILE_SIZE
         except ImageReadError as exc:
             failures.append(Failure(name, exc.reason))
             continue
+        grid = find_jpeg_grid(rgb) if grid_check else None
         analysis = summarize(predict_maps(model, rgb, tile_size=tile_size, device=device),
-                             grayscale=grayscale, notes=notes)
+                             grayscale=grayscale, notes=notes, grid=grid)
         records.append(AssessmentRecord(file=name, height=int(rgb.shape[0]), width=int(rgb.shape[1]),
                                         mean_quality=analysis.mean_quality, mean_flag=analysis.mean_flag,
-                                        compressed=analysis.compressed, grayscale=grayscale, notes=notes))
+                                        compressed=analysis.compressed, grayscale=grayscale, notes=notes,
+                                        grid_score=None if grid is None else grid.score))
         if on_result is not None:
             on_result(name, rgb, analysis)
     return records, failures

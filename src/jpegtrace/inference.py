@@ -13,6 +13,7 @@ from PIL import Image
 
 from . import engine
 from .errors import JpegTraceError
+from .grid import GridEvidence, find_jpeg_grid
 from .images import DEFAULT_MAX_PIXELS, as_analysis_array
 from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, load_weights
 
@@ -35,11 +36,15 @@ class Analysis:
     mean_flag : float
         Mean of ``flag_map``.
     compressed : bool
-        True when ``mean_flag > 0.5``.
+        The whole-image verdict: True when ``mean_flag > 0.5`` (the paper's rule) or when
+        ``grid`` found the block grid of a JPEG.
     grayscale : bool
         The image was analysed as grayscale (its three channels are equal).
     notes : tuple of str
         What was done to the input on the way (alpha dropped, 16-bit reduced, ...).
+    grid : GridEvidence or None
+        The DCT check for a JPEG block grid (:func:`jpegtrace.grid.find_jpeg_grid`), which
+        catches QF 97-100 JPEGs the network misses; None when it was not run.
     """
 
     quality_map: np.ndarray
@@ -49,6 +54,12 @@ class Analysis:
     compressed: bool
     grayscale: bool = False
     notes: tuple[str, ...] = field(default=())
+    grid: GridEvidence | None = None
+
+    @property
+    def flag_says_compressed(self) -> bool:
+        """The paper's verdict from the network alone: ``mean_flag > 0.5``."""
+        return self.mean_flag > 0.5
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -116,9 +127,11 @@ def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_
 
 
 def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, ...] = (),
-              inplace: bool = False) -> Analysis:
+              inplace: bool = False, grid: GridEvidence | None = None) -> Analysis:
     """Turn raw network maps ``(2, H, W)`` into an :class:`Analysis` (maps clipped to [0, 1] first).
 
+    ``grid``, the result of :func:`jpegtrace.grid.find_jpeg_grid` on the same image, joins the
+    verdict: the image counts as compressed when its mean flag is above 0.5 or a grid was found.
     With ``inplace=True`` a float32 ``raw_maps`` is overwritten and the returned maps are views
     of it, so no image-sized copy is made (what :func:`analyze` does for large images).
     """
@@ -133,12 +146,13 @@ def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, .
     mean_flag = float(flag.mean(dtype=np.float64))
     return Analysis(quality_map=quality_map, flag_map=flag,
                     mean_quality=float(quality_map.mean(dtype=np.float64)), mean_flag=mean_flag,
-                    compressed=mean_flag > 0.5, grayscale=grayscale, notes=tuple(notes))
+                    compressed=mean_flag > 0.5 or (grid is not None and grid.found),
+                    grayscale=grayscale, notes=tuple(notes), grid=grid)
 
 
 def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | None = None,
             tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS) -> Analysis:
+            max_pixels: int = DEFAULT_MAX_PIXELS, grid_check: bool = True) -> Analysis:
     """Find JPEG compression in an image, pixel by pixel.
 
     Parameters
@@ -155,6 +169,10 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     max_pixels : int
         Files whose header claims more pixels are refused before decoding (decompression-bomb
         guard; default 400 million).
+    grid_check : bool
+        Also look for a JPEG block grid in the DCT coefficients (:mod:`jpegtrace.grid`), which
+        finds near-lossless JPEGs the network misses, and let it join the verdict. False keeps
+        the paper's rule, mean flag above 0.5, alone.
 
     Returns
     -------
@@ -178,5 +196,6 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     rgb, grayscale, notes = as_analysis_array(image, max_pixels=max_pixels)
     if model is None:
         model = load_model(device=device or "cpu")
+    grid = find_jpeg_grid(rgb) if grid_check else None
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device)
-    return summarize(raw, grayscale=grayscale, notes=notes, inplace=True)
+    return summarize(raw, grayscale=grayscale, notes=notes, inplace=True, grid=grid)

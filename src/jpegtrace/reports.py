@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .grid import GRID_SCORE_THRESHOLD  # noqa: E402
 from .inference import Analysis  # noqa: E402
 from .outputs import save_figure  # noqa: E402
 
@@ -202,12 +203,13 @@ def write_evaluation_report(out_dir: str | os.PathLike, records, summary: dict, 
     out.mkdir(parents=True, exist_ok=True)
     written = {
         "records": write_csv(out / "records.csv", [r.as_row() for r in records],
-                             ["image", "quality", "estimated_quality", "mean_flag", "judged_compressed", "abs_error"]),
+                             ["image", "quality", "estimated_quality", "mean_flag", "grid_score", "judged_compressed",
+                              "abs_error"]),
         "per_quality": write_csv(out / "per_quality.csv", [_json_value(r) for r in summary["per_quality"]],
                                  ["quality", "n", "mean_estimate", "std_estimate", "mae", "mean_flag",
-                                  "judged_uncompressed"]),
+                                  "judged_uncompressed", "flag_judged_uncompressed"]),
         "table1": write_csv(out / "table1.csv", [_json_value(r) for r in summary["table1"]],
-                            ["label", "quality", "n", "judged_uncompressed"]),
+                            ["label", "quality", "n", "judged_uncompressed", "flag_judged_uncompressed"]),
         "failures": write_csv(out / "failures.csv", _failure_rows(failures), ["file", "reason"]),
         "summary": write_json(out / "summary.json", {"settings": settings or {}, **_json_value(summary),
                                                      "failures": _failure_rows(failures)}),
@@ -416,7 +418,8 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
         parts.append(f"<p>Folder: <code>{escape(source)}</code></p>")
     mean_q = summary.get("mean_quality_compressed")
     parts.append(
-        f"<p><b>{summary['n_compressed']}</b> images judged JPEG-compressed (mean flag above 0.5), "
+        f"<p><b>{summary['n_compressed']}</b> images judged JPEG-compressed (mean flag above 0.5, or a "
+        f"JPEG block grid found in the DCT coefficients: grid score above {GRID_SCORE_THRESHOLD:g}), "
         f"<b>{summary['n_uncompressed']}</b> judged uncompressed, of {summary['n_analysed']} analysed"
         f" ({summary['n_grayscale']} grayscale); {summary['n_failed']} "
         f"{'file' if summary['n_failed'] == 1 else 'files'} could not be read."
@@ -424,9 +427,12 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
     if histogram:
         parts.append(f'<p><img src="{escape(histogram)}" alt="histogram of estimated QF"></p>')
     parts.append("<p>Estimated QF: mean of the quality map (100 also means never compressed). "
-                 "Flag map: 1 (bright) where the network finds JPEG traces.</p>")
+                 "Flag map: 1 (bright) where the network finds JPEG traces. Grid score: how far the "
+                 "DCT coefficients of one 8×8 grid lie closer to integers than those of the other 63 "
+                 "(about 0-4 for never-compressed photos; blank when the check was not run).</p>")
     parts.append("<table><thead><tr><th>#</th><th>image</th><th>flag map</th><th>file</th><th>size</th>"
-                 "<th>mean QF</th><th>mean flag</th><th>verdict</th><th>notes</th></tr></thead><tbody>")
+                 "<th>mean QF</th><th>mean flag</th><th>grid score</th><th>verdict</th><th>notes</th>"
+                 "</tr></thead><tbody>")
     for i, r in enumerate(records, 1):
         thumb, flag = thumbnails.get(r.file, ("", ""))
         thumb_html = f'<img class="thumb" src="{escape(thumb)}" alt="">' if thumb else ""
@@ -435,7 +441,9 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
         parts.append(
             f"<tr><td class=num>{i}</td><td>{thumb_html}</td><td>{flag_html}</td><td>{escape(r.file)}</td>"
             f"<td class=num>{r.width}×{r.height}</td><td class=num>{r.mean_quality:.1f}</td>"
-            f"<td class=num>{r.mean_flag:.3f}</td><td class={r.verdict}>{r.verdict}{gray}</td>"
+            f"<td class=num>{r.mean_flag:.3f}</td>"
+            f"<td class=num>{'' if r.grid_score is None else f'{r.grid_score:.1f}'}</td>"
+            f"<td class={r.verdict}>{r.verdict}{gray}</td>"
             f"<td>{escape('; '.join(r.notes))}</td></tr>")
     parts.append("</tbody></table>")
     if failures:
@@ -452,8 +460,8 @@ def write_assessment_report(out_dir: str | os.PathLike, records, failures, summa
                             settings: dict | None = None) -> dict[str, Path]:
     """Write the results of :func:`jpegtrace.experiments.assess_images` into ``out_dir``.
 
-    Files: ``table.csv`` (one row per image: file, width, height, mean QF, mean flag, verdict,
-    grayscale, notes), ``failures.csv`` (file, reason), ``assessment.json`` (settings, counts,
+    Files: ``table.csv`` (one row per image: file, width, height, mean QF, mean flag, grid score,
+    verdict, grayscale, notes), ``failures.csv`` (file, reason), ``assessment.json`` (settings, counts,
     histogram, rows and failures), ``qf_histogram.png`` and ``index.html``; the thumbnails are
     written beforehand by :func:`save_thumbnails`.
     """
@@ -464,7 +472,8 @@ def write_assessment_report(out_dir: str | os.PathLike, records, failures, summa
     rows = [r.as_row() for r in records]
     written = {
         "table": write_csv(out / "table.csv", rows,
-                           ["file", "width", "height", "mean_quality", "mean_flag", "verdict", "grayscale", "notes"]),
+                           ["file", "width", "height", "mean_quality", "mean_flag", "grid_score", "verdict",
+                            "grayscale", "notes"]),
         "failures": write_csv(out / "failures.csv", _failure_rows(failures), ["file", "reason"]),
         "summary": write_json(out / "assessment.json", {"settings": settings or {}, **summary, "images": rows,
                                                         "failures": _failure_rows(failures)}),

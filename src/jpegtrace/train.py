@@ -216,13 +216,16 @@ def validate(model: QFNet, images: dict[str, np.ndarray], device: str = "cpu",
              collage_files: list[Path] | None = None) -> dict:
     """QF MAE and flag accuracy on 4:2:0 JPEGs and originals, plus the near-lossless 4:4:4 case.
 
+    Verdicts are the network's alone (mean flag above 0.5): the JPEG grid check does not learn.
+
     With ``collage_files`` (the val images' paths), also the mean IoU of the first
     :data:`VAL_COLLAGE_PAIRS` pairs of the collage benchmark.
     """
     model.eval()
-    summary = summarize_evaluation(evaluate_model(model, images, VAL_QUALITIES, device=device))
+    summary = summarize_evaluation(evaluate_model(model, images, VAL_QUALITIES, device=device,
+                                                       grid_check=False))
     hard = summarize_evaluation(evaluate_model(model, images, (VAL_HARD_QUALITY,), subsampling="4:4:4",
-                                               device=device))
+                                               device=device, grid_check=False))
     scores = {"val_qf_mae": summary["qf_mae"], "val_detection_accuracy": summary["detection_accuracy"],
               "val_clean_judged_uncompressed": summary["clean_judged_uncompressed"],
               "val_444_q98_judged_compressed": 1.0 - hard["per_quality"][0]["judged_uncompressed"]}

@@ -1,0 +1,196 @@
+"""JPEG block-grid evidence from the DCT coefficients of the luma, a check beside the network.
+
+A JPEG decoder rebuilds each 8x8 block of the luma from integer multiples of the quantisation
+steps and rounds the result to 8-bit pixels. Taking the DCT of the same blocks again gives back
+those integers up to the rounding, about 0.3 in standard deviation, whatever the quality factor;
+over blocks that are not aligned to the JPEG grid, and in a never-compressed image, the
+fractional parts of the coefficients are spread evenly. The check scores each of the 64 possible
+grid offsets by how close the coefficients lie to integers, and calls a grid found when one
+offset stands far above the rest.
+
+This catches what the network cannot: JPEGs at QF 97-100 (most of all 4:4:4 and grayscale ones,
+whose pixels differ from the source by about one grey level) leave their grid in the coefficients
+even where the flag map is unsure. It looks at the whole image, so it says nothing about where in
+the image the compression is; the flag map does that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Score above which a grid counts as found, chosen on the train split of ``shared/data/clean``:
+#: its 169 never-compressed images score at most 4.6 (RGB and grayscale versions; median 2.4).
+#: On the val split, JPEGs at QF 97-100 score 9.6 or more whatever the subsampling and grid
+#: offset (see the model card in ``jpegtrace/weights/README.md``).
+GRID_SCORE_THRESHOLD = 8.0
+#: Blocks with a pixel at 0 or 255 (clipped by the decoder) or a pixel standard deviation at or
+#: below this many grey levels (flat: all their AC coefficients are near zero, hence near
+#: integers, compressed or not) are left out.
+MIN_BLOCK_STD = 1.0
+#: Coefficients at most this far from zero are left out for the same reason. An integer cut
+#: keeps the statistic unbiased: a JPEG's coefficient n + e (rounding error e) near the cut is
+#: kept for e > 0 as often as for e < 0, and cos(2 pi e) is even; a cut at 0.5 would keep only
+#: zeros pushed past it by their rounding, which count against the grid.
+MIN_ABS_COEFFICIENT = 1.0
+#: Fewest coefficients at the best offset for the score to mean anything.
+MIN_COEFFICIENTS = 256
+#: Larger images are checked on evenly spaced block rows only, bounding the cost.
+DEFAULT_MAX_BLOCKS = 16384
+
+_JFIF_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _dct_matrix() -> np.ndarray:
+    k = np.arange(8)
+    matrix = np.sqrt(2 / 8) * np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / 16)
+    matrix[0] /= np.sqrt(2)
+    return matrix  # orthonormal DCT-II, the transform of JPEG
+
+
+_DCT = _dct_matrix().astype(np.float32)  # float32 keeps coefficients within 1e-3 of exact
+#: Blocks transformed at once: bounds the memory of the check, whatever the image size.
+CHUNK_BLOCKS = 256
+
+
+@dataclass(frozen=True)
+class GridEvidence:
+    """Result of :func:`find_jpeg_grid`.
+
+    Attributes
+    ----------
+    score : float
+        How many standard errors the best grid offset's integer-closeness stands above the median
+        of the other 63 offsets. Near 0 to 4 for never-compressed images.
+    grid_offset : (int, int)
+        ``(dy, dx)`` of the best offset: where pixel (0, 0) falls inside its 8x8 block, as in
+        :func:`jpegtrace.jpeg.jpeg_compress` ((0, 0) for an uncropped JPEG).
+    coefficients : int
+        DCT coefficients the score at the best offset rests on.
+    threshold : float
+        Score above which :attr:`found` is true.
+    """
+
+    score: float
+    grid_offset: tuple[int, int]
+    coefficients: int
+    threshold: float = GRID_SCORE_THRESHOLD
+
+    @property
+    def found(self) -> bool:
+        """True when the image carries a JPEG block grid."""
+        return self.score > self.threshold
+
+    def as_dict(self) -> dict:
+        return {"grid_score": round(self.score, 2), "grid_found": self.found,
+                "grid_offset": f"{self.grid_offset[0]},{self.grid_offset[1]}"}
+
+
+def luma(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """JFIF luma of uint8 pixels, rounded to integers as a decoder's is, and where pixels are clipped.
+
+    Parameters
+    ----------
+    image : ndarray of uint8
+        ``(H, W, 3)`` RGB or ``(H, W)`` grayscale.
+
+    Returns
+    -------
+    luma : ndarray of float32, (H, W)
+    clipped : ndarray of bool, (H, W)
+        Pixels with a channel at 0 or 255.
+    """
+    if image.ndim == 2:
+        return image.astype(np.float32), (image == 0) | (image == 255)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+    # Recomputing the luma from decoded RGB undoes the colour conversion exactly up to the RGB
+    # rounding (about 0.2), so rounding recovers the decoder's integer luma almost everywhere.
+    y = np.rint(image @ _JFIF_LUMA.astype(np.float32))
+    return y, ((image == 0) | (image == 255)).any(axis=2)
+
+
+def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums: np.ndarray,
+               counts: np.ndarray) -> None:
+    """Add, for each of the 64 offsets, sum(cos 2 pi c) and the count of used coefficients ``c``
+    of the blocks whose first row is ``8 * b + row offset`` for ``b`` in ``block_rows``.
+
+    ``y`` and ``clipped`` hold image rows ``8 * block_rows[0]`` onwards, 7 rows more than the blocks need.
+    """
+    first = 8 * int(block_rows[0])
+    for row in range(8):
+        starts = 8 * block_rows[:, None] - first + row + np.arange(8)
+        starts = starts[starts[:, -1] < y.shape[0]]  # block rows that fit at this offset
+        if len(starts) == 0:
+            continue
+        for col in range(8):
+            cols = (y.shape[1] - col) // 8
+            if cols <= 0:
+                continue
+            window = np.s_[col:col + 8 * cols]
+            blocks = y[starts.ravel(), window].reshape(len(starts), 8, cols, 8)
+            usable = ~clipped[starts.ravel(), window].reshape(len(starts), 8, cols, 8).any(axis=(1, 3))
+            usable &= blocks.std(axis=(1, 3)) > MIN_BLOCK_STD
+            if not usable.any():
+                continue
+            chosen = blocks.transpose(0, 2, 1, 3)[usable] - 128.0  # (n, 8, 8), JPEG's level shift
+            ac = (_DCT @ chosen @ _DCT.T).reshape(len(chosen), 64)[:, 1:]
+            ac = ac[np.abs(ac) > MIN_ABS_COEFFICIENT]
+            sums[row, col] += float(np.cos(2 * np.pi * ac, dtype=np.float64).sum())
+            counts[row, col] += ac.size
+
+
+def find_jpeg_grid(image: np.ndarray, threshold: float = GRID_SCORE_THRESHOLD,
+                   max_blocks: int = DEFAULT_MAX_BLOCKS) -> GridEvidence:
+    """Look for the 8x8 block grid of an earlier JPEG compression in the luma's DCT coefficients.
+
+    Parameters
+    ----------
+    image : ndarray of uint8
+        ``(H, W, 3)`` RGB or ``(H, W)`` grayscale, as decoded (no resampling since the JPEG).
+    threshold : float
+        Score above which the grid counts as found; the default keeps never-compressed photos
+        well below it.
+    max_blocks : int
+        Bound on the blocks looked at per offset (evenly spaced rows of blocks in larger images).
+
+    Returns
+    -------
+    GridEvidence
+        Score 0 when fewer than a few hundred usable coefficients exist (tiny, flat or clipped
+        images): no evidence either way.
+
+    Notes
+    -----
+    Scaling, rotation or filtering after the JPEG erase the grid, as does heavy clipping. The
+    score compares the best offset with the others, so content that looks integer-like at every
+    offset (smooth synthetic gradients do) does not raise it.
+    """
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+    if max_blocks < 1:
+        raise ValueError("max_blocks must be positive")
+    height, width = image.shape[:2]
+    block_rows = np.arange(0, (height - 8) // 8 + 1 if height >= 8 else 0)
+    per_row = max(1, width // 8)
+    step = max(1, -(-len(block_rows) * per_row // max_blocks))
+    block_rows = block_rows[::step]  # evenly spaced rows of blocks in large images
+    sums = np.zeros((8, 8))
+    counts = np.zeros((8, 8), dtype=np.int64)
+    rows_per_chunk = max(1, CHUNK_BLOCKS // per_row)
+    for i in range(0, len(block_rows), rows_per_chunk):
+        chunk = block_rows[i:i + rows_per_chunk]
+        band = np.s_[8 * int(chunk[0]):min(height, 8 * int(chunk[-1]) + 15)]
+        y, clipped = luma(image[band])
+        _band_sums(y, clipped, chunk, sums, counts)
+    # Under no grid cos(2 pi c) has mean 0 and variance 1/2, so this is a z statistic per offset.
+    z = np.divide(sums, np.sqrt(counts / 2), out=np.zeros((8, 8)), where=counts > 0)
+    best = np.unravel_index(int(np.argmax(z)), z.shape)
+    if counts[best] < MIN_COEFFICIENTS:
+        return GridEvidence(0.0, (0, 0), int(counts[best]), threshold)
+    score = float(z[best] - np.median(np.delete(z.ravel(), np.ravel_multi_index(best, z.shape))))
+    offset = ((8 - int(best[0])) % 8, (8 - int(best[1])) % 8)
+    return GridEvidence(score, offset, int(counts[best]), threshold)
