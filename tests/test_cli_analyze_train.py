@@ -69,6 +69,20 @@ def test_analyze_json_and_maps(capsys, png, weights, tmp_path):
     assert not [p for p in out.iterdir() if ".tmp" in p.name]
 
 
+def test_analyze_reports_the_grid_of_a_near_lossless_jpeg(capsys, tmp_path, photo, weights):
+    from jpegtrace.jpeg import jpeg_compress
+
+    path = tmp_path / "qf100.png"  # a 4:4:4 QF-100 JPEG saved as PNG
+    Image.fromarray(jpeg_compress(photo[:96, :128], 100, "4:4:4", grid_offset=(2, 7))).save(path)
+    assert main(["analyze", str(path), "--json", "--model", str(weights)]) == 0
+    record = json.loads(capsys.readouterr().out)["images"][0]
+    assert record["grid"]["found"] and record["grid"]["offset"] == [2, 7] and record["grid"]["score"] > 8
+    assert record["compressed"]  # whatever the random network's flag says
+    assert main(["analyze", str(path), "--json", "--no-grid-check", "--model", str(weights)]) == 0
+    record = json.loads(capsys.readouterr().out)["images"][0]
+    assert "grid" not in record and record["compressed"] == (record["mean_flag"] > 0.5)
+
+
 def test_analyze_in_bf16_stays_close_to_fp32(capsys, png, weights):
     estimates = {}
     for precision in ("fp32", "bf16"):

@@ -69,6 +69,16 @@ def test_evaluate_writes_fig2_table1_and_is_deterministic(folder, weights, tmp_p
     assert float(per_q["10"]["mean_estimate"]) == pytest.approx(np.mean(est10), abs=1e-3)
     errors = [float(r["abs_error"]) for r in records if r["quality"] in ("10", "90")]
     assert summary["qf_mae"] == pytest.approx(np.mean(errors), abs=1e-3)
+    # the grid check scored every test image and joined the verdict; the paper's rule is reported beside it
+    assert all(r["grid_score"] != "" for r in records)
+    for r in records:
+        grid_found = float(r["grid_score"]) > 8
+        assert (r["judged_compressed"] == "True") == (float(r["mean_flag"]) > 0.5 or grid_found)
+    assert all(float(r["grid_score"]) > 8 for r in records if r["quality"] in ("98", "100"))
+    assert float(per_q["100"]["judged_uncompressed"]) == 0.0
+    flag_alone = [float(r["mean_flag"]) <= 0.5 for r in records if r["quality"] == "100"]
+    assert float(per_q["100"]["flag_judged_uncompressed"]) == pytest.approx(np.mean(flag_alone), abs=1e-4)
+    assert "(flag alone)" in captured.out
     verdicts = [(r["judged_compressed"] == "True") == (r["quality"] != "") for r in records]
     assert summary["detection_accuracy"] == pytest.approx(np.mean(verdicts), abs=1e-4)
     # same images and QFs: same numbers
@@ -251,6 +261,7 @@ def test_assess_lists_unreadable_files_marks_grayscale_and_writes_the_page(folde
     assert [r["grayscale"] for r in table] == ["False", "False", "False", "True", "False"]
     assert table[3]["width"] == "60" and table[3]["height"] == "60"
     assert all(r["verdict"] in ("compressed", "uncompressed") for r in table)
+    assert all(float(r["grid_score"]) >= 0 for r in table)
     assert _csv(out / "failures.csv") == [
         {"file": "broken.png", "reason": "not an image file (unrecognised or corrupt format)"}]
     report = json.loads((out / "assessment.json").read_text())

@@ -51,7 +51,6 @@ def test_grayscale_qf_100_jpeg_is_found():
 def test_cropped_jpeg_grid_offset_is_reported_as_jpeg_compress_names_it():
     evidence = find_jpeg_grid(jpeg_compress(textured(), 98, "4:2:0", grid_offset=(3, 5)))
     assert evidence.found and evidence.grid_offset == (3, 5)
-    assert evidence.as_dict() == {"grid_score": round(evidence.score, 2), "grid_found": True, "grid_offset": "3,5"}
 
 
 def test_images_known_to_come_from_jpegs_are_found():

@@ -4,13 +4,14 @@ The main entry point is :func:`analyze`; see the README for the command-line too
 """
 
 from .errors import ImageReadError, JpegTraceError, ModelError
+from .grid import GridEvidence, find_jpeg_grid
 from .images import read_image
 from .inference import Analysis, analyze, load_model, predict_maps
 from .jpeg import jpeg_compress
 from .model import NetConfig, QFNet, load_weights, save_weights
 
 __all__ = [
-    "Analysis", "ImageReadError", "JpegTraceError", "ModelError", "NetConfig", "QFNet",
-    "analyze", "jpeg_compress", "load_model", "load_weights", "predict_maps", "read_image", "save_weights",
+    "Analysis", "GridEvidence", "ImageReadError", "JpegTraceError", "ModelError", "NetConfig", "QFNet",
+    "analyze", "find_jpeg_grid", "jpeg_compress", "load_model", "load_weights", "predict_maps", "read_image", "save_weights",
 ]
 __version__ = "0.1.0"

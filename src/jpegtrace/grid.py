@@ -82,10 +82,6 @@ class GridEvidence:
         """True when the image carries a JPEG block grid."""
         return self.score > self.threshold
 
-    def as_dict(self) -> dict:
-        return {"grid_score": round(self.score, 2), "grid_found": self.found,
-                "grid_offset": f"{self.grid_offset[0]},{self.grid_offset[1]}"}
-
 
 def luma(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """JFIF luma of uint8 pixels, rounded to integers as a decoder's is, and where pixels are clipped.
