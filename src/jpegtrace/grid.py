@@ -36,8 +36,9 @@ MIN_BLOCK_STD = 1.0
 MIN_ABS_COEFFICIENT = 1.0
 #: Fewest coefficients at the best offset for the score to mean anything.
 MIN_COEFFICIENTS = 256
-#: Larger images are checked on evenly spaced block rows only, bounding the cost.
-DEFAULT_MAX_BLOCKS = 16384
+#: Larger images (over about 0.26 MP) are checked on evenly spaced rows of blocks only, bounding
+#: the cost: 4,096 blocks per offset already give a QF-98 JPEG a score of about 100.
+DEFAULT_MAX_BLOCKS = 4096
 
 _JFIF_LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -49,7 +50,9 @@ def _dct_matrix() -> np.ndarray:
     return matrix  # orthonormal DCT-II, the transform of JPEG
 
 
-_DCT = _dct_matrix().astype(np.float32)  # float32 keeps coefficients within 1e-3 of exact
+#: The 2-D DCT of a block flattened row by row: ``block.reshape(64) @ _DCT_2D``. float32 keeps the
+#: coefficients within about 1e-3 of exact.
+_DCT_2D = np.kron(_dct_matrix(), _dct_matrix()).T.astype(np.float32)
 #: Blocks transformed at once: bounds the memory of the check, whatever the image size.
 CHUNK_BLOCKS = 256
 
@@ -126,14 +129,16 @@ def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums:
                 continue
             window = np.s_[col:col + 8 * cols]
             blocks = y[starts.ravel(), window].reshape(len(starts), 8, cols, 8)
-            usable = ~clipped[starts.ravel(), window].reshape(len(starts), 8, cols, 8).any(axis=(1, 3))
-            usable &= blocks.std(axis=(1, 3)) > MIN_BLOCK_STD
-            if not usable.any():
+            unclipped = ~clipped[starts.ravel(), window].reshape(len(starts), 8, cols, 8).any(axis=(1, 3))
+            if not unclipped.any():
                 continue
-            chosen = blocks.transpose(0, 2, 1, 3)[usable] - 128.0  # (n, 8, 8), JPEG's level shift
-            ac = (_DCT @ chosen @ _DCT.T).reshape(len(chosen), 64)[:, 1:]
+            # One matrix product for all blocks; the level shift of JPEG only moves DC, left out.
+            ac = (blocks.transpose(0, 2, 1, 3)[unclipped].reshape(-1, 64) @ _DCT_2D)[:, 1:]
+            # The AC energy of an orthonormal DCT is 64 times the pixel variance of the block.
+            ac = ac[np.einsum("ij,ij->i", ac, ac) > 64 * MIN_BLOCK_STD ** 2]
             ac = ac[np.abs(ac) > MIN_ABS_COEFFICIENT]
-            sums[row, col] += float(np.cos(2 * np.pi * ac, dtype=np.float64).sum())
+            distance = ac - np.rint(ac)  # to the nearest integer, exact in float32
+            sums[row, col] += float(np.cos(np.float32(2 * np.pi) * distance).sum(dtype=np.float64))
             counts[row, col] += ac.size
 
 
