@@ -39,3 +39,16 @@ def test_cli_on_a_qf30_jpeg_saved_as_png(tmp_path, photo, capsys):
 def test_estimates_follow_the_true_quality(photos, quality):
     estimates = [analyze(jpeg_compress(image, quality)).mean_quality for image in photos.values()]
     assert abs(np.mean(estimates) - quality) <= 12
+
+
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_near_lossless_jpeg_is_called_compressed_thanks_to_the_grid_check(photo, grayscale):
+    source = photo.mean(axis=2).round().astype(np.uint8) if grayscale else photo
+    near_lossless = jpeg_compress(source, 99, "4:4:4")
+    checked, alone = analyze(near_lossless), analyze(near_lossless, grid_check=False)
+    assert checked.grid.found and checked.compressed
+    assert alone.grid is None and alone.compressed == alone.flag_says_compressed
+    # the maps are the network's either way
+    np.testing.assert_array_equal(checked.flag_map, alone.flag_map)
+    clean = analyze(source)
+    assert not clean.grid.found and not clean.compressed
