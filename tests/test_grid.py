@@ -97,7 +97,7 @@ def test_a_found_grid_makes_the_verdict_compressed_whatever_the_flag():
     plain = summarize(raw)
     checked = summarize(raw, grid=find_jpeg_grid(image))
     assert not plain.compressed and plain.grid is None
-    assert checked.compressed and not checked.flag_says_compressed and checked.grid.found
+    assert checked.compressed and not checked.flag_judged_compressed and checked.grid.found
 
 
 def test_evaluation_records_both_verdicts():

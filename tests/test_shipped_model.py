@@ -47,7 +47,7 @@ def test_near_lossless_jpeg_is_called_compressed_thanks_to_the_grid_check(photo,
     near_lossless = jpeg_compress(source, 99, "4:4:4")
     checked, alone = analyze(near_lossless), analyze(near_lossless, grid_check=False)
     assert checked.grid.found and checked.compressed
-    assert alone.grid is None and alone.compressed == alone.flag_says_compressed
+    assert alone.grid is None and alone.compressed == alone.flag_judged_compressed
     # the maps are the network's either way
     np.testing.assert_array_equal(checked.flag_map, alone.flag_map)
     clean = analyze(source)

@@ -57,7 +57,7 @@ class Analysis:
     grid: GridEvidence | None = None
 
     @property
-    def flag_says_compressed(self) -> bool:
+    def flag_judged_compressed(self) -> bool:
         """The paper's verdict from the network alone: ``mean_flag > 0.5``."""
         return self.mean_flag > 0.5
 
