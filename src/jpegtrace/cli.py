@@ -156,11 +156,11 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN_DIR/checkpoint.pt with the run's settings; of these, --steps, "
                         "--val-every, --checkpoint-every, --workers, --threads, --device, --precision, "
-                        "--recipe, --uncompressed-fraction, --splice-fraction and --high-quality-fraction change "
-                        "when given")
+                        "--batch-size, --patch-size, --recipe, --uncompressed-fraction, --splice-fraction and "
+                        "--high-quality-fraction change when given")
     p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"patches per step (default {d.batch_size})")
-    p.add_argument("--patch-size", type=int, default=d.patch_size, help=f"patch side (default {d.patch_size}; paper 60)")
+    p.add_argument("--batch-size", type=int, help=f"patches per step (default {d.batch_size})")
+    p.add_argument("--patch-size", type=int, help=f"patch side (default {d.patch_size}; paper 60)")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak Adam learning rate (default {d.lr})")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help=f"linear warm-up steps (default {d.warmup_steps})")
     p.add_argument("--flag-weight", type=float, default=d.flag_weight, help="weight of the flag map's loss (default 1)")
@@ -194,11 +194,14 @@ def _add_train(sub) -> None:
 
 
 #: Options that may differ on --resume; only those given on the command line change, the others keep the
-#: run's values. The recipe and the three fractions switch the data from that step on (a curriculum: the
-#: paper's easy recipe first, then ours, then collages); the others leave the data as it was. Their parser
-#: default is None so that an option left out is told apart from one given.
-RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision", "recipe",
-                    "uncompressed_fraction", "splice_fraction", "high_quality_fraction")
+#: run's values. The batch and patch sizes, the recipe and the three fractions switch the data from that
+#: step on (a curriculum: the paper's easy recipe first, then ours, then collages; larger patches, whose
+#: interior is free of the zero padding that a 33-pixel receptive field meets in 48-pixel patches); the
+#: others leave the data as it was. Their parser default is None so that an option left out is told
+#: apart from one given.
+RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision",
+                    "batch_size", "patch_size", "recipe", "uncompressed_fraction", "splice_fraction",
+                    "high_quality_fraction")
 
 
 def _record_command(out: Path, argv: list[str], start_step: int) -> None:
