@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .errors import JpegTraceError
+from .grid import GRID_SCORE_THRESHOLD
 from .images import DEFAULT_MAX_PIXELS
 
 PROG = "jpegtrace"
@@ -57,8 +58,8 @@ def _add_analyze(sub) -> None:
         description="Analyse each IMAGE and print one line per image: file, estimated QF (mean of the "
                     "quality map; 100 also means never compressed), mean compression flag, the score of the "
                     "DCT check for a JPEG block grid, and the verdict (compressed when the mean flag is above "
-                    "0.5 or the grid score above 8). Failures are reported per file; the exit status is 1 if "
-                    "any file failed.")
+                    f"0.5 or the grid score above {GRID_SCORE_THRESHOLD:g}). Failures are reported per file; "
+                    "the exit status is 1 if any file failed.")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, TIFF, BMP, JPEG, WebP, GIF, ...)")
     p.add_argument("--json", action="store_true", help="print one JSON document with a record per image")
     p.add_argument("--maps", metavar="OUT_DIR", help="write colour-mapped quality and flag maps and an overlay per image")
@@ -647,7 +648,7 @@ def _add_assess(sub) -> None:
         description="Analyse every image of DIR (PNG, TIFF, BMP, PPM, PGM, WebP, GIF, JPEG) and write into OUT_DIR: "
                     "table.csv (one row per image: file, size, mean estimated QF, mean flag, JPEG grid "
                     "score, verdict, grayscale, notes; compressed when the mean flag is above 0.5 or the grid "
-                    "score above 8), failures.csv (unreadable files and why), assessment.json (counts, "
+                    f"score above {GRID_SCORE_THRESHOLD:g}), failures.csv (unreadable files and why), assessment.json (counts, "
                     "histogram, rows), qf_histogram.png (estimated QF of the images judged compressed) and "
                     "index.html, which shows it all with a thumbnail and the flag map of each image "
                     "(in OUT_DIR/thumbnails). Grayscale images are analysed too and marked. Unreadable files "
