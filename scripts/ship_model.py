@@ -120,17 +120,19 @@ def goals(results: dict, collages: dict) -> list[tuple[str, str, bool]]:
 
 def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
     """(step, what) wherever a train command of the run switched the training data: the recipe, the
-    share of collage patches or the share of QF 90+ patches."""
+    share of collage patches, the share of QF 90+ patches or the patch size."""
     changes, current = [], None
     for line in command_txt.read_text().splitlines() if command_txt.exists() else []:
         start = re.search(r"# from step (\d+)", line)
         if not start:
             continue
         given = {name: m.group(1) for name, flag in (("recipe", "--recipe"), ("collage patches", "--splice-fraction"),
-                                                    ("QF 90+ share", "--high-quality-fraction"))
+                                                    ("QF 90+ share", "--high-quality-fraction"),
+                                                    ("patch size", "--patch-size"))
                  if (m := re.search(flag + r" (\S+)", line))}
         if current is None:  # the run's first command: what it left out is train's default
-            current = {"recipe": "jpegtrace", "collage patches": "0", "QF 90+ share": "0", **given}
+            current = {"recipe": "jpegtrace", "collage patches": "0", "QF 90+ share": "0", "patch size": "48",
+                       **given}
             continue
         changes += [(int(start.group(1)), f"{name} {value}") for name, value in given.items() if current[name] != value]
         current.update(given)
