@@ -69,7 +69,8 @@ class QFNet(nn.Module):
         four for the shipped model), so for finding a pasted region in a mostly clean image a
         higher threshold, calibrated on training collages
         (:func:`jpegtrace.experiments.calibrate_flag_threshold`), makes better masks. Saved with
-        the weights. Whole-image verdicts always use a mean flag of 0.5, as in the paper.
+        the weights. Whole-image verdicts always use a mean flag of 0.5, as in the paper (with
+        :mod:`jpegtrace.grid`'s check beside it).
 
     Notes
     -----
