@@ -79,6 +79,8 @@ def test_bad_input_is_refused():
         find_jpeg_grid(textured().astype(np.float32))
     with pytest.raises(ValueError, match="shape"):
         find_jpeg_grid(np.zeros((16, 16, 4), np.uint8))
+    with pytest.raises(ValueError, match="shape"):
+        find_jpeg_grid(np.zeros((4, 4, 4), np.uint8))  # smaller than a block: refused all the same
     with pytest.raises(ValueError, match="max_blocks"):
         find_jpeg_grid(textured(), max_blocks=0)
 

@@ -170,7 +170,8 @@ def find_jpeg_grid(image: np.ndarray, threshold: float = GRID_SCORE_THRESHOLD,
     """
     if image.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image, got {image.dtype}")
-    if image.ndim not in (2, 3):
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        # checked here too: an image smaller than a block never reaches luma()
         raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
     if max_blocks < 1:
         raise ValueError("max_blocks must be positive")
