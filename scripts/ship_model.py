@@ -249,7 +249,7 @@ def model_card(command: str, meta: dict, results: dict, collages: dict, calibrat
               "against the mask. The model's threshold, "
               f"{settings['threshold']:g}, is the one with the best mean IoU on {calibration['pairs']} collages of "
               f"the train images (seed {calibration['seed']}), saved in the weights' metadata; the collage "
-              "commands use it unless `--threshold` is given. Whole-image verdicts keep the paper's mean flag > 0.5.",
+              "commands use it unless `--threshold` is given. Whole-image verdicts do not use it: mean flag > 0.5, or a JPEG grid found.",
               "", "| | flag > | IoU | F1 | precision | recall | pixel AUC |", "|---|---|---|---|---|---|---|"]
     for label, scores in (("ours", collages), ("ours", collages["at_threshold_0.5"])):
         lines.append(f"| {label} | {scores['settings']['threshold']:g} | "

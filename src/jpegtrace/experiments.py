@@ -28,7 +28,7 @@ from .data import to_grayscale
 from .errors import ImageReadError
 from .grid import find_jpeg_grid
 from .images import as_analysis_array
-from .inference import DEFAULT_TILE_SIZE, Analysis, predict_maps, summarize
+from .inference import DEFAULT_TILE_SIZE, Analysis, predict_maps, summarize, whole_image_verdict
 from .jpeg import jpeg_compress
 from .model import FLAG_CHANNEL, QFNet, check_flag_threshold
 
@@ -93,12 +93,12 @@ class EvaluationRecord:
     @property
     def judged_compressed(self) -> bool:
         """The verdict of :func:`jpegtrace.analyze`: mean flag above 0.5 or a JPEG grid found."""
-        return self.mean_flag > 0.5 or self.grid_found
+        return whole_image_verdict(self.mean_flag, self.grid_found)
 
     @property
     def flag_judged_compressed(self) -> bool:
         """The paper's verdict, from the network alone: mean flag above 0.5."""
-        return self.mean_flag > 0.5
+        return whole_image_verdict(self.mean_flag)
 
     @property
     def abs_error(self) -> float | None:

@@ -21,6 +21,11 @@ from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, load_weights
 DEFAULT_TILE_SIZE = 512
 
 
+def whole_image_verdict(mean_flag: float, grid_found: bool = False) -> bool:
+    """The whole-image verdict: mean flag above 0.5 (the paper's rule) or a JPEG grid found."""
+    return mean_flag > 0.5 or grid_found
+
+
 @dataclass(frozen=True)
 class Analysis:
     """Result of :func:`analyze`.
@@ -59,7 +64,7 @@ class Analysis:
     @property
     def flag_judged_compressed(self) -> bool:
         """The paper's verdict from the network alone: ``mean_flag > 0.5``."""
-        return self.mean_flag > 0.5
+        return whole_image_verdict(self.mean_flag)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -146,7 +151,7 @@ def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, .
     mean_flag = float(flag.mean(dtype=np.float64))
     return Analysis(quality_map=quality_map, flag_map=flag,
                     mean_quality=float(quality_map.mean(dtype=np.float64)), mean_flag=mean_flag,
-                    compressed=mean_flag > 0.5 or (grid is not None and grid.found),
+                    compressed=whole_image_verdict(mean_flag, grid is not None and grid.found),
                     grayscale=grayscale, notes=tuple(notes), grid=grid)
 
 
