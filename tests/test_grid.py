@@ -115,3 +115,62 @@ def test_evaluation_records_both_verdicts():
     unchecked = evaluate_model(QFNet(), images, [100], subsampling="4:4:4", grid_check=False)
     assert unchecked[0].grid_score is None and unchecked[0].judged_compressed == unchecked[0].flag_judged_compressed
     assert EvaluationRecord("x", None, 100.0, 0.1, grid_score=20.0, grid_found=True).as_row()["grid_score"] == 20.0
+
+
+# ------------------------------------------------------------------------------------------------
+# The per-pixel grid feature (an input channel of networks with NetConfig.grid_feature)
+# ------------------------------------------------------------------------------------------------
+
+def _feature(image):
+    import torch
+
+    from jpegtrace.grid import grid_feature, luma_tensor
+
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
+    return grid_feature(luma_tensor(pixels))[0, 0].numpy()
+
+
+def _phase_means(feature):
+    """Mean feature at each of the 64 (row, column) phases modulo 8."""
+    return np.array([[feature[dy::8, dx::8].mean() for dx in range(8)] for dy in range(8)])
+
+
+@pytest.mark.parametrize("quality,subsampling,offset", [(100, "4:4:4", (0, 0)), (99, "4:4:4", (3, 5)),
+                                                          (98, "4:2:0", (6, 1)), (50, "4:2:0", (0, 0))])
+def test_feature_spikes_on_the_jpeg_grid_only(quality, subsampling, offset):
+    clean = _phase_means(_feature(textured()))
+    phases = _phase_means(_feature(jpeg_compress(textured(), quality, subsampling, grid_offset=offset)))
+    # A pixel's block covers rows -3..+4 around it, so the grid's blocks sit at pixels 3 past a grid line.
+    expected = ((3 - offset[0]) % 8, (3 - offset[1]) % 8)
+    assert np.unravel_index(np.argmax(phases), phases.shape) == expected
+    others = np.delete(phases.ravel(), np.ravel_multi_index(expected, phases.shape))
+    assert phases[expected] > others.max() + 0.09 and phases[expected] - np.median(others) > 0.15
+    assert np.abs(clean).max() < 0.1
+
+
+def test_feature_of_a_strip_with_its_context_equals_the_whole_image():
+    import torch
+
+    from jpegtrace.grid import FEATURE_CONTEXT, grid_feature, luma_tensor
+
+    image = jpeg_compress(textured(90, 70), 95, "4:4:4")
+    luma_rows = luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
+    whole = grid_feature(luma_rows)
+    before, after = FEATURE_CONTEXT
+    for y0, y1 in [(0, 5), (5, 30), (40, 41), (60, 90)]:
+        c0, c1 = max(0, y0 - before), min(90, y1 + after)
+        strip = grid_feature(luma_rows[:, :, c0:c1])[:, :, y0 - c0:y1 - c0]
+        assert torch.allclose(strip, whole[:, :, y0:y1], atol=1e-5), (y0, y1)
+    assert torch.equal(grid_feature(luma_rows[:, :, :7]), torch.zeros(1, 1, 7, 70))  # no whole block
+
+
+def test_feature_is_computed_in_fp32_under_bf16_autocast():
+    import torch
+
+    from jpegtrace.grid import grid_feature, luma_tensor
+
+    pixels = torch.from_numpy(jpeg_compress(textured(64, 64), 99, "4:4:4")).permute(2, 0, 1)[None].float()
+    exact = grid_feature(luma_tensor(pixels))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = grid_feature(luma_tensor(pixels))
+    assert under_autocast.dtype == torch.float32 and torch.allclose(under_autocast, exact, atol=1e-5)

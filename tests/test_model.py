@@ -39,6 +39,38 @@ def test_flops_per_pixel_matches_paper_network():
     assert abs(flops_per_pixel() - 374e3) < 5e3
 
 
+def test_grid_feature_network_sees_a_fourth_channel_and_reaches_further():
+    model = QFNet(NetConfig(grid_feature=True)).double()
+    assert model.layers[0].in_channels == 4
+    assert model.receptive_field == 33 + 23
+    assert flops_per_pixel(model.config) == flops_per_pixel() + 2 * 9 * 64 + 2 * 63 * 64
+    with torch.no_grad():  # make the feature's kernels the only way in, to see how far it reaches
+        model.layers[0].weight[:, :3] = 0
+    # Textured, compressed pixels: the feature then varies with every pixel of its blocks.
+    from jpegtrace.jpeg import jpeg_compress
+
+    rng = np.random.default_rng(0)
+    image = jpeg_compress(rng.integers(0, 256, (81, 81, 3), dtype=np.uint8), 99, "4:4:4")
+    base = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].double() / 255
+    reference = model(base)[0, :, 40, 40]
+    reached = []
+    for y in range(81):  # the feature passes no gradient: change one row of pixels at a time
+        changed = base.clone()
+        changed[0, :, y, :] = (changed[0, :, y, :] * 255 + 37) % 256 / 255
+        reached.append(not torch.allclose(model(changed)[0, :, 40, 40], reference))
+    rows = np.flatnonzero(reached)
+    assert (rows.min(), rows.max()) == (40 - 16 - 11, 40 + 16 + 12)
+
+
+def test_grid_feature_travels_with_the_weights_and_old_files_lack_it(tmp_path):
+    model = QFNet(NetConfig(width=8, dilations=(1, 2, 1), grid_feature=True))
+    loaded = load_weights(save_weights(model, tmp_path / "w.safetensors"))
+    assert loaded.config.grid_feature and loaded.layers[0].in_channels == 4
+    x = torch.rand(1, 3, 30, 26)
+    assert torch.equal(model.eval()(x), loaded(x))
+    assert NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0.5}').grid_feature is False
+
+
 def test_width_and_dilations_are_parameters():
     model = QFNet(NetConfig(width=16, dilations=(1, 2, 1)))
     assert model.receptive_field == 9
@@ -116,6 +148,7 @@ def test_wrong_dtype_non_finite_and_directory_are_refused(tmp_path):
     "not json", "[1, 2]", '{"width": 64}', '{"width": 1000000000, "dilations": [1], "input_offset": 0}',
     '{"width": 8, "dilations": [], "input_offset": 0}', '{"width": 8, "dilations": [0], "input_offset": 0}',
     '{"width": 8, "dilations": [1], "input_offset": "nan"}',
+    '{"width": 8, "dilations": [1], "input_offset": 0, "grid_feature": "yes"}',
 ])
 def test_bad_net_config_is_refused_without_building_a_network(tmp_path, net_config):
     from safetensors.torch import save_file

@@ -1,5 +1,6 @@
 import csv
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +123,26 @@ def test_an_exported_checkpoint_equals_the_final_weights(image_folder, tmp_path)
     # The first layer's kernels are folded from the training parametrization: equal up to rounding.
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-5) for k in a)
     assert load_weights(exported).config == load_weights(final).config
+
+
+def test_a_grid_feature_run_starts_from_trained_weights_computing_the_same_maps(image_folder, tmp_path):
+    from jpegtrace.model import save_weights
+    from jpegtrace.train import build_model
+
+    source = train(_config(image_folder, tmp_path / "plain", steps=2), progress=False)
+    config = _config(image_folder, tmp_path / "grid", steps=3, grid_feature=True, init_weights=str(source))
+    model = build_model(config).eval()
+    assert model.layers[0].weight.shape[1] == 4 and not model.layers[0].weight[:, 3].any()
+    x = torch.rand(1, 3, 40, 36)
+    assert torch.allclose(model(x), load_weights(source)(x), atol=1e-5)
+
+    weights = train(config, progress=False)
+    assert load_weights(weights).config.grid_feature
+    assert load_weights(weights).layers[0].weight[:, 3].abs().sum() > 0  # the new kernels learn
+    # A resumed run takes its weights from the checkpoint, even once the first weights are gone.
+    Path(source).unlink()
+    train(dataclasses.replace(config, steps=4), resume=True, progress=False)
+    assert max(_losses(tmp_path / "grid")) == 4
+    with pytest.raises(ValueError, match="another shape"):
+        build_model(_config(image_folder, tmp_path, width=4, init_weights=str(save_weights(
+            load_weights(weights), tmp_path / "w.safetensors"))))

@@ -170,6 +170,12 @@ def _add_train(sub) -> None:
                         f"{d.highpass_gain}; 1 = the paper's plain training); exported weights are a plain network")
     p.add_argument("--lowpass-gain", type=float, default=d.lowpass_gain,
                    help=f"training-time gain on the mean part of the first layer's kernels (default {d.lowpass_gain})")
+    p.add_argument("--grid-feature", action="store_true", default=None,
+                   help="give the network the per-pixel JPEG grid evidence as a fourth input channel (fixed, "
+                        "not learned; catches QF 97-100 JPEGs, about 10%% more time)")
+    p.add_argument("--init-weights", metavar="FILE",
+                   help="start from these weights instead of a fresh network (to fine-tune; with "
+                        "--grid-feature, the new channel's kernels start at zero)")
     p.add_argument("--paper-net", action="store_true",
                    help="the paper's uncentred input (input offset 0) instead of centring at 0.5")
     p.add_argument("--recipe", choices=["jpegtrace", "paper"],

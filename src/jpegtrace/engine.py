@@ -33,6 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .grid import FEATURE_CONTEXT, grid_feature, luma_tensor
+from .model import network_input
+
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Pixels per strip (and per batch chunk) the CPU path aims at: a layer's strip then stays in the
 #: caches. Measured on a 2-core AMD EPYC (Zen 4, 32 MiB L3), 2 threads: 16-32 Ki pixels per strip
@@ -103,6 +106,7 @@ class FastNet:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.precision = precision
+        self.config = model.config
         self.input_offset = float(model.config.input_offset)
         low = PRECISIONS[precision] or torch.float32
         self.convs = []
@@ -115,7 +119,9 @@ class FastNet:
                 weight = weight.contiguous(memory_format=torch.channels_last)
                 bias = None if conv.bias is None else conv.bias.detach().to(self.device, dtype, copy=True)
                 self.convs.append(_Conv(weight, bias, conv.padding[0], conv.dilation[0], relu))
-        self.halo = sum(c.padding for c in self.convs)
+        # The grid feature reaches FEATURE_CONTEXT pixels further than the convolutions.
+        self.feature_context = FEATURE_CONTEXT if self.config.grid_feature else (0, 0)
+        self.halo = sum(c.padding for c in self.convs) + max(self.feature_context)
 
     # ----------------------------------------------------------------------------------- context
     def _context(self):
@@ -131,19 +137,29 @@ class FastNet:
         y = F.conv2d(x, c.weight, c.bias, padding=(vertical_padding, c.padding), dilation=c.dilation)
         return y.relu_() if c.relu else y
 
-    def _to_input(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 ``(N, H, W, 3)`` pixels to the network's centred float input, channels-last."""
+    def _to_input(self, pixels: np.ndarray | torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """uint8 ``(N, H, W, 3)`` pixels to the network's input (centred, and the grid feature when
+        the network has it), channels-last.
+
+        ``rows``: keep only these rows, the others being context for the grid feature.
+        """
         if isinstance(pixels, np.ndarray) and not pixels.flags.writeable:
             pixels = pixels.copy()
         x = torch.as_tensor(pixels).to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.channels_last)
-        return x.div_(255.0).sub_(self.input_offset)
+        x = x.permute(0, 3, 1, 2).to(torch.float32)
+        y0, y1 = rows or (0, x.shape[2])
+        # The feature first: centring works in place, and may share x's memory.
+        feature = grid_feature(luma_tensor(x))[:, :, y0:y1] if self.config.grid_feature else None
+        centred = x[:, :, y0:y1].contiguous(memory_format=torch.channels_last).div_(255.0).sub_(self.input_offset)
+        if feature is None:
+            return centred
+        return torch.cat([centred, feature], dim=1).contiguous(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------------------ whole tensors
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Network output ``(N, 2, H, W)`` (float32) for a float batch ``(N, 3, H, W)`` in [0, 1]."""
-        return self._batched(images, lambda x: x.to(self.device, torch.float32).contiguous(
-            memory_format=torch.channels_last) - self.input_offset)
+        return self._batched(images, lambda x: network_input(x.to(self.device, torch.float32), self.config).contiguous(
+            memory_format=torch.channels_last))
 
     __call__ = forward
 
@@ -214,12 +230,14 @@ class FastNet:
         and bottom get ``p_i`` zero rows, as 'same' zero padding would.
         """
         height = columns.shape[0]
+        before, after = self.feature_context
         kept: list[torch.Tensor | None] = [None] * len(self.convs)
         produced = 0
         for y0 in range(0, height, rows):
             y1 = min(height, y0 + rows)
             last = y1 == height
-            x: torch.Tensor | None = self._to_input(np.array(columns[None, y0:y1]))  # a strip-sized copy
+            c0, c1 = max(0, y0 - before), min(height, y1 + after)  # rows the grid feature needs
+            x: torch.Tensor | None = self._to_input(np.array(columns[None, c0:c1]), (y0 - c0, y1 - c0))
             for i, c in enumerate(self.convs):
                 p = c.padding
                 if x is None and not last:

@@ -196,3 +196,88 @@ def find_jpeg_grid(image: np.ndarray, threshold: float = GRID_SCORE_THRESHOLD,
     score = float(z[best] - np.median(np.delete(z.ravel(), np.ravel_multi_index(best, z.shape))))
     offset = ((8 - int(best[0])) % 8, (8 - int(best[1])) % 8)
     return GridEvidence(score, offset, int(counts[best]), threshold)
+
+
+# ------------------------------------------------------------------------------------------------
+# The same evidence pixel by pixel, as an input channel of the network (NetConfig.grid_feature)
+# ------------------------------------------------------------------------------------------------
+
+#: Rows (and columns) of context the grid feature of a pixel needs before and after it: its
+#: block reaches 3 before and 4 after, and the lattice average adds one block (8) either way.
+FEATURE_CONTEXT = (11, 12)
+#: Multiplies the lattice average so that the feature of a QF-100 JPEG's grid points is about 1,
+#: the scale of the centred pixels beside it.
+FEATURE_SCALE = 0.5
+#: Block positions transformed at once by :func:`grid_feature`: 63 coefficient maps of this many
+#: pixels (4 MiB) stay in the CPU caches, which makes the feature about 3x faster than in one go.
+FEATURE_CHUNK_PIXELS = 16 * 1024
+
+
+def _ac_basis():
+    import torch
+
+    # The 63 AC basis images as convolution kernels: conv2d of the luma gives at each position the
+    # DCT coefficients of the 8x8 block starting there.
+    return torch.from_numpy(np.ascontiguousarray(_DCT_2D.T[1:].reshape(63, 1, 8, 8)))
+
+
+def luma_tensor(pixels):
+    """Rounded JFIF luma ``(N, 1, H, W)`` of 8-bit RGB values ``(N, 3, H, W)`` in a float tensor."""
+    import torch
+
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=pixels.device)
+    with torch.autocast(pixels.device.type, enabled=False):  # bfloat16 would not round to the right level
+        return torch.round(torch.einsum("nchw,c->nhw", pixels.float(), weights))[:, None]
+
+
+def grid_feature(luma):
+    """Per-pixel JPEG grid evidence: how close to integers the DCT coefficients of nearby blocks lie.
+
+    At each pixel, a z statistic like :func:`find_jpeg_grid`'s for the one 8x8 block around it
+    (rows and columns -3..+4), averaged with the blocks 8 pixels away in each direction (a 3x3
+    lattice), so that the value stands out at the pixels of a JPEG's grid and nowhere else. A
+    never-compressed image gives values near 0 everywhere; a JPEG, at any QF, a lattice of
+    spikes one pixel in 64, about 1 at QF 100 (and wherever many coefficients survive the
+    quantisation). Blocks that leave the image count as 0.
+
+    Parameters
+    ----------
+    luma : torch.Tensor
+        ``(N, 1, H, W)`` integer-valued luma in 0..255 (:func:`luma_tensor`), float32.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 1, H, W)`` float32. A pixel's value depends on the luma from
+        :data:`FEATURE_CONTEXT` pixels before to after it, so a strip of rows with that
+        much context on either side gives the whole image's values.
+
+    Notes
+    -----
+    The score of a coefficient at distance ``d`` from the nearest integer is ``1 - 12 d**2``
+    (mean 0 and variance 4/5 when ``d`` is uniform, as off the grid), about twice as cheap as
+    the ``cos(2 pi d)`` of :func:`find_jpeg_grid` and as discriminating. Rows of blocks are
+    transformed a few at a time so that the 63 coefficient maps stay in the CPU caches.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, _, height, width = luma.shape
+    if height < 8 or width < 8:
+        return luma.new_zeros((n, 1, height, width))
+    basis = _ac_basis().to(luma.device)
+    luma = luma.float()
+    z = luma.new_empty((n, 1, height - 7, width - 7))
+    rows = max(1, FEATURE_CHUNK_PIXELS // (n * width))
+    with torch.autocast(luma.device.type, enabled=False):  # fractional parts need fp32
+        for y0 in range(0, height - 7, rows):
+            y1 = min(height - 7, y0 + rows)
+            coefficients = F.conv2d(luma[:, :, y0:y1 + 7], basis)
+            used = coefficients.abs() > MIN_ABS_COEFFICIENT
+            squared = coefficients.sub_(torch.round(coefficients)).square_().masked_fill_(~used, 0.0)
+            counts = used.sum(dim=1, keepdim=True, dtype=torch.float32)
+            z[:, :, y0:y1] = (counts - 12 * squared.sum(dim=1, keepdim=True)) / torch.sqrt(
+                counts.clamp_(min=1.0) * 0.8)
+        z = F.pad(z, (3, 4, 3, 4))  # the value of the block covering -3..+4 around each pixel
+        lattice = torch.full((1, 1, 3, 3), FEATURE_SCALE / 9, device=luma.device)
+        return F.conv2d(z, lattice, padding=8, dilation=8)

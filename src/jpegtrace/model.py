@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import ModelError
+from .grid import FEATURE_CONTEXT, grid_feature, luma_tensor
 
 PAPER_DILATIONS = (1, 2, 3, 4, 3, 2, 1)
 QUALITY_CHANNEL = 0
@@ -40,11 +41,22 @@ class NetConfig:
         Subtracted from the [0, 1] input before the first convolution. Centring the input
         lets training leave the trivial "predict the label mean" plateau sooner; 0 gives the
         paper's uncentred input.
+    grid_feature : bool
+        Feed the network a fourth input channel besides RGB: the per-pixel JPEG grid evidence of
+        :func:`jpegtrace.grid.grid_feature`, fixed (not learned), computed from the pixels. It
+        lets the flag see QF 97-100 JPEGs, whose pixels differ from the source by about one grey
+        level, and costs about a tenth more time. False gives the paper's network.
     """
 
     width: int = 64
     dilations: tuple[int, ...] = PAPER_DILATIONS
     input_offset: float = 0.5
+    grid_feature: bool = False
+
+    @property
+    def in_channels(self) -> int:
+        """Channels the first convolution sees: RGB, and the grid feature when it is on."""
+        return 4 if self.grid_feature else 3
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -52,8 +64,11 @@ class NetConfig:
     @classmethod
     def from_json(cls, text: str) -> "NetConfig":
         raw = json.loads(text)
+        grid = raw.get("grid_feature", False)  # files from before the feature existed lack it
+        if not isinstance(grid, bool):
+            raise ValueError(f"grid_feature must be true or false, got {grid!r}")
         return cls(width=int(raw["width"]), dilations=tuple(int(d) for d in raw["dilations"]),
-                   input_offset=float(raw["input_offset"]))
+                   input_offset=float(raw["input_offset"]), grid_feature=grid)
 
 
 class QFNet(nn.Module):
@@ -75,7 +90,8 @@ class QFNet(nn.Module):
     Notes
     -----
     Zero "same" padding keeps the output the size of the input for any height and width.
-    ``forward`` takes a float tensor ``(N, 3, H, W)`` in [0, 1] and returns ``(N, 2, H, W)``.
+    ``forward`` takes a float tensor ``(N, 3, H, W)`` in [0, 1] (8-bit pixels divided by 255)
+    and returns ``(N, 2, H, W)``.
     """
 
     def __init__(self, config: NetConfig | None = None, flag_threshold: float = 0.5):
@@ -83,7 +99,7 @@ class QFNet(nn.Module):
         self.config = config or NetConfig()
         self.flag_threshold = check_flag_threshold(flag_threshold)
         layers: list[nn.Module] = []
-        channels = 3
+        channels = self.config.in_channels
         last = len(self.config.dilations) - 1
         for i, dilation in enumerate(self.config.dilations):
             out_channels = 2 if i == last else self.config.width
@@ -108,10 +124,24 @@ class QFNet(nn.Module):
     @property
     def receptive_field(self) -> int:
         """Side in pixels of the input square that one output pixel sees."""
-        return 1 + 2 * sum(self.config.dilations)
+        side = 1 + 2 * sum(self.config.dilations)
+        return side + sum(FEATURE_CONTEXT) if self.config.grid_feature else side
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.layers(image - self.config.input_offset)
+        return self.layers(network_input(image, self.config))
+
+
+def network_input(image: torch.Tensor, config: NetConfig) -> torch.Tensor:
+    """What the first convolution sees: the centred image, and the grid feature when ``config`` has it.
+
+    ``image`` is ``(N, 3, H, W)``, 8-bit pixels divided by 255.
+    """
+    centred = image - config.input_offset
+    if not config.grid_feature:
+        return centred
+    with torch.no_grad():  # a fixed function of the pixels: nothing to learn, no gradient
+        feature = grid_feature(luma_tensor(torch.round(image.float() * 255.0)))
+    return torch.cat([centred, feature.to(centred.dtype)], dim=1)
 
 
 def check_flag_threshold(value: float) -> float:
@@ -134,6 +164,9 @@ class HighpassEmphasis(nn.Module):
     3x3 kernel: exported weights are those of the paper's network, with no extra layer.
     Shrinking the mean part too (``mean_gain`` < 1) keeps the network's view of brightness,
     which it needs near black and white, from dominating early training.
+
+    Only the kernels of the three image channels are reparametrized; those of the grid feature
+    (:attr:`NetConfig.grid_feature`), which carries no image brightness, stay plain.
     """
 
     def __init__(self, gain: float, mean_gain: float = 1.0):
@@ -142,8 +175,21 @@ class HighpassEmphasis(nn.Module):
         self.mean_gain = float(mean_gain)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        mean = weight.mean(dim=(2, 3), keepdim=True)
-        return self.mean_gain * mean + self.gain * (weight - mean)
+        image, rest = weight[:, :3], weight[:, 3:]
+        mean = image.mean(dim=(2, 3), keepdim=True)
+        return torch.cat([self.mean_gain * mean + self.gain * (image - mean), rest], dim=1)
+
+    def raw_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """Raw parameters whose parametrized kernel is ``weight`` (its mean part is lost when
+        ``mean_gain`` is 0), to start training from trained weights.
+
+        Not ``right_inverse``: torch would then apply it on registration, and a fresh network's
+        first kernels would no longer start amplified.
+        """
+        image, rest = weight[:, :3], weight[:, 3:]
+        mean = image.mean(dim=(2, 3), keepdim=True)
+        scaled_mean = mean / self.mean_gain if self.mean_gain else torch.zeros_like(mean)
+        return torch.cat([scaled_mean + (image - mean) / self.gain, rest], dim=1)
 
 
 def emphasize_highpass_(model: QFNet, gain: float, mean_gain: float = 1.0) -> QFNet:
@@ -190,8 +236,10 @@ def average_models(models: Sequence[QFNet]) -> QFNet:
 def flops_per_pixel(config: NetConfig | None = None) -> int:
     """Floating-point operations (multiply and add counted apart) of one output pixel."""
     config = config or NetConfig()
-    widths = [3] + [config.width] * (len(config.dilations) - 1) + [2]
-    return sum(2 * 9 * c_in * c_out for c_in, c_out in zip(widths[:-1], widths[1:]))
+    widths = [config.in_channels] + [config.width] * (len(config.dilations) - 1) + [2]
+    convolutions = sum(2 * 9 * c_in * c_out for c_in, c_out in zip(widths[:-1], widths[1:]))
+    # The grid feature's 63 DCT kernels of 8x8 (the scoring after them is not counted).
+    return convolutions + (2 * 63 * 64 if config.grid_feature else 0)
 
 
 def default_weights_path() -> Path:
@@ -237,7 +285,7 @@ def _validate_config(config: NetConfig) -> None:
 def expected_shapes(config: NetConfig) -> dict[str, tuple[int, ...]]:
     """Name and shape of every tensor of a :class:`QFNet` with this config (nothing is allocated)."""
     shapes: dict[str, tuple[int, ...]] = {}
-    channels, last = 3, len(config.dilations) - 1
+    channels, last = config.in_channels, len(config.dilations) - 1
     for i in range(len(config.dilations)):
         out_channels = 2 if i == last else config.width
         shapes[f"layers.{2 * i}.weight"] = (out_channels, channels, 3, 3)

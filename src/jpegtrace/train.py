@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from .data import SynthesisConfig, TrainingBatches, list_images, load_rgb
 from .experiments import collage_benchmark, evaluate_model, summarize_evaluation
-from .model import NetConfig, QFNet, emphasize_highpass_, save_weights
+from .model import NetConfig, QFNet, emphasize_highpass_, load_weights, plain_state_dict, save_weights
 
 #: Validation during training: the uncompressed images, 4:2:0 JPEGs at these QFs...
 VAL_QUALITIES = (None, 10, 30, 50, 70, 90)
@@ -70,6 +71,13 @@ class TrainConfig:
         Gain on the zero-mean part of the first layer's kernels during training (see
         :class:`jpegtrace.model.HighpassEmphasis`), and ``lowpass_gain`` on their mean part;
         both 1 train the plain parametrization. Exported weights are always a plain network.
+    grid_feature : bool
+        Give the network the grid feature as a fourth input channel (see
+        :attr:`jpegtrace.model.NetConfig.grid_feature`); False trains the paper's network.
+    init_weights : str, optional
+        Start from these weights (a safetensors file) instead of a fresh initialisation: to
+        fine-tune a shipped model, also after adding the grid feature, whose kernels then start
+        at zero so that the network starts out computing what it computed before.
     precision : {'fp32', 'bf16'}
         'bf16' runs the convolutions under bfloat16 autocast (about 2x faster on CPUs with
         AVX-512 BF16); weights and optimizer stay fp32.
@@ -105,6 +113,8 @@ class TrainConfig:
     output_init: bool = True
     highpass_gain: float = 10.0
     lowpass_gain: float = 0.1
+    grid_feature: bool = False
+    init_weights: str | None = None
 
     def synthesis(self) -> SynthesisConfig:
         if self.recipe == "paper":
@@ -119,7 +129,8 @@ class TrainConfig:
                                    high_quality_fraction=self.high_quality_fraction)
 
     def net(self) -> NetConfig:
-        return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset)
+        return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset,
+                         grid_feature=self.grid_feature)
 
     @classmethod
     def from_checkpoint(cls, state: dict) -> "TrainConfig":
@@ -151,7 +162,30 @@ def build_model(config: TrainConfig) -> QFNet:
         with torch.no_grad():
             last.weight.mul_(0.01)
             last.bias.copy_(torch.tensor(mean_labels(config.synthesis())))
-    return emphasize_highpass_(model, config.highpass_gain, config.lowpass_gain)
+    if config.init_weights:
+        _load_initial_weights(model, config.init_weights)
+    model = emphasize_highpass_(model, config.highpass_gain, config.lowpass_gain)
+    if config.init_weights and parametrize.is_parametrized(model.layers[0], "weight"):
+        # The trained kernel is the parametrized one: store the raw parameters that give it.
+        first = model.layers[0].parametrizations.weight
+        with torch.no_grad():
+            first.original.copy_(first[0].raw_weight(first.original))
+    return model
+
+
+def _load_initial_weights(model: QFNet, path: str) -> None:
+    """Copy the weights of ``path`` into ``model``; grid-feature kernels ``path`` lacks start at zero."""
+    source = load_weights(path)
+    if (source.config.width, source.config.dilations) != (model.config.width, model.config.dilations):
+        raise ValueError(f"{path}: a network of another shape cannot start this run")
+    state = plain_state_dict(source)
+    first = state["layers.0.weight"]
+    if first.shape[1] < model.config.in_channels:
+        state["layers.0.weight"] = torch.cat(
+            [first, first.new_zeros((first.shape[0], model.config.in_channels - first.shape[1], 3, 3))], dim=1)
+    elif first.shape[1] > model.config.in_channels:
+        raise ValueError(f"{path}: has the grid feature; train with grid_feature on to start from it")
+    model.load_state_dict(state)
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
@@ -243,7 +277,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     The file records the step, as the weights ``train`` writes do.
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = build_model(TrainConfig.from_checkpoint(state))
+    model = build_model(dataclasses.replace(TrainConfig.from_checkpoint(state), init_weights=None))
     model.load_state_dict(state["model"])
     return save_weights(model, out, {"step": str(state["step"])})
 
@@ -267,10 +301,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
 
-    model = build_model(config).to(device)
+    resuming = resume and checkpoint_path.exists()
+    # A resumed run's weights come from its checkpoint, not from the weights it started from.
+    model = build_model(dataclasses.replace(config, init_weights=None) if resuming else config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     start_step, best = 0, None
-    if resume and checkpoint_path.exists():
+    if resuming:
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
