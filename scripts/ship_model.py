@@ -120,7 +120,8 @@ def goals(results: dict, collages: dict) -> list[tuple[str, str, bool]]:
 
 def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
     """(step, what) wherever a train command of the run switched the training data: the recipe, the
-    share of collage patches, the share of QF 90+ patches or the patch size."""
+    share of collage patches, the share of QF 90+ patches or the patch size; and where the grid feature
+    joined the input (a run started from another's weights, see ``scripts/join_runs.py``)."""
     changes, current = [], None
     for line in command_txt.read_text().splitlines() if command_txt.exists() else []:
         start = re.search(r"# from step (\d+)", line)
@@ -135,6 +136,9 @@ def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
                        **given}
             continue
         changes += [(int(start.group(1)), f"{name} {value}") for name, value in given.items() if current[name] != value]
+        if "--grid-feature" in line and not current.get("grid feature"):
+            changes.append((int(start.group(1)), "grid feature input"))
+            current["grid feature"] = True
         current.update(given)
     return changes
 
@@ -181,13 +185,17 @@ def learning_curve(val_csv: Path, log_csv: Path, out: Path, changes: list[tuple[
 
 
 def model_card(command: str, meta: dict, results: dict, collages: dict, calibration: dict, run: Path,
-               note: str = "") -> str:
+               note: str = "", grid_feature: bool = False) -> str:
     main = results["4:2:0 (default)"]
     rows = {row["quality"]: row for row in main["per_quality"]}
+    network = ("The paper's network (seven 3×3 convolutions, dilations 1,2,3,4,3,2,1, 64 channels)" if not grid_feature
+               else "The paper's network (seven 3×3 convolutions, dilations 1,2,3,4,3,2,1, 64 channels) with a fourth "
+                    "input channel beside RGB, the fixed per-pixel JPEG grid evidence of `jpegtrace.grid.grid_feature` "
+                    "(`NetConfig.grid_feature`; nothing in it is learned but the first layer's kernels that read it)")
     lines = [
         "# The shipped model: `qfnet.safetensors`",
         "",
-        "The paper's network (seven 3×3 convolutions, dilations 1,2,3,4,3,2,1, 64 channels), trained by "
+        f"{network}, trained by "
         "`jpegtrace train` on the `train` split (169 images) of `shared/data/clean` and evaluated on its `val` "
         "split (28 images) with the protocol of `jpegtrace evaluate` (Pillow JPEG; estimated QF = mean of the "
         "quality map; judged uncompressed = mean flag ≤ 0.5, and, for jpegtrace's own verdict, no JPEG grid "
@@ -304,7 +312,8 @@ def main() -> None:
                 "flag_threshold_calibration": calibration})
     learning_curve(args.run / "val.csv", args.run / "log.csv", out / "learning_curve.png",
                    recipe_changes(args.run / "command.txt"))
-    write_text(out / "README.md", model_card(command, meta, results, collages, calibration, args.run, args.note))
+    write_text(out / "README.md", model_card(command, meta, results, collages, calibration, args.run, args.note,
+                                             grid_feature=model.config.grid_feature))
     for goal, ours, met in goals(results, collages):
         print(f"{'met    ' if met else 'NOT MET'}  {goal}: {ours}")
 
