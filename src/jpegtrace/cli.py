@@ -172,7 +172,7 @@ def _add_train(sub) -> None:
                    help=f"training-time gain on the mean part of the first layer's kernels (default {d.lowpass_gain})")
     p.add_argument("--grid-feature", action="store_true", default=None,
                    help="give the network the per-pixel JPEG grid evidence as a fourth input channel (fixed, "
-                        "not learned; catches QF 97-100 JPEGs, about 10%% more time)")
+                        "not learned; for QF 97-100 JPEGs; about 17%% more time)")
     p.add_argument("--init-weights", metavar="FILE",
                    help="start from these weights instead of a fresh network (to fine-tune; with "
                         "--grid-feature, the new channel's kernels start at zero)")

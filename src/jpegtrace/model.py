@@ -45,7 +45,8 @@ class NetConfig:
         Feed the network a fourth input channel besides RGB: the per-pixel JPEG grid evidence of
         :func:`jpegtrace.grid.grid_feature`, fixed (not learned), computed from the pixels. It
         lets the flag see QF 97-100 JPEGs, whose pixels differ from the source by about one grey
-        level, and costs about a tenth more time. False gives the paper's network.
+        level, and costs about 17 % more time (``benchmarks/bench_grid_feature.py``). False gives
+        the paper's network.
     """
 
     width: int = 64
