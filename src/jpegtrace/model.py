@@ -44,9 +44,10 @@ class NetConfig:
     grid_feature : bool
         Feed the network a fourth input channel besides RGB: the per-pixel JPEG grid evidence of
         :func:`jpegtrace.grid.grid_feature`, fixed (not learned), computed from the pixels. It
-        lets the flag see QF 97-100 JPEGs, whose pixels differ from the source by about one grey
-        level, and costs about 17 % more time (``benchmarks/bench_grid_feature.py``). False gives
-        the paper's network.
+        gives the flag the evidence of QF 97-100 JPEGs, whose pixels differ from the source by
+        about one grey level (a network fine-tuned with it found most grayscale ones on val, but
+        not 4:4:4 ones at QF 99-100; see the README), and costs about 17 % more time
+        (``benchmarks/bench_grid_feature.py``). False gives the paper's network.
     """
 
     width: int = 64
