@@ -3,7 +3,7 @@ import torch
 
 import pytest
 
-from jpegtrace.data import (SynthesisConfig, TrainingBatches, list_images, load_rgb, make_patch, make_spliced_patch,
+from jpegtrace.data import (SynthesisConfig, TrainingBatches, list_images, make_patch, make_spliced_patch,
                             patch_mask, quality_label)
 
 

@@ -5,7 +5,7 @@ from PIL import Image
 
 from jpegtrace import ImageReadError, analyze
 from jpegtrace.inference import predict_maps, summarize
-from jpegtrace.model import NetConfig, QFNet
+from jpegtrace.model import QFNet
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +139,17 @@ def test_summarize_in_place_reuses_the_raw_maps():
 def test_tile_size_must_be_positive(random_model):
     with pytest.raises(ValueError):
         predict_maps(random_model, np.zeros((4, 4, 3), np.uint8), tile_size=0)
+
+
+def test_analyze_array_is_analyze_of_an_array_read_already(random_model):
+    from jpegtrace.inference import analyze_array
+    from jpegtrace.jpeg import jpeg_compress
+
+    rng = np.random.default_rng(4)
+    image = jpeg_compress(rng.integers(0, 256, (70, 90, 3), dtype=np.uint8), 98, "4:4:4")
+    whole = analyze(image, model=random_model)
+    direct = analyze_array(image, random_model, grayscale=True, notes=["a note"])
+    np.testing.assert_array_equal(direct.flag_map, whole.flag_map)
+    assert direct.grid == whole.grid and direct.grid.found  # the grid check ran, and found the JPEG
+    assert direct.grayscale and direct.notes == ("a note",)
+    assert analyze_array(image, random_model, grid_check=False).grid is None

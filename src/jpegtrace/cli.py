@@ -78,9 +78,8 @@ def _add_analyze(sub) -> None:
 
 
 def _run_analyze(args) -> int:
-    from .grid import find_jpeg_grid
     from .images import as_analysis_array, native_stderr_captured
-    from .inference import predict_maps, summarize
+    from .inference import analyze_array
 
     model = _load_model(args)
     if model is None:
@@ -92,10 +91,9 @@ def _run_analyze(args) -> int:
         try:
             with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
                 rgb, grayscale, notes = as_analysis_array(Path(name), max_pixels=args.max_pixels)
-            grid = find_jpeg_grid(rgb) if args.grid_check else None
-            result = summarize(predict_maps(model, rgb, tile_size=args.tile_size, device=args.device,
-                                            precision=args.precision),
-                               grayscale=grayscale, notes=notes, inplace=True, grid=grid)
+            result = analyze_array(rgb, model, tile_size=args.tile_size, device=args.device,
+                                   precision=args.precision, grid_check=args.grid_check,
+                                   grayscale=grayscale, notes=notes)
             maps = {}
             if args.maps:
                 from .reports import save_maps

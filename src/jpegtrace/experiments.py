@@ -26,9 +26,8 @@ from PIL import Image
 
 from .data import to_grayscale
 from .errors import ImageReadError
-from .grid import find_jpeg_grid
 from .images import as_analysis_array
-from .inference import DEFAULT_TILE_SIZE, Analysis, predict_maps, summarize, whole_image_verdict
+from .inference import DEFAULT_TILE_SIZE, Analysis, analyze_array, predict_maps, summarize, whole_image_verdict
 from .jpeg import jpeg_compress
 from .model import FLAG_CHANNEL, QFNet, check_flag_threshold
 
@@ -157,8 +156,8 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         test = source if quality is None else jpeg_compress(source, quality, subsampling, grid_offset)
         if test.ndim == 2:
             test = np.repeat(test[:, :, None], 3, axis=2)
-        result = summarize(predict_maps(model, test, tile_size=tile_size, device=device))
-        grid = find_jpeg_grid(test) if grid_check else None
+        result = analyze_array(test, model, tile_size=tile_size, device=device, grid_check=grid_check)
+        grid = result.grid
         records.append(EvaluationRecord(name, quality, result.mean_quality, result.mean_flag,
                                         grid_score=None if grid is None else grid.score,
                                         grid_found=grid is not None and grid.found))
@@ -921,9 +920,9 @@ def assess_images(model: QFNet, files: Files, tile_size: int = DEFAULT_TILE_SIZE
         except ImageReadError as exc:
             failures.append(Failure(name, exc.reason))
             continue
-        grid = find_jpeg_grid(rgb) if grid_check else None
-        analysis = summarize(predict_maps(model, rgb, tile_size=tile_size, device=device),
-                             grayscale=grayscale, notes=notes, grid=grid)
+        analysis = analyze_array(rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
+                                 grayscale=grayscale, notes=notes)
+        grid = analysis.grid
         records.append(AssessmentRecord(file=name, height=int(rgb.shape[0]), width=int(rgb.shape[1]),
                                         mean_quality=analysis.mean_quality, mean_flag=analysis.mean_flag,
                                         compressed=analysis.compressed, grayscale=grayscale, notes=notes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,6 +202,27 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     rgb, grayscale, notes = as_analysis_array(image, max_pixels=max_pixels)
     if model is None:
         model = load_model(device=device or "cpu")
+    return analyze_array(rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
+                         grayscale=grayscale, notes=notes)
+
+
+def analyze_array(rgb: np.ndarray, model: QFNet, tile_size: int = DEFAULT_TILE_SIZE,
+                  device: str | torch.device | None = None, precision: str = "fp32", grid_check: bool = True,
+                  grayscale: bool = False, notes: Sequence[str] = ()) -> Analysis:
+    """:func:`analyze` of an 8-bit RGB array already read: the network's maps, the grid check, the summary.
+
+    Parameters
+    ----------
+    rgb : ndarray of uint8, (H, W, 3)
+        As :func:`jpegtrace.images.as_analysis_array` gives it.
+    model : QFNet
+    tile_size, device, precision
+        As for :func:`predict_maps`.
+    grid_check : bool
+        As for :func:`analyze`.
+    grayscale, notes
+        Passed on to the :class:`Analysis`: what reading the image found and did.
+    """
     grid = find_jpeg_grid(rgb) if grid_check else None
-    raw = predict_maps(model, rgb, tile_size=tile_size, device=device)
-    return summarize(raw, grayscale=grayscale, notes=notes, inplace=True, grid=grid)
+    raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision)
+    return summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid)

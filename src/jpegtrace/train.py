@@ -5,11 +5,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
