@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .grid import FEATURE_CONTEXT, grid_feature, luma_tensor
+from .grid import FEATURE_CONTEXT
 from .model import network_input
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -109,7 +109,6 @@ class FastNet:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.precision = precision
         self.config = model.config
-        self.input_offset = float(model.config.input_offset)
         low = PRECISIONS[precision] or torch.float32
         self.convs = []
         with torch.no_grad():
@@ -148,14 +147,9 @@ class FastNet:
         if isinstance(pixels, np.ndarray) and not pixels.flags.writeable:
             pixels = pixels.copy()
         x = torch.as_tensor(pixels).to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).to(torch.float32)
+        x = x.permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
         y0, y1 = rows or (0, x.shape[2])
-        # The feature first: centring works in place, and may share x's memory.
-        feature = grid_feature(luma_tensor(x))[:, :, y0:y1] if self.config.grid_feature else None
-        centred = x[:, :, y0:y1].contiguous(memory_format=torch.channels_last).div_(255.0).sub_(self.input_offset)
-        if feature is None:
-            return centred
-        return torch.cat([centred, feature], dim=1).contiguous(memory_format=torch.channels_last)
+        return network_input(x, self.config)[:, :, y0:y1].contiguous(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------------------ whole tensors
     def forward(self, images: torch.Tensor) -> torch.Tensor:
