@@ -120,7 +120,7 @@ def goals(results: dict, collages: dict) -> list[tuple[str, str, bool]]:
 
 def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
     """(step, what) wherever a train command of the run switched the training data: the recipe, the
-    share of collage patches, the share of QF 90+ patches or the patch size; and where the grid feature
+    share of collage patches, the share of QF 90+ patches or their subsampling, or the patch size; and where the grid feature
     joined the input (a run started from another's weights, see ``scripts/join_runs.py``)."""
     changes, current = [], None
     for line in command_txt.read_text().splitlines() if command_txt.exists() else []:
@@ -129,10 +129,12 @@ def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
             continue
         given = {name: m.group(1) for name, flag in (("recipe", "--recipe"), ("collage patches", "--splice-fraction"),
                                                     ("QF 90+ share", "--high-quality-fraction"),
+                                                    ("QF 90+ subsampling", "--high-quality-subsampling"),
                                                     ("patch size", "--patch-size"))
                  if (m := re.search(flag + r" (\S+)", line))}
         if current is None:  # the run's first command: what it left out is train's default
-            current = {"recipe": "jpegtrace", "collage patches": "0", "QF 90+ share": "0", "patch size": "48",
+            current = {"recipe": "jpegtrace", "collage patches": "0", "QF 90+ share": "0",
+                       "QF 90+ subsampling": "any", "patch size": "48",
                        **given}
             continue
         changes += [(int(start.group(1)), f"{name} {value}") for name, value in given.items() if current[name] != value]

@@ -126,14 +126,18 @@ def test_resume_keeps_the_run_settings_that_are_not_given_again(image_folder, tm
     assert main(common + ["--resume", "--steps", "6", "--high-quality-fraction", "0.3"]) == 0
     config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
     assert (config["high_quality_fraction"], config["splice_fraction"], config["steps"]) == (0.3, 0.4, 6)
-    # larger patches from here on; left out afterwards, they stay
-    assert main(common + ["--resume", "--steps", "7", "--patch-size", "32", "--batch-size", "1"]) == 0
+    assert config["high_quality_subsampling"] is None
+    assert main(common + ["--resume", "--steps", "7", "--high-quality-subsampling", "4:4:4"]) == 0
     config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
-    assert (config["patch_size"], config["batch_size"], config["steps"]) == (32, 1, 7)
-    bare = [a for a in common if a not in ("--batch-size", "2", "--patch-size", "20")]
-    assert main(bare + ["--resume", "--steps", "8"]) == 0
+    assert (config["high_quality_subsampling"], config["high_quality_fraction"]) == ("4:4:4", 0.3)
+    # larger patches from here on; left out afterwards, they stay
+    assert main(common + ["--resume", "--steps", "8", "--patch-size", "32", "--batch-size", "1"]) == 0
     config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
     assert (config["patch_size"], config["batch_size"], config["steps"]) == (32, 1, 8)
+    bare = [a for a in common if a not in ("--batch-size", "2", "--patch-size", "20")]
+    assert main(bare + ["--resume", "--steps", "9"]) == 0
+    config = torch.load(out / "checkpoint.pt", weights_only=True)["config"]
+    assert (config["patch_size"], config["batch_size"], config["steps"]) == (32, 1, 9)
 
 
 def test_resume_from_a_copied_run_folder_writes_into_the_copy(image_folder, tmp_path):

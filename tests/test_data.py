@@ -129,6 +129,41 @@ def test_high_quality_share_draws_qf_90_and_up(photo):
     assert narrow.min() >= 95  # never below the configured range
 
 
+def test_high_quality_subsampling_applies_to_the_high_qf_share_only(photo, monkeypatch):
+    import jpegtrace.data
+
+    encoded = []  # (QF, subsampling) of every JPEG made
+    real = jpegtrace.data.jpeg_compress
+    monkeypatch.setattr(jpegtrace.data, "jpeg_compress",
+                        lambda image, quality, subsampling: encoded.append((quality, subsampling))
+                        or real(image, quality, subsampling))
+    config = SynthesisConfig(patch_size=16, grayscale_fraction=0.0, high_quality_fraction=0.5,
+                             high_quality_subsampling="4:4:4")
+    rng = np.random.default_rng(4)
+    for _ in range(400):
+        make_patch(photo, rng, config, compress=True)
+    low = {s for q, s in encoded if q < 90}  # these can only come from the whole range
+    assert low == {"4:2:0", "4:2:2", "4:4:4"}
+    high = [s for q, s in encoded if q >= 90]
+    # ~0.5 + 0.5 * 11/96 of patches are QF 90+, nearly all from the share, so nearly all 4:4:4
+    assert len(high) > 200 and np.mean([s == "4:4:4" for s in high]) > 0.9
+    with pytest.raises(ValueError, match="high_quality_subsampling"):
+        SynthesisConfig(high_quality_subsampling="4:1:1")
+
+
+def test_high_quality_subsampling_unset_replays_the_stream_of_older_runs(photo):
+    older = TrainingBatches([photo], batch_size=6, seed=2,
+                            config=SynthesisConfig(patch_size=32, high_quality_fraction=0.5))[3]
+    unset = TrainingBatches([photo], batch_size=6, seed=2,
+                            config=SynthesisConfig(patch_size=32, high_quality_fraction=0.5,
+                                                   high_quality_subsampling=None))[3]
+    tilted = TrainingBatches([photo], batch_size=6, seed=2,
+                             config=SynthesisConfig(patch_size=32, high_quality_fraction=0.5,
+                                                    high_quality_subsampling="4:4:4"))[3]
+    assert torch.equal(older[0], unset[0]) and torch.equal(older[1], unset[1])
+    assert torch.equal(older[1], tilted[1])  # same QFs and labels; only the chroma of some patches differs
+
+
 def test_high_quality_share_off_replays_the_plain_stream(photo):
     plain = TrainingBatches([photo], batch_size=4, config=SynthesisConfig(patch_size=32), seed=2)[5]
     zero = TrainingBatches([photo], batch_size=4, seed=2,

@@ -64,6 +64,11 @@ def test_validation_writes_scores_and_best_weights(image_folder, tmp_path):
     assert all(0 <= float(r["val_detection_accuracy"]) <= 1 and float(r["val_qf_mae"]) >= 0 for r in rows)
     assert all(0 <= float(r["val_collage_iou"]) <= 1 for r in rows)
     assert (out / "best.safetensors").exists() and (out / "checkpoint.pt").exists()
+    snapshots = {p.name: load_weights(p) for p in out.glob("step-*.safetensors")}
+    assert sorted(snapshots) == ["step-2.safetensors", "step-4.safetensors"]
+    final = load_weights(out / "model.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(snapshots["step-4.safetensors"].state_dict().values(),
+                                                 final.state_dict().values()))
 
 
 def test_a_log_that_gains_a_column_keeps_its_rows(tmp_path):

@@ -147,16 +147,16 @@ def _add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model on a folder of never-compressed images",
         description="Train the network on patches made online from never-compressed images (PNG, TIFF, BMP). "
-                    "Writes checkpoint.pt, log.csv, val.csv, best.safetensors and model.safetensors into "
-                    "OUT. Ctrl-C (or SIGTERM) saves a checkpoint; --resume continues exactly where it stopped.")
+                    "Writes checkpoint.pt, log.csv, val.csv, best.safetensors, step-N.safetensors (the weights "
+                    "at each validation) and model.safetensors into OUT. Ctrl-C (or SIGTERM) saves a checkpoint; --resume continues exactly where it stopped.")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of never-compressed images")
     p.add_argument("--split", metavar="CSV", help="CSV with columns file,split: train on 'train', validate on 'val'")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder for checkpoints, logs and weights")
     p.add_argument("--resume", action="store_true",
                    help="continue from RUN_DIR/checkpoint.pt with the run's settings; of these, --steps, "
                         "--val-every, --checkpoint-every, --workers, --threads, --device, --precision, "
-                        "--batch-size, --patch-size, --recipe, --uncompressed-fraction, --splice-fraction and "
-                        "--high-quality-fraction change when given")
+                        "--batch-size, --patch-size, --recipe, --uncompressed-fraction, --splice-fraction, "
+                        "--high-quality-fraction and --high-quality-subsampling change when given")
     p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
     p.add_argument("--batch-size", type=int, help=f"patches per step (default {d.batch_size})")
     p.add_argument("--patch-size", type=int, help=f"patch side (default {d.patch_size}; paper 60)")
@@ -187,6 +187,9 @@ def _add_train(sub) -> None:
     p.add_argument("--high-quality-fraction", type=float,
                    help="share of compressed patches whose QF is drawn from 90..100 instead of the whole range, "
                         f"for more practice on faint traces (default {d.high_quality_fraction}, as the paper)")
+    p.add_argument("--high-quality-subsampling", choices=["4:2:0", "4:2:2", "4:4:4"],
+                   help="chroma subsampling of those patches when in colour (default: drawn as for the others); "
+                        "4:4:4 spends them on the JPEGs whose chroma gives nothing away")
     p.add_argument("--precision", choices=["fp32", "bf16"],
                    help="bf16 autocast is about 2x faster on CPUs with AVX-512 BF16 (default fp32)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data stream and initialisation")
@@ -199,14 +202,14 @@ def _add_train(sub) -> None:
 
 
 #: Options that may differ on --resume; only those given on the command line change, the others keep the
-#: run's values. The batch and patch sizes, the recipe and the three fractions switch the data from that
+#: run's values. The batch and patch sizes, the recipe, the three fractions and the high-QF subsampling switch the data from that
 #: step on (a curriculum: the paper's easy recipe first, then ours, then collages; larger patches, whose
 #: interior is free of the zero padding that a 33-pixel receptive field meets in 48-pixel patches); the
 #: others leave the data as it was. Their parser default is None so that an option left out is told
 #: apart from one given.
 RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision",
                     "batch_size", "patch_size", "recipe", "uncompressed_fraction", "splice_fraction",
-                    "high_quality_fraction")
+                    "high_quality_fraction", "high_quality_subsampling")
 
 
 def _record_command(out: Path, argv: list[str], start_step: int) -> None:

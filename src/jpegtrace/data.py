@@ -56,6 +56,11 @@ class SynthesisConfig:
         traces are faint (paper: 0).
     high_quality_min : int
         Lowest QF of those patches.
+    high_quality_subsampling : str, optional
+        Chroma subsampling of those patches when in colour (default: drawn from
+        ``subsamplings`` as for the others). Near-lossless 4:2:0 and 4:2:2 JPEGs betray
+        themselves by their blurred chroma; 4:4:4 ones only by their faint luma traces, so
+        ``'4:4:4'`` spends the practice where the evidence is hardest to see.
     """
 
     patch_size: int = 60
@@ -69,6 +74,7 @@ class SynthesisConfig:
     splice_fraction: float = 0.0
     high_quality_fraction: float = 0.0
     high_quality_min: int = 90
+    high_quality_subsampling: str | None = None
 
     @property
     def high_quality_floor(self) -> int:
@@ -84,6 +90,8 @@ class SynthesisConfig:
         unknown = set(self.subsamplings) - set(SUBSAMPLING_CODES)
         if unknown or not self.subsamplings:
             raise ValueError(f"subsamplings must be a non-empty subset of {sorted(SUBSAMPLING_CODES)}")
+        if self.high_quality_subsampling not in (None, *SUBSAMPLING_CODES):
+            raise ValueError(f"high_quality_subsampling must be one of {sorted(SUBSAMPLING_CODES)}")
         if not 1 <= self.min_quality <= self.max_quality <= 100:
             raise ValueError("need 1 <= min_quality <= max_quality <= 100")
         if self.patch_size < 1:
@@ -204,8 +212,12 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
         region = to_grayscale(region)
     if compress is None:
         compress = rng.random() >= config.uncompressed_fraction
-    quality = int(rng.integers(_lowest_quality(config, rng), config.max_quality + 1)) if compress else None
+    high = compress and _in_high_quality_share(config, rng)
+    lowest = config.high_quality_floor if high else config.min_quality
+    quality = int(rng.integers(lowest, config.max_quality + 1)) if compress else None
     subsampling = config.subsamplings[int(rng.integers(0, len(config.subsamplings)))]
+    if high and config.high_quality_subsampling:
+        subsampling = config.high_quality_subsampling
     dy, dx = (int(v) for v in rng.integers(0, margin + 1, size=2))
     if quality is not None:
         region = jpeg_compress(region, quality, subsampling)
@@ -215,11 +227,9 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
     return patch, quality
 
 
-def _lowest_quality(config: SynthesisConfig, rng: np.random.Generator) -> int:
+def _in_high_quality_share(config: SynthesisConfig, rng: np.random.Generator) -> bool:
     # Drawn only when the high-QF share is on, so that older recipes replay the same stream.
-    if config.high_quality_fraction and rng.random() < config.high_quality_fraction:
-        return config.high_quality_floor
-    return config.min_quality
+    return bool(config.high_quality_fraction) and rng.random() < config.high_quality_fraction
 
 
 def patch_mask(size: int, rng: np.random.Generator) -> np.ndarray:

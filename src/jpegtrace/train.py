@@ -60,6 +60,9 @@ class TrainConfig:
     high_quality_fraction : float
         Share of compressed patches with a QF of 90 or more (from ``max(min_quality, 90)``
         to ``max_quality``), besides those the whole range gives (paper: 0).
+    high_quality_subsampling : {'4:2:0', '4:2:2', '4:4:4'}, optional
+        Chroma subsampling of those patches when in colour (default: drawn as for the others;
+        see :class:`jpegtrace.data.SynthesisConfig`).
     recipe : {'jpegtrace', 'paper'}
         'paper' makes only 4:2:0 JPEGs aligned to the patch, in colour; 'jpegtrace' adds 4:4:4
         and 4:2:2, shifted grids and grayscale.
@@ -98,6 +101,7 @@ class TrainConfig:
     uncompressed_fraction: float = 0.1
     splice_fraction: float = 0.0
     high_quality_fraction: float = 0.0
+    high_quality_subsampling: str | None = None
     seed: int = 0
     workers: int = 1
     val_every: int = 1000
@@ -125,7 +129,8 @@ class TrainConfig:
         return dataclasses.replace(base, min_quality=self.min_quality, max_quality=self.max_quality,
                                    uncompressed_fraction=self.uncompressed_fraction,
                                    splice_fraction=self.splice_fraction,
-                                   high_quality_fraction=self.high_quality_fraction)
+                                   high_quality_fraction=self.high_quality_fraction,
+                                   high_quality_subsampling=self.high_quality_subsampling)
 
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset,
@@ -286,7 +291,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
 
     Writes into ``config.out``: ``checkpoint.pt`` (every ``checkpoint_every`` steps, on Ctrl-C
     and at the end), ``log.csv`` (loss per logged step), ``val.csv`` (validation scores),
-    ``best.safetensors`` (weights with the lowest validation QF MAE so far) and
+    ``best.safetensors`` (weights with the lowest validation QF MAE so far),
+    ``step-N.safetensors`` (the weights at each validation, e.g. to average the last few) and
     ``model.safetensors`` (final weights).
 
     ``stop_at`` ends the run early at that step, with a checkpoint, as if interrupted: a
@@ -365,6 +371,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
                 if best is None or scores["val_qf_mae"] < best:
                     best = scores["val_qf_mae"]
                     save_weights(model, out / "best.safetensors", {"step": str(step), "val_qf_mae": f"{best:.4f}"})
+                save_weights(model, out / f"step-{step}.safetensors", {"step": str(step)})
                 _append_csv(out / "val.csv", {"step": step, **{k: f"{v:.4f}" for k, v in scores.items()}})
                 bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
             if step % config.checkpoint_every == 0 or stop["requested"]:
