@@ -120,8 +120,9 @@ def goals(results: dict, collages: dict) -> list[tuple[str, str, bool]]:
 
 def recipe_changes(command_txt: Path) -> list[tuple[int, str]]:
     """(step, what) wherever a train command of the run switched the training data: the recipe, the
-    share of collage patches, the share of QF 90+ patches or their subsampling, or the patch size; and where the grid feature
-    joined the input (a run started from another's weights, see ``scripts/join_runs.py``)."""
+    share of collage patches, the share of QF 90+ patches or their subsampling, or the patch size; and
+    where the grid feature joined the input (a run started from another's weights, see
+    ``scripts/join_runs.py``)."""
     changes, current = [], None
     for line in command_txt.read_text().splitlines() if command_txt.exists() else []:
         start = re.search(r"# from step (\d+)", line)

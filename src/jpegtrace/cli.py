@@ -148,7 +148,8 @@ def _add_train(sub) -> None:
         "train", help="train a model on a folder of never-compressed images",
         description="Train the network on patches made online from never-compressed images (PNG, TIFF, BMP). "
                     "Writes checkpoint.pt, log.csv, val.csv, best.safetensors, step-N.safetensors (the weights "
-                    "at each validation) and model.safetensors into OUT. Ctrl-C (or SIGTERM) saves a checkpoint; --resume continues exactly where it stopped.")
+                    "at each validation) and model.safetensors into OUT. Ctrl-C (or SIGTERM) saves a checkpoint; "
+                    "--resume continues exactly where it stopped.")
     p.add_argument("--data", required=True, metavar="DIR", help="folder of never-compressed images")
     p.add_argument("--split", metavar="CSV", help="CSV with columns file,split: train on 'train', validate on 'val'")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder for checkpoints, logs and weights")
@@ -202,10 +203,10 @@ def _add_train(sub) -> None:
 
 
 #: Options that may differ on --resume; only those given on the command line change, the others keep the
-#: run's values. The batch and patch sizes, the recipe, the three fractions and the high-QF subsampling switch the data from that
-#: step on (a curriculum: the paper's easy recipe first, then ours, then collages; larger patches, whose
-#: interior is free of the zero padding that a 33-pixel receptive field meets in 48-pixel patches); the
-#: others leave the data as it was. Their parser default is None so that an option left out is told
+#: run's values. The batch and patch sizes, the recipe, the three fractions and the high-QF subsampling
+#: switch the data from that step on (a curriculum: the paper's easy recipe first, then ours, then
+#: collages; larger patches, whose interior is free of the zero padding that a 33-pixel receptive field
+#: meets in 48-pixel patches); the others leave the data as it was. Their parser default is None so that an option left out is told
 #: apart from one given.
 RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision",
                     "batch_size", "patch_size", "recipe", "uncompressed_fraction", "splice_fraction",

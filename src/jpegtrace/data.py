@@ -215,6 +215,7 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
     high = compress and _in_high_quality_share(config, rng)
     lowest = config.high_quality_floor if high else config.min_quality
     quality = int(rng.integers(lowest, config.max_quality + 1)) if compress else None
+    # Drawn even when overridden below, so that every later draw, and so every label, stays the same.
     subsampling = config.subsamplings[int(rng.integers(0, len(config.subsamplings)))]
     if high and config.high_quality_subsampling:
         subsampling = config.high_quality_subsampling
