@@ -206,8 +206,8 @@ def _add_train(sub) -> None:
 #: run's values. The batch and patch sizes, the recipe, the three fractions and the high-QF subsampling
 #: switch the data from that step on (a curriculum: the paper's easy recipe first, then ours, then
 #: collages; larger patches, whose interior is free of the zero padding that a 33-pixel receptive field
-#: meets in 48-pixel patches); the others leave the data as it was. Their parser default is None so that an option left out is told
-#: apart from one given.
+#: meets in 48-pixel patches); the others leave the data as it was. Their parser default is None so that
+#: an option left out is told apart from one given.
 RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision",
                     "batch_size", "patch_size", "recipe", "uncompressed_fraction", "splice_fraction",
                     "high_quality_fraction", "high_quality_subsampling")
