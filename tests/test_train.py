@@ -151,3 +151,21 @@ def test_a_grid_feature_run_starts_from_trained_weights_computing_the_same_maps(
     with pytest.raises(ValueError, match="another shape"):
         build_model(_config(image_folder, tmp_path, width=4, init_weights=str(save_weights(
             load_weights(weights), tmp_path / "w.safetensors"))))
+
+
+def test_the_grid_feature_gain_speeds_up_only_the_feature_kernels(image_folder, tmp_path):
+    from jpegtrace.train import build_model
+
+    source = train(_config(image_folder, tmp_path / "source", steps=2, grid_feature=True), progress=False)
+    start = load_weights(source).layers[0].weight
+    changes = {}
+    for gain in (1.0, 10.0):
+        config = _config(image_folder, tmp_path / f"gain{gain}", steps=1, grid_feature=True,
+                         grid_feature_gain=gain, init_weights=str(source))
+        x = torch.rand(1, 3, 40, 36)
+        assert torch.allclose(build_model(config).eval()(x), load_weights(source)(x), atol=1e-5)
+        first = load_weights(train(config, progress=False)).layers[0].weight
+        changes[gain] = ((first - start)[:, 3].abs().mean(), (first - start)[:, :3].abs().mean())
+    # One Adam step moves each raw weight by about the learning rate, whatever its gradient.
+    assert 8 < changes[10.0][0] / changes[1.0][0] < 12
+    assert torch.allclose(changes[10.0][1], changes[1.0][1], rtol=0.05)

@@ -172,6 +172,10 @@ def _add_train(sub) -> None:
     p.add_argument("--grid-feature", action="store_true", default=None,
                    help="give the network the per-pixel JPEG grid evidence as a fourth input channel (fixed, "
                         "not learned; for QF 97-100 JPEGs; about 17%% more time)")
+    p.add_argument("--grid-feature-gain", type=float, default=d.grid_feature_gain,
+                   help="training-time gain on the first layer's grid-feature kernels, so that kernels a "
+                        f"fine-tune starts at zero grow faster (default {d.grid_feature_gain}); exported "
+                        "weights are a plain network")
     p.add_argument("--init-weights", metavar="FILE",
                    help="start from these weights instead of a fresh network (to fine-tune; with "
                         "--grid-feature, the new channel's kernels start at zero)")

@@ -167,19 +167,24 @@ class HighpassEmphasis(nn.Module):
     Shrinking the mean part too (``mean_gain`` < 1) keeps the network's view of brightness,
     which it needs near black and white, from dominating early training.
 
-    Only the kernels of the three image channels are reparametrized; those of the grid feature
-    (:attr:`NetConfig.grid_feature`), which carries no image brightness, stay plain.
+    The kernels of the grid feature (:attr:`NetConfig.grid_feature`), which carries no image
+    brightness, are scaled whole by ``feature_gain``. Adam moves a raw weight by about its
+    learning rate per step whatever its gradient, so a gain lets kernels that must grow from
+    zero, as the feature's do when a trained network is given it, grow that much faster.
     """
 
-    def __init__(self, gain: float, mean_gain: float = 1.0):
+    def __init__(self, gain: float, mean_gain: float = 1.0, feature_gain: float = 1.0):
         super().__init__()
         self.gain = float(gain)
         self.mean_gain = float(mean_gain)
+        if not feature_gain > 0:
+            raise ValueError(f"feature_gain must be positive, got {feature_gain}")
+        self.feature_gain = float(feature_gain)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         image, rest = weight[:, :3], weight[:, 3:]
         mean = image.mean(dim=(2, 3), keepdim=True)
-        return torch.cat([self.mean_gain * mean + self.gain * (image - mean), rest], dim=1)
+        return torch.cat([self.mean_gain * mean + self.gain * (image - mean), self.feature_gain * rest], dim=1)
 
     def raw_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """Raw parameters whose parametrized kernel is ``weight`` (its mean part is lost when
@@ -191,15 +196,16 @@ class HighpassEmphasis(nn.Module):
         image, rest = weight[:, :3], weight[:, 3:]
         mean = image.mean(dim=(2, 3), keepdim=True)
         scaled_mean = mean / self.mean_gain if self.mean_gain else torch.zeros_like(mean)
-        return torch.cat([scaled_mean + (image - mean) / self.gain, rest], dim=1)
+        return torch.cat([scaled_mean + (image - mean) / self.gain, rest / self.feature_gain], dim=1)
 
 
-def emphasize_highpass_(model: QFNet, gain: float, mean_gain: float = 1.0) -> QFNet:
+def emphasize_highpass_(model: QFNet, gain: float, mean_gain: float = 1.0, feature_gain: float = 1.0) -> QFNet:
     """Reparametrize the first convolution of ``model`` with :class:`HighpassEmphasis` (in place)."""
     from torch.nn.utils import parametrize
 
-    if gain != 1.0 or mean_gain != 1.0:
-        parametrize.register_parametrization(model.layers[0], "weight", HighpassEmphasis(gain, mean_gain))
+    if gain != 1.0 or mean_gain != 1.0 or feature_gain != 1.0:
+        parametrize.register_parametrization(model.layers[0], "weight",
+                                             HighpassEmphasis(gain, mean_gain, feature_gain))
     return model
 
 

@@ -76,6 +76,12 @@ class TrainConfig:
     grid_feature : bool
         Give the network the grid feature as a fourth input channel (see
         :attr:`jpegtrace.model.NetConfig.grid_feature`); False trains the paper's network.
+    grid_feature_gain : float
+        Training-time gain on the first layer's kernels of the grid feature (see
+        :class:`jpegtrace.model.HighpassEmphasis`): they move that many times faster. Kernels
+        that start at zero in a fine-tune (``init_weights`` without the feature) grow at about
+        the learning rate per step, too slowly for the network to lean on the feature; 1 trains
+        them plainly.
     init_weights : str, optional
         Start from these weights (a safetensors file) instead of a fresh initialisation: to
         fine-tune a shipped model, also after adding the grid feature, whose kernels then start
@@ -117,6 +123,7 @@ class TrainConfig:
     highpass_gain: float = 10.0
     lowpass_gain: float = 0.1
     grid_feature: bool = False
+    grid_feature_gain: float = 1.0
     init_weights: str | None = None
 
     def synthesis(self) -> SynthesisConfig:
@@ -168,7 +175,7 @@ def build_model(config: TrainConfig) -> QFNet:
             last.bias.copy_(torch.tensor(mean_labels(config.synthesis())))
     if config.init_weights:
         _load_initial_weights(model, config.init_weights)
-    model = emphasize_highpass_(model, config.highpass_gain, config.lowpass_gain)
+    model = emphasize_highpass_(model, config.highpass_gain, config.lowpass_gain, config.grid_feature_gain)
     if config.init_weights and parametrize.is_parametrized(model.layers[0], "weight"):
         # The trained kernel is the parametrized one: store the raw parameters that give it.
         first = model.layers[0].parametrizations.weight
