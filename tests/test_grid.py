@@ -179,3 +179,44 @@ def test_feature_is_computed_in_fp32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under_autocast = grid_feature(luma_tensor(pixels))
     assert under_autocast.dtype == torch.float32 and torch.allclose(under_autocast, exact, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------
+# Grid presence (an input channel of networks with NetConfig.grid_presence)
+# ------------------------------------------------------------------------------------------------
+
+def _presence(image):
+    import torch
+
+    from jpegtrace.grid import grid_presence, luma_tensor
+
+    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
+    return grid_presence(luma_tensor(pixels))[0, 0].numpy()
+
+
+@pytest.mark.parametrize("quality,subsampling,offset", [(100, "4:4:4", (0, 0)), (99, "4:4:4", (3, 5)),
+                                                          (98, "4:2:0", (6, 1))])
+def test_presence_covers_a_near_lossless_jpeg_and_not_its_source(quality, subsampling, offset):
+    from jpegtrace.grid import PRESENCE_CEILING
+
+    clean = _presence(textured())
+    jpeg = _presence(jpeg_compress(textured(), quality, subsampling, grid_offset=offset))
+    inner = np.s_[30:-30, 30:-30]  # away from the border, where the lattice has fewer blocks
+    assert np.mean(clean[inner] > 0.5) < 0.05 and abs(np.median(clean[inner])) < 0.3
+    assert np.mean(jpeg[inner] > 1.0) > 0.95  # every pixel, not one phase in 64
+    assert jpeg.max() <= PRESENCE_CEILING
+
+
+def test_presence_of_a_strip_with_its_context_equals_the_whole_image():
+    import torch
+
+    from jpegtrace.grid import PRESENCE_CONTEXT, grid_presence, luma_tensor
+
+    image = jpeg_compress(textured(120, 70), 97, "4:4:4", grid_offset=(2, 3))
+    luma_rows = luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
+    whole = grid_presence(luma_rows)
+    before, after = PRESENCE_CONTEXT
+    for y0, y1 in [(0, 5), (5, 30), (50, 51), (90, 120)]:
+        c0, c1 = max(0, y0 - before), min(120, y1 + after)
+        strip = grid_presence(luma_rows[:, :, c0:c1])[:, :, y0 - c0:y1 - c0]
+        assert torch.allclose(strip, whole[:, :, y0:y1], atol=1e-5), (y0, y1)

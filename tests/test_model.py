@@ -216,3 +216,21 @@ def test_pickled_weights_are_refused_and_never_unpickled(tmp_path):
         with pytest.raises(ModelError, match="never unpickles"):
             load_weights(tmp_path / name)
     assert not marker.exists()
+
+
+def test_grid_presence_network_sees_a_fifth_channel_and_reaches_further(tmp_path):
+    from jpegtrace.grid import FEATURE_CONTEXT, PRESENCE_CONTEXT
+
+    config = NetConfig(width=8, dilations=(1, 2, 1), grid_feature=True, grid_presence=True)
+    model = QFNet(config)
+    assert config.extra_inputs == ("grid_feature", "grid_presence") and model.layers[0].in_channels == 5
+    assert config.input_context == PRESENCE_CONTEXT and PRESENCE_CONTEXT > FEATURE_CONTEXT
+    assert model.receptive_field == 1 + 2 * 4 + sum(PRESENCE_CONTEXT)
+    assert NetConfig(grid_presence=True).in_channels == 4
+    loaded = load_weights(save_weights(model, tmp_path / "w.safetensors"))
+    assert loaded.config == config
+    x = torch.rand(1, 3, 40, 36)
+    assert torch.equal(model.eval()(x), loaded(x))
+    assert NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0.5}').grid_presence is False
+    with pytest.raises(ValueError, match="grid_presence"):
+        NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0, "grid_presence": 1}')

@@ -164,3 +164,21 @@ def test_no_tf32_restores_the_cudnn_flag():
     with no_tf32():
         assert torch.backends.cudnn.allow_tf32 is False
     assert torch.backends.cudnn.allow_tf32 == before
+
+
+def test_grid_presence_network_streams_exactly():
+    """The presence channel's wider context makes strips and bands exact as well."""
+    from jpegtrace.jpeg import jpeg_compress
+
+    model = _random_model(3, NetConfig(width=16, dilations=(1, 2, 1), grid_feature=True, grid_presence=True))
+    with torch.no_grad():
+        model.layers[0].weight[:, 3:] *= 30  # so that the grid inputs' share of the maps shows
+    rng = np.random.default_rng(4)
+    image = jpeg_compress(rng.integers(0, 256, size=(90, 150, 3), dtype=np.uint8), 99, "4:4:4", (5, 2))
+    whole = _whole_pass(model, image)
+    for tile in (1, 40, 512):
+        assert np.abs(predict_maps(model, image, tile_size=tile) - whole).max() <= TOLERANCE, tile
+    net = FastNet(model)
+    for rows in (1, 7, 30):
+        strips = np.concatenate([maps for _, maps in net._stream(image, rows)], axis=1)
+        assert np.abs(strips - whole).max() <= TOLERANCE, rows

@@ -169,3 +169,19 @@ def test_the_grid_feature_gain_speeds_up_only_the_feature_kernels(image_folder, 
     # One Adam step moves each raw weight by about the learning rate, whatever its gradient.
     assert 8 < changes[10.0][0] / changes[1.0][0] < 12
     assert torch.allclose(changes[10.0][1], changes[1.0][1], rtol=0.05)
+
+
+def test_a_run_adds_grid_presence_to_a_grid_feature_network_without_changing_its_maps(image_folder, tmp_path):
+    from jpegtrace.train import build_model
+
+    source = train(_config(image_folder, tmp_path / "feature", steps=2, grid_feature=True), progress=False)
+    config = _config(image_folder, tmp_path / "both", steps=2, grid_feature=True, grid_presence=True,
+                     grid_feature_gain=10.0, init_weights=str(source))
+    model = build_model(config).eval()
+    assert model.layers[0].weight.shape[1] == 5 and not model.layers[0].weight[:, 4].any()
+    x = torch.rand(1, 3, 64, 60)
+    assert torch.allclose(model(x), load_weights(source)(x), atol=1e-5)
+    assert load_weights(train(config, progress=False)).layers[0].weight[:, 4].abs().sum() > 0
+    # Channels keep their places: weights with the feature cannot start a presence-only network.
+    with pytest.raises(ValueError, match="must be the first"):
+        build_model(_config(image_folder, tmp_path, grid_presence=True, init_weights=str(source)))

@@ -172,8 +172,11 @@ def _add_train(sub) -> None:
     p.add_argument("--grid-feature", action="store_true", default=None,
                    help="give the network the per-pixel JPEG grid evidence as a fourth input channel (fixed, "
                         "not learned; for QF 97-100 JPEGs; about 17%% more time)")
+    p.add_argument("--grid-presence", action="store_true", default=None,
+                   help="also give it, as a further channel, whether a JPEG block grid covers each pixel (from "
+                        "25 blocks around it; fixed, not learned)")
     p.add_argument("--grid-feature-gain", type=float, default=d.grid_feature_gain,
-                   help="training-time gain on the first layer's grid-feature kernels, so that kernels a "
+                   help="training-time gain on the first layer's kernels of the grid inputs, so that kernels a "
                         f"fine-tune starts at zero grow faster (default {d.grid_feature_gain}); exported "
                         "weights are a plain network")
     p.add_argument("--init-weights", metavar="FILE",

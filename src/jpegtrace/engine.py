@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .grid import FEATURE_CONTEXT
 from .model import network_input
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -120,8 +119,8 @@ class FastNet:
                 weight = weight.contiguous(memory_format=torch.channels_last)
                 bias = None if conv.bias is None else conv.bias.detach().to(self.device, dtype, copy=True)
                 self.convs.append(_Conv(weight, bias, conv.padding[0], conv.dilation[0], relu))
-        # The grid feature reaches FEATURE_CONTEXT pixels further than the convolutions.
-        self.feature_context = FEATURE_CONTEXT if self.config.grid_feature else (0, 0)
+        # The grid inputs reach this many pixels further than the convolutions.
+        self.feature_context = self.config.input_context
         self.halo = sum(c.padding for c in self.convs) + max(self.feature_context)
 
     # ----------------------------------------------------------------------------------- context

@@ -234,7 +234,7 @@ def luma_tensor(pixels):
         return torch.round(torch.einsum("nchw,c->nhw", pixels.float(), weights))[:, None]
 
 
-def grid_feature(luma):
+def grid_feature(luma, scores=None):
     """Per-pixel JPEG grid evidence: how close to integers the DCT coefficients of nearby blocks lie.
 
     At each pixel, a z statistic like :func:`find_jpeg_grid`'s for the one 8x8 block around it
@@ -248,6 +248,8 @@ def grid_feature(luma):
     ----------
     luma : torch.Tensor
         ``(N, 1, H, W)`` integer-valued luma in 0..255 (:func:`luma_tensor`), float32.
+    scores : torch.Tensor, optional
+        :func:`block_scores` of ``luma``, when already computed.
 
     Returns
     -------
@@ -266,9 +268,28 @@ def grid_feature(luma):
     import torch
     import torch.nn.functional as F
 
+    if scores is None:
+        scores = block_scores(luma)
+    with torch.autocast(scores.device.type, enabled=False):
+        lattice = torch.full((1, 1, 3, 3), FEATURE_SCALE / 9, device=scores.device)
+        return F.conv2d(scores, lattice, padding=8, dilation=8)
+
+
+def block_scores(luma):
+    """z statistic of the 8x8 block around each pixel (rows and columns -3..+4): how close to
+    integers its AC coefficients lie, the per-block score :func:`grid_feature` and
+    :func:`grid_presence` build on.
+
+    ``luma`` is ``(N, 1, H, W)`` as for :func:`grid_feature`; returns ``(N, 1, H, W)`` float32, 0
+    where the block would leave the image. About N(0, 1) in a never-compressed image; in a
+    JPEG, positive on its grid (about 2 at QF 100 in textured blocks, more at lower QFs).
+    """
+    import torch
+    import torch.nn.functional as F
+
     n, _, height, width = luma.shape
     if height < 8 or width < 8:
-        return luma.new_zeros((n, 1, height, width))
+        return luma.new_zeros((n, 1, height, width), dtype=torch.float32)
     basis = _ac_basis().to(luma.device)
     luma = luma.float()
     z = luma.new_empty((n, 1, height - 7, width - 7))
@@ -282,6 +303,66 @@ def grid_feature(luma):
             counts = used.sum(dim=1, keepdim=True, dtype=torch.float32)
             z[:, :, y0:y1] = (counts - 12 * squared.sum(dim=1, keepdim=True)) / torch.sqrt(
                 counts.clamp_(min=1.0) * 0.8)
-        z = F.pad(z, (3, 4, 3, 4))  # the value of the block covering -3..+4 around each pixel
-        lattice = torch.full((1, 1, 3, 3), FEATURE_SCALE / 9, device=luma.device)
-        return F.conv2d(z, lattice, padding=8, dilation=8)
+    return F.pad(z, (3, 4, 3, 4))  # the value of the block covering -3..+4 around each pixel
+
+
+# ------------------------------------------------------------------------------------------------
+# Whether a block grid covers a pixel, as a further input channel (NetConfig.grid_presence)
+# ------------------------------------------------------------------------------------------------
+
+#: Blocks on a side of the lattice whose scores :func:`grid_presence` sums: 5 x 5 = 25 blocks,
+#: 40 x 40 pixels, give a QF-100 JPEG's grid about 5 standard errors over a textured area.
+PRESENCE_LATTICE = 5
+#: The value :func:`grid_presence` subtracts: about the median, over 96-pixel patches of the
+#: train split of ``shared/data/clean``, of the strongest of 64 grid phases in a never-compressed
+#: image (2.3, the expected maximum of 64 standard normal values being 2.4).
+PRESENCE_NULL = 2.3
+#: Divides the result, and the ceiling it is clipped to after that: never-compressed images
+#: then give about 0 (within 0.25 almost everywhere), JPEGs at QF 98-100 1 to 4, and lower QFs,
+#: whose grid the RGB channels show anyway, no more than 4.
+PRESENCE_SCALE, PRESENCE_CEILING = 2.0, 4.0
+#: Rows (and columns) of context :func:`grid_presence` needs before and after a pixel: the
+#: window of phases reaches 8 before and 7 after (two 8-pixel windows), the lattice 16 either
+#: way, and the block 3 before and 4 after.
+PRESENCE_CONTEXT = (8 + 16 + 3, 6 + 16 + 4)
+
+
+def grid_presence(luma, scores=None):
+    """Per-pixel evidence that a JPEG block grid covers the pixel, whatever its phase.
+
+    The block scores (:func:`block_scores`) are summed over a lattice of 5 x 5 blocks 8 pixels
+    apart, divided by 5 (about N(0, 1) without a grid). Each of the 64 grid phases in an 8 x 8
+    window is compared with the window's mean, and the pixel takes the strongest phase of the
+    8 x 8 window around it. Unlike :func:`grid_feature`, whose evidence stands at one pixel in
+    64, every pixel under a JPEG's grid gets it, and from 25 blocks instead of 9: the network
+    reads "a grid is here" directly instead of finding the one phase in 64 that carries it.
+
+    Parameters
+    ----------
+    luma : torch.Tensor
+        ``(N, 1, H, W)`` integer-valued luma in 0..255 (:func:`luma_tensor`), float32.
+    scores : torch.Tensor, optional
+        :func:`block_scores` of ``luma``, when already computed.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 1, H, W)`` float32, ``(strongest phase - PRESENCE_NULL) / PRESENCE_SCALE`` clipped
+        to at most :data:`PRESENCE_CEILING`: about 0 in a never-compressed image, 1 or more in a
+        JPEG at QF 98-100 over a textured area. A pixel's value depends on the luma from
+        :data:`PRESENCE_CONTEXT` pixels before to after it.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if scores is None:
+        scores = block_scores(luma)
+    height, width = scores.shape[2:]
+    k = PRESENCE_LATTICE
+    with torch.autocast(scores.device.type, enabled=False):
+        lattice = F.conv2d(scores, torch.full((1, 1, k, k), 1.0 / k, device=scores.device),
+                           padding=8 * (k // 2), dilation=8)
+        # Windows covering -4..+3 around each pixel: its 64 phases, and their strongest.
+        phase_mean = F.avg_pool2d(lattice, 8, stride=1, padding=4, count_include_pad=False)[:, :, :height, :width]
+        strongest = F.max_pool2d(lattice - phase_mean, 8, stride=1, padding=4)[:, :, :height, :width]
+        return ((strongest - PRESENCE_NULL) / PRESENCE_SCALE).clamp_(max=PRESENCE_CEILING)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .errors import ModelError
-from .grid import FEATURE_CONTEXT, grid_feature, luma_tensor
+from .grid import FEATURE_CONTEXT, PRESENCE_CONTEXT, block_scores, grid_feature, grid_presence, luma_tensor
 
 PAPER_DILATIONS = (1, 2, 3, 4, 3, 2, 1)
 QUALITY_CHANNEL = 0
@@ -48,17 +48,34 @@ class NetConfig:
         about one grey level (a network fine-tuned with it found most grayscale ones on val, but
         not 4:4:4 ones at QF 99-100; see the README), and costs about 17 % more time
         (``benchmarks/bench_grid_feature.py``). False gives the paper's network.
+    grid_presence : bool
+        A further input channel after those: :func:`jpegtrace.grid.grid_presence`, whether a
+        block grid covers each pixel (from a lattice of 25 blocks, every pixel under the grid
+        alike), also fixed. False gives the paper's network.
     """
 
     width: int = 64
     dilations: tuple[int, ...] = PAPER_DILATIONS
     input_offset: float = 0.5
     grid_feature: bool = False
+    grid_presence: bool = False
+
+    @property
+    def extra_inputs(self) -> tuple[str, ...]:
+        """Names of the input channels after RGB, in order."""
+        return tuple(name for name in ("grid_feature", "grid_presence") if getattr(self, name))
 
     @property
     def in_channels(self) -> int:
-        """Channels the first convolution sees: RGB, and the grid feature when it is on."""
-        return 4 if self.grid_feature else 3
+        """Channels the first convolution sees: RGB and the extra inputs that are on."""
+        return 3 + len(self.extra_inputs)
+
+    @property
+    def input_context(self) -> tuple[int, int]:
+        """Pixels before and after a pixel that its extra inputs depend on ((0, 0) without them)."""
+        contexts = [FEATURE_CONTEXT if self.grid_feature else (0, 0),
+                    PRESENCE_CONTEXT if self.grid_presence else (0, 0)]
+        return max(c[0] for c in contexts), max(c[1] for c in contexts)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -66,11 +83,13 @@ class NetConfig:
     @classmethod
     def from_json(cls, text: str) -> "NetConfig":
         raw = json.loads(text)
-        grid = raw.get("grid_feature", False)  # files from before the feature existed lack it
-        if not isinstance(grid, bool):
-            raise ValueError(f"grid_feature must be true or false, got {grid!r}")
+        flags = {}
+        for name in ("grid_feature", "grid_presence"):
+            flags[name] = raw.get(name, False)  # files from before an input existed lack it
+            if not isinstance(flags[name], bool):
+                raise ValueError(f"{name} must be true or false, got {flags[name]!r}")
         return cls(width=int(raw["width"]), dilations=tuple(int(d) for d in raw["dilations"]),
-                   input_offset=float(raw["input_offset"]), grid_feature=grid)
+                   input_offset=float(raw["input_offset"]), **flags)
 
 
 class QFNet(nn.Module):
@@ -126,8 +145,7 @@ class QFNet(nn.Module):
     @property
     def receptive_field(self) -> int:
         """Side in pixels of the input square that one output pixel sees."""
-        side = 1 + 2 * sum(self.config.dilations)
-        return side + sum(FEATURE_CONTEXT) if self.config.grid_feature else side
+        return 1 + 2 * sum(self.config.dilations) + sum(self.config.input_context)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.layers(network_input(image, self.config))
@@ -139,11 +157,14 @@ def network_input(image: torch.Tensor, config: NetConfig) -> torch.Tensor:
     ``image`` is ``(N, 3, H, W)``, 8-bit pixels divided by 255.
     """
     centred = image - config.input_offset
-    if not config.grid_feature:
+    if not config.extra_inputs:
         return centred
-    with torch.no_grad():  # a fixed function of the pixels: nothing to learn, no gradient
-        feature = grid_feature(luma_tensor(torch.round(image.float() * 255.0)))
-    return torch.cat([centred, feature.to(centred.dtype)], dim=1)
+    with torch.no_grad():  # fixed functions of the pixels: nothing to learn, no gradient
+        luma = luma_tensor(torch.round(image.float() * 255.0))
+        scores = block_scores(luma)
+        extra = {"grid_feature": grid_feature, "grid_presence": grid_presence}
+        channels = [extra[name](luma, scores).to(centred.dtype) for name in config.extra_inputs]
+    return torch.cat([centred, *channels], dim=1)
 
 
 def check_flag_threshold(value: float) -> float:
@@ -246,8 +267,8 @@ def flops_per_pixel(config: NetConfig | None = None) -> int:
     config = config or NetConfig()
     widths = [config.in_channels] + [config.width] * (len(config.dilations) - 1) + [2]
     convolutions = sum(2 * 9 * c_in * c_out for c_in, c_out in zip(widths[:-1], widths[1:]))
-    # The grid feature's 63 DCT kernels of 8x8 (the scoring after them is not counted).
-    return convolutions + (2 * 63 * 64 if config.grid_feature else 0)
+    # The extra inputs' 63 DCT kernels of 8x8, shared (the scoring after them is not counted).
+    return convolutions + (2 * 63 * 64 if config.extra_inputs else 0)
 
 
 def default_weights_path() -> Path:

@@ -76,8 +76,11 @@ class TrainConfig:
     grid_feature : bool
         Give the network the grid feature as a fourth input channel (see
         :attr:`jpegtrace.model.NetConfig.grid_feature`); False trains the paper's network.
+    grid_presence : bool
+        Give the network :func:`jpegtrace.grid.grid_presence` as a further input channel (see
+        :attr:`jpegtrace.model.NetConfig.grid_presence`).
     grid_feature_gain : float
-        Training-time gain on the first layer's kernels of the grid feature (see
+        Training-time gain on the first layer's kernels of the grid inputs (see
         :class:`jpegtrace.model.HighpassEmphasis`): they move that many times faster. Kernels
         that start at zero in a fine-tune (``init_weights`` without the feature) grow at about
         the learning rate per step, too slowly for the network to lean on the feature; 1 trains
@@ -123,6 +126,7 @@ class TrainConfig:
     highpass_gain: float = 10.0
     lowpass_gain: float = 0.1
     grid_feature: bool = False
+    grid_presence: bool = False
     grid_feature_gain: float = 1.0
     init_weights: str | None = None
 
@@ -141,7 +145,7 @@ class TrainConfig:
 
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset,
-                         grid_feature=self.grid_feature)
+                         grid_feature=self.grid_feature, grid_presence=self.grid_presence)
 
     @classmethod
     def from_checkpoint(cls, state: dict) -> "TrainConfig":
@@ -185,17 +189,19 @@ def build_model(config: TrainConfig) -> QFNet:
 
 
 def _load_initial_weights(model: QFNet, path: str) -> None:
-    """Copy the weights of ``path`` into ``model``; grid-feature kernels ``path`` lacks start at zero."""
+    """Copy the weights of ``path`` into ``model``; kernels of extra inputs ``path`` lacks start at zero."""
     source = load_weights(path)
     if (source.config.width, source.config.dilations) != (model.config.width, model.config.dilations):
         raise ValueError(f"{path}: a network of another shape cannot start this run")
+    have, want = source.config.extra_inputs, model.config.extra_inputs
+    if want[:len(have)] != have:
+        raise ValueError(f"{path}: its extra inputs ({', '.join(have) or 'none'}) must be the first of this "
+                         f"run's ({', '.join(want) or 'none'}) to start from it")
     state = plain_state_dict(source)
     first = state["layers.0.weight"]
     if first.shape[1] < model.config.in_channels:
         state["layers.0.weight"] = torch.cat(
             [first, first.new_zeros((first.shape[0], model.config.in_channels - first.shape[1], 3, 3))], dim=1)
-    elif first.shape[1] > model.config.in_channels:
-        raise ValueError(f"{path}: has the grid feature; train with grid_feature on to start from it")
     model.load_state_dict(state)
 
 
