@@ -188,13 +188,16 @@ def learning_curve(val_csv: Path, log_csv: Path, out: Path, changes: list[tuple[
 
 
 def model_card(command: str, meta: dict, results: dict, collages: dict, calibration: dict, run: Path,
-               note: str = "", grid_feature: bool = False) -> str:
+               note: str = "", extra_inputs: tuple[str, ...] = ()) -> str:
     main = results["4:2:0 (default)"]
     rows = {row["quality"]: row for row in main["per_quality"]}
-    network = ("The paper's network (seven 3×3 convolutions, dilations 1,2,3,4,3,2,1, 64 channels)" if not grid_feature
-               else "The paper's network (seven 3×3 convolutions, dilations 1,2,3,4,3,2,1, 64 channels) with a fourth "
-                    "input channel beside RGB, the fixed per-pixel JPEG grid evidence of `jpegtrace.grid.grid_feature` "
-                    "(`NetConfig.grid_feature`; nothing in it is learned but the first layer's kernels that read it)")
+    described = {"grid_feature": "the per-pixel JPEG grid evidence of `jpegtrace.grid.grid_feature`",
+                 "grid_presence": "whether a JPEG block grid covers each pixel, `jpegtrace.grid.grid_presence`"}
+    network = "The paper's network (seven 3×3 convolutions, dilations 1,2,3,4,3,2,1, 64 channels)"
+    if extra_inputs:
+        network += (" with input channels beside RGB, fixed functions of the pixels: "
+                    + "; ".join(f"{described[name]} (`NetConfig.{name}`)" for name in extra_inputs)
+                    + " (nothing in them is learned but the first layer's kernels that read them)")
     lines = [
         "# The shipped model: `qfnet.safetensors`",
         "",
@@ -316,7 +319,7 @@ def main() -> None:
     learning_curve(args.run / "val.csv", args.run / "log.csv", out / "learning_curve.png",
                    recipe_changes(args.run / "command.txt"))
     write_text(out / "README.md", model_card(command, meta, results, collages, calibration, args.run, args.note,
-                                             grid_feature=model.config.grid_feature))
+                                             extra_inputs=model.config.extra_inputs))
     for goal, ours, met in goals(results, collages):
         print(f"{'met    ' if met else 'NOT MET'}  {goal}: {ours}")
 

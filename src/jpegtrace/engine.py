@@ -7,9 +7,11 @@ in horizontal strips and every layer keeps the last ``2 * dilation`` rows of its
 next strip. Each activation is then computed exactly once, whatever the image height, and a strip
 of every layer stays small enough for the CPU caches. Only images wider than a band (2048 columns
 on a CPU, ``tile_size ** 2 / 16`` on a GPU) are split into bands of columns, each with a halo of
-16 columns on either side (under 2 % more work). A network with the grid feature
-(``NetConfig.grid_feature``) gets each strip's feature from the strip's pixels and the 11 rows above
-and 12 below it, and 12 more columns of halo, so its maps too equal one whole pass.
+16 columns on either side (under 2 % more work). A network with grid inputs
+(``NetConfig.grid_feature``, ``NetConfig.grid_presence``) gets each strip's inputs from the strip's
+pixels and the rows above and below them that the inputs need (``NetConfig.input_context``: 11 and
+12 for the grid feature, 27 and 26 with grid presence), and as many more columns of halo, so its
+maps too equal one whole pass.
 
 Further speed-ups over the plain eager forward (kept as :func:`eager_predict_maps`, the
 reference the fast path is tested against within 1e-4):
