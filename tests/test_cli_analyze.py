@@ -194,3 +194,31 @@ def test_maps_of_files_with_the_same_stem_do_not_overwrite_each_other(capsys, we
     first, second = (r["maps"]["overlay"] for r in json.loads(out)["images"])
     assert code == 0 and first.endswith("good_overlay.png") and second.endswith("good-2_overlay.png")
     assert Image.open(first).size == (24, 20) and Image.open(second).size == (8, 6)
+
+
+@pytest.mark.parametrize("fast,precision,warned", [(False, "bf16", True), (True, "bf16", False),
+                                                    (False, "fp32", False)])
+def test_bf16_on_a_cpu_without_bf16_arithmetic_is_warned_of(capsys, monkeypatch, weights, files, fast,
+                                                             precision, warned):
+    import jpegtrace.engine
+
+    monkeypatch.setattr(jpegtrace.engine, "bf16_is_fast", lambda device="cpu": fast)
+    code, out, err = _run(capsys, files["good"], "--model", weights, "--precision", precision)
+    assert code == 0 and "good.png" in out
+    warnings = [line for line in err if "warning" in line]
+    assert warnings == (["jpegtrace: warning: this CPU has no native bf16 arithmetic (AVX-512); --precision bf16 "
+                         "runs emulated, many times slower than fp32"] if warned else [])
+
+
+def test_bf16_is_fast_follows_the_cpus_avx512():
+    from pathlib import Path
+
+    from jpegtrace.engine import bf16_is_fast
+
+    assert bf16_is_fast("cuda") is True  # no CUDA needed: only the device type is read
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to compare with")
+    flags = set(cpuinfo.read_text().split())
+    # oneDNN runs bf16 natively from AVX-512 (BW, VL, DQ) on; without it, emulated.
+    assert bf16_is_fast("cpu") == ({"avx512bw", "avx512vl", "avx512dq"} <= flags)

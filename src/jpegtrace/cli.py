@@ -36,6 +36,14 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
+def _warn_if_bf16_is_slow(precision: str | None, device: str | None) -> None:
+    from .engine import bf16_is_fast
+
+    if precision == "bf16" and not bf16_is_fast(device or "cpu"):
+        print(f"{PROG}: warning: this CPU has no native bf16 arithmetic (AVX-512); --precision bf16 runs "
+              "emulated, many times slower than fp32", file=sys.stderr)
+
+
 def _error_of(exc: JpegTraceError) -> str:
     """``FILE: reason`` (or the reason alone) on one line, printable whatever the file name."""
     reason = " ".join(exc.reason.split())
@@ -71,8 +79,9 @@ def _add_analyze(sub) -> None:
                         f"(decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="arithmetic of the network: bf16 is about 1.9x faster on CPUs with AVX-512 BF16 and "
-                        "moves a pixel's QF by up to about 1 (default fp32)")
+                   help="arithmetic of the network: bf16 is about 1.9x faster on CPUs with AVX-512 BF16, many times "
+                        "slower on CPUs without AVX-512 (a warning says so), and moves a pixel's QF by up "
+                        "to about 1 (default fp32)")
     _add_grid_option(p)
     p.set_defaults(func=_run_analyze)
 
@@ -84,6 +93,7 @@ def _run_analyze(args) -> int:
     model = _load_model(args)
     if model is None:
         return 2
+    _warn_if_bf16_is_slow(args.precision, args.device)
     records, failed, stems = [], 0, {}
     for name in args.images:
         shown = _display(name)
@@ -199,7 +209,8 @@ def _add_train(sub) -> None:
                    help="chroma subsampling of those patches when in colour (default: drawn as for the others); "
                         "4:4:4 spends them on the JPEGs whose chroma gives nothing away")
     p.add_argument("--precision", choices=["fp32", "bf16"],
-                   help="bf16 autocast is about 2x faster on CPUs with AVX-512 BF16 (default fp32)")
+                   help="bf16 autocast is about 2x faster on CPUs with AVX-512 BF16, about 30x slower on CPUs "
+                        "without AVX-512 (a warning says so; default fp32)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data stream and initialisation")
     p.add_argument("--workers", type=int, help=f"data worker processes (default {d.workers})")
     p.add_argument("--val-every", type=int, help=f"validate every N steps (default {d.val_every})")
@@ -255,6 +266,7 @@ def _run_train(args) -> int:
     except ValueError as exc:
         _error(f"train: {exc}")
         return 2
+    _warn_if_bf16_is_slow(config.precision, config.device)
     _record_command(Path(args.out), args.argv, start_step)
     try:
         path = train(config, resume=args.resume)

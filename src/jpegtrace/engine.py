@@ -20,7 +20,8 @@ reference the fast path is tested against within 1e-4):
 * ``torch.inference_mode``, in-place ReLU, weights converted once per call;
 * the uint8 image goes to the device as uint8 and becomes float there, one strip at a time.
 
-Precision is fp32 by default. ``precision='bf16'`` (CPUs with AVX-512 BF16, recent GPUs) or
+Precision is fp32 by default. ``precision='bf16'`` (CPUs with AVX-512 BF16, recent GPUs; see
+:func:`bf16_is_fast`: emulated on AVX2-only CPUs, many times slower than fp32) or
 ``'fp16'`` (GPUs) run the five inner convolutions in that type, about twice as fast, at the
 cost of small differences in the maps (see ``benchmarks/RESULTS.md``); the first layer (exact
 pixels in) and the last (maps out) stay fp32. On CUDA, fp32 also turns off TF32 so that GPU
@@ -50,6 +51,22 @@ GPU_STRIP_PIXELS = 2 ** 22
 MIN_STRIP_ROWS = 16
 #: Smaller ``tile_size`` values count as this: tinier regions only add overhead.
 MIN_TILE_SIZE = 32
+
+
+def bf16_is_fast(device: str | torch.device = "cpu") -> bool:
+    """Whether bfloat16 arithmetic is worth asking for on ``device``.
+
+    On a CPU, oneDNN runs bfloat16 convolutions natively only with AVX-512 (best with its BF16
+    extension or AMX). Without it, as on AVX2-only CPUs, they are emulated: measured on a 2-core
+    AVX2 AMD EPYC, a training step took 33 s in bf16 against 1.0 s in fp32. Other devices
+    (GPUs) are assumed fast.
+    """
+    if torch.device(device).type != "cpu":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the check: do not second-guess the user
+        return True
 
 
 @dataclass(frozen=True)
