@@ -1,11 +1,11 @@
-"""Cost of the grid feature input (``NetConfig.grid_feature``) against the paper's network.
+"""Cost of the grid inputs (``NetConfig.grid_feature``, ``NetConfig.grid_presence``) against the paper's network.
 
 Times whole-image analysis (:func:`jpegtrace.predict_maps`, the streaming engine, fp32) of the
-paper's network and of the same network with the grid feature as a fourth input channel, on
-images of about 0.25, 1 and 4 MP, and prints each one's throughput, the feature network's time as
-a ratio of the paper network's, and the time of the feature alone
-(:func:`jpegtrace.grid.grid_feature` over the whole image). Random weights: speed does not depend
-on them.
+paper's network and of the same network with the grid feature as a fourth input channel, and with
+the grid presence instead, on images of about 0.25, 1 and 4 MP, and prints each one's throughput,
+each grid network's time as a ratio of the paper network's, and the time of each input alone
+(:func:`jpegtrace.grid.grid_feature`, :func:`jpegtrace.grid.grid_presence` over the whole
+image). Random weights: speed does not depend on them.
 
     PYTHONPATH=src python benchmarks/bench_grid_feature.py
 """
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from common import OtherLoad, start, timed
-from jpegtrace.grid import grid_feature, luma_tensor
+from jpegtrace.grid import grid_feature, grid_presence, luma_tensor
 from jpegtrace.inference import predict_maps
 from jpegtrace.model import NetConfig, QFNet
 
@@ -34,18 +34,22 @@ def main() -> None:
     start(device, args.threads, cpu_clock=False)
     load = OtherLoad()
     paper, with_feature = QFNet().eval(), QFNet(NetConfig(grid_feature=True)).eval()
-    print("| image | paper network MP/s | with grid feature MP/s | time ratio | feature alone MP/s |")
-    print("|---|---:|---:|---:|---:|")
+    with_presence = QFNet(NetConfig(grid_presence=True)).eval()
+    print("| image | paper network MP/s | with grid feature MP/s | time ratio | feature alone MP/s "
+          "| with grid presence MP/s | time ratio | presence alone MP/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, (height, width) in SIDES.items():
         image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
         megapixels = height * width / 1e6
         plain_seconds, _ = timed(lambda: predict_maps(paper, image), device, reps=args.reps)
-        feature_seconds, _ = timed(lambda: predict_maps(with_feature, image), device, reps=args.reps)
         pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-        with torch.inference_mode():
-            alone, _ = timed(lambda: grid_feature(luma_tensor(pixels)), device, reps=args.reps)
-        print(f"| {label} | {megapixels / plain_seconds:.3f} | {megapixels / feature_seconds:.3f} | "
-              f"{feature_seconds / plain_seconds:.3f} | {megapixels / alone:.2f} |", flush=True)
+        row = f"| {label} | {megapixels / plain_seconds:.3f} "
+        for network, extra_input in ((with_feature, grid_feature), (with_presence, grid_presence)):
+            seconds, _ = timed(lambda: predict_maps(network, image), device, reps=args.reps)
+            with torch.inference_mode():
+                alone, _ = timed(lambda: extra_input(luma_tensor(pixels)), device, reps=args.reps)
+            row += f"| {megapixels / seconds:.3f} | {seconds / plain_seconds:.3f} | {megapixels / alone:.2f} "
+        print(row + "|", flush=True)
     other = load.share()
     print(f"# other processes used {100 * other:.0f} % of the CPUs meanwhile" if other is not None else "")
 

@@ -188,10 +188,10 @@ class HighpassEmphasis(nn.Module):
     Shrinking the mean part too (``mean_gain`` < 1) keeps the network's view of brightness,
     which it needs near black and white, from dominating early training.
 
-    The kernels of the grid feature (:attr:`NetConfig.grid_feature`), which carries no image
-    brightness, are scaled whole by ``feature_gain``. Adam moves a raw weight by about its
-    learning rate per step whatever its gradient, so a gain lets kernels that must grow from
-    zero, as the feature's do when a trained network is given it, grow that much faster.
+    The kernels of the grid inputs (:attr:`NetConfig.grid_feature`, :attr:`NetConfig.grid_presence`),
+    which carry no image brightness, are scaled whole by ``feature_gain``. Adam moves a raw weight
+    by about its learning rate per step whatever its gradient, so a gain lets kernels that must grow
+    from zero, as theirs do when a trained network is given them, grow that much faster.
     """
 
     def __init__(self, gain: float, mean_gain: float = 1.0, feature_gain: float = 1.0):
