@@ -185,3 +185,28 @@ def test_a_run_adds_grid_presence_to_a_grid_feature_network_without_changing_its
     # Channels keep their places: weights with the feature cannot start a presence-only network.
     with pytest.raises(ValueError, match="must be the first"):
         build_model(_config(image_folder, tmp_path, grid_presence=True, init_weights=str(source)))
+
+
+def test_only_grid_inputs_trains_the_grid_kernels_and_nothing_else(image_folder, tmp_path):
+    source = train(_config(image_folder, tmp_path / "plain", steps=2), progress=False)
+    config = _config(image_folder, tmp_path / "only", steps=3, grid_presence=True, grid_feature_gain=10.0,
+                     only_grid_inputs=True, init_weights=str(source))
+    before, after = load_weights(source).state_dict(), load_weights(train(config, progress=False)).state_dict()
+    assert after["layers.0.weight"][:, 3:].abs().sum() > 0  # the presence kernels grew from zero
+    torch.testing.assert_close(after["layers.0.weight"][:, :3], before["layers.0.weight"], rtol=0, atol=1e-6)
+    for name, value in before.items():
+        if name != "layers.0.weight":
+            torch.testing.assert_close(after[name], value, rtol=0, atol=0)
+    # and it resumes as it started
+    resumed = train(dataclasses.replace(config, steps=4), resume=True, progress=False)
+    assert load_weights(resumed).state_dict()["layers.2.weight"].equal(before["layers.2.weight"])
+
+
+def test_only_grid_inputs_without_a_grid_input_is_refused(image_folder, tmp_path, capsys):
+    from jpegtrace.cli import main
+
+    folder, split = image_folder
+    assert main(["train", "--data", str(folder), "--split", str(split), "--out", str(tmp_path / "r"),
+                 "--only-grid-inputs", "--steps", "1"]) == 2
+    assert capsys.readouterr().err.strip() == ("jpegtrace: error: train: --only-grid-inputs needs --grid-feature "
+                                               "or --grid-presence")

@@ -185,6 +185,10 @@ def _add_train(sub) -> None:
     p.add_argument("--grid-presence", action="store_true", default=None,
                    help="also give it, as a further channel, whether a JPEG block grid covers each pixel (from "
                         "25 blocks around it; fixed, not learned)")
+    p.add_argument("--only-grid-inputs", action="store_true", default=None,
+                   help="train only the first layer's kernels of the grid inputs, every other weight kept as "
+                        "--init-weights gave it (the network learns to use a new grid input without losing "
+                        "what it knew)")
     p.add_argument("--grid-feature-gain", type=float, default=d.grid_feature_gain,
                    help="training-time gain on the first layer's kernels of the grid inputs, so that kernels a "
                         f"fine-tune starts at zero grow faster (default {d.grid_feature_gain}); exported "
@@ -263,6 +267,8 @@ def _run_train(args) -> int:
         config = dataclasses.replace(TrainConfig.from_checkpoint(state), **given)
     try:
         config.synthesis()
+        if config.only_grid_inputs and not config.net().extra_inputs:
+            raise ValueError("--only-grid-inputs needs --grid-feature or --grid-presence")
     except ValueError as exc:
         _error(f"train: {exc}")
         return 2

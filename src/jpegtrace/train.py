@@ -85,6 +85,10 @@ class TrainConfig:
         that start at zero in a fine-tune (``init_weights`` without the feature) grow at about
         the learning rate per step, too slowly for the network to lean on the feature; 1 trains
         them plainly.
+    only_grid_inputs : bool
+        Train only the first layer's kernels of the grid inputs; every other weight keeps the value
+        ``init_weights`` gave it, so that a network given a grid input learns to use it without
+        losing what it knew (its maps move only where the grid inputs are not zero).
     init_weights : str, optional
         Start from these weights (a safetensors file) instead of a fresh initialisation: to
         fine-tune a shipped model, also after adding the grid feature, whose kernels then start
@@ -128,6 +132,7 @@ class TrainConfig:
     grid_feature: bool = False
     grid_presence: bool = False
     grid_feature_gain: float = 1.0
+    only_grid_inputs: bool = False
     init_weights: str | None = None
 
     def synthesis(self) -> SynthesisConfig:
@@ -186,6 +191,25 @@ def build_model(config: TrainConfig) -> QFNet:
         with torch.no_grad():
             first.original.copy_(first[0].raw_weight(first.original))
     return model
+
+
+def train_only_grid_inputs_(model: QFNet) -> list[torch.Tensor]:
+    """Freeze every weight of ``model`` but the first layer's kernels of its grid inputs (in place).
+
+    Returns the parameters left to train: the first layer's raw kernels, whose gradient is zeroed
+    on the RGB channels (Adam then leaves those at their values).
+    """
+    if not model.config.extra_inputs:
+        raise ValueError("only_grid_inputs needs a grid input (grid_feature or grid_presence)")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    first = model.layers[0]
+    kernels = first.parametrizations.weight.original if parametrize.is_parametrized(first, "weight") else first.weight
+    kernels.requires_grad_(True)
+    grid_channels = torch.zeros_like(kernels)
+    grid_channels[:, 3:] = 1.0
+    kernels.register_hook(lambda grad: grad * grid_channels)
+    return [kernels]
 
 
 def _load_initial_weights(model: QFNet, path: str) -> None:
@@ -322,7 +346,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
     resuming = resume and checkpoint_path.exists()
     # A resumed run's weights come from its checkpoint, not from the weights it started from.
     model = build_model(dataclasses.replace(config, init_weights=None) if resuming else config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    trained = train_only_grid_inputs_(model) if config.only_grid_inputs else list(model.parameters())
+    optimizer = torch.optim.Adam(trained, lr=config.lr)
     start_step, best = 0, None
     if resuming:
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
