@@ -188,20 +188,29 @@ def test_grid_presence_network_streams_exactly():
         assert np.abs(strips - whole).max() <= tolerance, rows
 
 
+def _input_rows_per_call(net, image, rows, monkeypatch):
+    """Rows of pixels each call of ``net._to_input`` gets while ``net`` streams ``image``."""
+    calls = []
+    to_input = net._to_input
+
+    def counting(pixels, kept_rows=None):
+        calls.append(pixels.shape[1])
+        return to_input(pixels, kept_rows)
+
+    monkeypatch.setattr(net, "_to_input", counting)
+    strips = np.concatenate([maps for _, maps in net._stream(image, rows)], axis=1)
+    assert strips.shape == (2, *image.shape[:2])
+    return calls
+
+
 def test_grid_inputs_are_computed_once_for_a_run_of_strips(monkeypatch):
     """Their context rows (53 for the presence) are not recomputed for every strip."""
     model = _random_model(3, NetConfig(width=8, dilations=(1, 2, 1), grid_presence=True))
     image = np.random.default_rng(5).integers(0, 256, size=(300, 40, 3), dtype=np.uint8)
-    net = FastNet(model)
-    computed_rows = []
-    to_input = net._to_input
-    monkeypatch.setattr(net, "_to_input", lambda pixels, rows=None: computed_rows.append(pixels.shape[1])
-                        or to_input(pixels, rows))
-    strips = np.concatenate([maps for _, maps in net._stream(image, 10)], axis=1)
-    assert strips.shape == (2, 300, 40)
+    computed_rows = _input_rows_per_call(FastNet(model), image, 10, monkeypatch)
     before, after = model.config.input_context
     # 10-row strips, each with its own context, would compute 300 + 30 * 53 rows; runs of at
     # least 4 x 53 rows compute each context once per run.
     assert len(computed_rows) == 2 and sum(computed_rows) <= 300 + 2 * (before + after)
     plain = FastNet(_random_model(3, NetConfig(width=8, dilations=(1, 2, 1))))
-    assert sum(1 for _ in plain._stream(image, 10)) == 30  # no grid inputs: strips as before
+    assert _input_rows_per_call(plain, image, 10, monkeypatch) == [10] * 30  # no grid inputs: strip by strip
