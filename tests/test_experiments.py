@@ -14,10 +14,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from jpegtrace.experiments import (
-    MASK_SHAPES, EvaluationRecord, assess_images, blob_mask, calibrate_flag_threshold, collage_benchmark, disc_mask, evaluate_files,
+    MASK_SHAPES, EvaluationRecord, assess_images, blob_mask, calibrate_flag_threshold, collage_benchmark, disc_mask,
+    evaluate_files, evaluate_model,
     fit_image, localization_scores, make_collage, make_mask, pixel_auc, random_mask, read_mask, rectangle_mask,
     run_collage, summarize_assessment, summarize_collage_benchmark, summarize_evaluation,
 )
+from jpegtrace.inference import predict_maps
+from jpegtrace.jpeg import jpeg_compress
 from jpegtrace.model import NetConfig, QFNet
 
 
@@ -226,6 +229,68 @@ def test_calibration_scores_the_benchmark_collages_at_each_threshold(tiny_model,
     assert calibration.as_dict()["best"] == calibration.best
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         calibrate_flag_threshold(tiny_model, files, pairs=1, thresholds=(0.5, 1.0))
+
+
+def test_hat_means_give_the_mean_of_any_piecewise_linear_map():
+    from jpegtrace.experiments import CALIBRATION_KNOTS, _hat_means
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.random(500), [0.0, 1.0, 0.05]])
+    knots = np.array(CALIBRATION_KNOTS)
+    for _ in range(3):
+        mapped = np.sort(rng.random(len(knots)))
+        assert _hat_means(values, knots) @ mapped == pytest.approx(np.interp(values, knots, mapped).mean())
+
+
+def test_calibration_solver_recovers_a_monotone_distortion():
+    from jpegtrace.experiments import CALIBRATION_KNOTS, _hat_means, _solve_calibration
+
+    knots = np.array(CALIBRATION_KNOTS)
+    truth = np.sqrt(knots)  # the calibration that undoes a network whose maps are squared
+    rng = np.random.default_rng(0)
+    features, targets = [], []
+    for _ in range(300):  # test images: true quality t, the network's pixels around t ** 2
+        t = rng.uniform(0, 1)
+        pixels = np.clip(t ** 2 + rng.normal(0, 0.01, 400), 0, 1)
+        features.append(_hat_means(pixels, knots))
+        targets.append(np.interp(pixels, knots, truth).mean())
+    fitted = _solve_calibration(np.array(features), np.array(targets), knots)
+    np.testing.assert_allclose(fitted.values, truth, atol=0.02)
+    # a reversed relation cannot be followed: the map stays non-decreasing
+    backwards = _solve_calibration(np.array(features), 1 - np.array(targets), knots)
+    assert all(b >= a for a, b in zip(backwards.values, backwards.values[1:]))
+
+
+def test_quality_calibration_fit_does_better_than_none_on_its_own_images(photos):
+    from jpegtrace.experiments import CALIBRATION_KNOTS, fit_quality_calibration
+    from jpegtrace.model import QUALITY_CHANNEL
+
+    torch.manual_seed(0)
+    model = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
+    with torch.no_grad():  # a network whose quality map is far off: a calibration has much to do
+        model.layers[-1].bias[QUALITY_CHANNEL] += 0.3
+    images = {name: image[:64, :64] for name, image in photos.items()}
+    qualities = (10, 50, 90)  # every one of them, in 4:2:0 only: the fitted images are known
+    calibration = fit_quality_calibration(model, images, qualities=qualities, per_image=3, variants=("4:2:0",))
+    assert calibration.knots == CALIBRATION_KNOTS
+    assert all(b >= a for a, b in zip(calibration.values, calibration.values[1:]))
+
+    def errors():
+        records = evaluate_model(model, images, (None, *qualities), grid_check=False)
+        return np.array([r.estimated_quality - (r.quality or 100) for r in records])
+
+    raw = errors()
+    model.quality_calibration = calibration
+    calibrated = errors()
+    # the identity map is one of those the least-squares fit chose from (the solver's own accuracy
+    # is checked above; this network's maps hardly depend on the QF, so little more can be asked)
+    assert (calibrated ** 2).sum() < (raw ** 2).sum()
+    for bad, reason in (({"per_image": 4}, "per_image"), ({"variants": ("4:1:1",)}, "unknown calibration variant"),
+                        ({"variants": ()}, "no calibration variants")):
+        with pytest.raises(ValueError, match=reason):
+            fit_quality_calibration(model, images, qualities=qualities, **bad)
+    with pytest.raises(ValueError, match="no images"):
+        fit_quality_calibration(model, {})
 
 
 def test_collages_use_the_models_flag_threshold_unless_told(photo):

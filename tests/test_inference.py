@@ -39,6 +39,30 @@ def test_summary_clips_maps_and_converts_to_quality_factor():
     assert result.mean_flag == pytest.approx(0.525) and result.compressed
 
 
+def test_summary_maps_the_clipped_quality_through_the_calibration_and_leaves_the_flag():
+    from jpegtrace.model import QualityCalibration
+
+    raw = np.stack([np.array([[-0.5, 0.1], [0.3, 1.7]]), np.array([[-1.0, 0.2], [0.9, 2.0]])]).astype(np.float32)
+    calibration = QualityCalibration((0.0, 0.2, 1.0), (0.0, 0.1, 1.0))  # 0.1 -> 0.05, 0.3 -> 0.2125
+    for inplace in (False, True):
+        result = summarize(raw.copy(), inplace=inplace, quality_calibration=calibration)
+        np.testing.assert_allclose(result.quality_map, [[100, 95], [78.75, 0]], atol=1e-4)
+        np.testing.assert_allclose(result.flag_map, [[0, 0.2], [0.9, 1.0]], atol=1e-6)
+        assert result.mean_quality == pytest.approx((100 + 95 + 78.75) / 4, abs=1e-4)
+
+
+def test_analyze_applies_the_models_quality_calibration(photo):
+    from jpegtrace.model import NetConfig, QualityCalibration
+
+    torch.manual_seed(0)
+    model = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
+    plain = analyze(photo, model=model, grid_check=False)
+    model.quality_calibration = QualityCalibration((0.0, 1.0), (0.5, 1.0))  # QF q becomes q / 2
+    calibrated = analyze(photo, model=model, grid_check=False)
+    np.testing.assert_allclose(calibrated.quality_map, plain.quality_map / 2, atol=1e-3)
+    np.testing.assert_array_equal(calibrated.flag_map, plain.flag_map)
+
+
 def test_accepts_path_pil_and_arrays_alike(random_model, photo, tmp_path):
     path = tmp_path / "photo.png"
     Image.fromarray(photo).save(path)

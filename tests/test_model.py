@@ -234,3 +234,41 @@ def test_grid_presence_network_sees_a_fifth_channel_and_reaches_further(tmp_path
     assert NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0.5}').grid_presence is False
     with pytest.raises(ValueError, match="grid_presence"):
         NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0, "grid_presence": 1}')
+
+
+def test_quality_calibration_maps_piecewise_linearly_and_in_place():
+    from jpegtrace.model import QualityCalibration
+
+    calibration = QualityCalibration((0.0, 0.5, 1.0), (0.1, 0.2, 1.0))
+    values = np.array([[0.0, 0.25, 0.5], [0.75, 1.0, 0.5]], dtype=np.float32)
+    expected = np.array([[0.1, 0.15, 0.2], [0.6, 1.0, 0.2]], dtype=np.float32)
+    np.testing.assert_allclose(calibration(values), expected, rtol=1e-6)
+    same = calibration(values, out=values)
+    assert same is values
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
+    for knots, mapped, reason in [((0.0, 1.0), (0.5,), "as many values"), ((0.0, 0.7), (0.0, 0.5), "from 0 to 1"),
+                                  ((0.0, 0.5, 0.5, 1.0), (0, 0, 0, 1), "from 0 to 1"),
+                                  ((0.0, 1.0), (0.6, 0.5), "non-decreasing"), ((0.0, 1.0), (0.0, 1.2), "within"),
+                                  ((0.0, 1.0), (0.0, float("nan")), "finite")]:
+        with pytest.raises(ValueError, match=reason):
+            QualityCalibration(knots, mapped)
+
+
+def test_quality_calibration_travels_with_the_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    from jpegtrace.model import QualityCalibration, average_models
+
+    calibration = QualityCalibration((0.0, 0.3, 1.0), (0.0, 0.25, 0.9))
+    model = QFNet(NetConfig(width=8, dilations=(1, 2, 1)), quality_calibration=calibration)
+    assert load_weights(save_weights(model, tmp_path / "w.safetensors")).quality_calibration == calibration
+    assert average_models([model, model]).quality_calibration is None  # fitted to other weights
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}
+    net = model.config.to_json()
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"net_config": net})
+    assert load_weights(tmp_path / "old.safetensors").quality_calibration is None  # files from before it
+    for bad in ('{"knots": [0, 1], "values": [1, 0]}', '{"knots": [0, 1]}', "[1, 2]", "not json"):
+        save_file(tensors, str(tmp_path / "bad.safetensors"),
+                  metadata={"net_config": net, "quality_calibration": bad})
+        with pytest.raises(ModelError, match="bad quality_calibration"):
+            load_weights(tmp_path / "bad.safetensors")

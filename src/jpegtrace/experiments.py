@@ -7,6 +7,7 @@
   :func:`summarize_collage_benchmark`, :func:`calibrate_flag_threshold` (the threshold of the masks), and
   the masks :func:`disc_mask`, :func:`rectangle_mask`, :func:`blob_mask`, :func:`random_mask`.
 * The data-set audit of Figs. 4-9: :func:`assess_images`, :func:`summarize_assessment`.
+* Beyond the paper, the quality calibration of a trained model: :func:`fit_quality_calibration`.
 
 Everything here computes; nothing writes files (see :mod:`jpegtrace.reports`). Files that cannot
 be read become :class:`Failure` records and the run goes on. Random choices come from
@@ -29,7 +30,7 @@ from .errors import ImageReadError
 from .images import as_analysis_array
 from .inference import DEFAULT_TILE_SIZE, Analysis, analyze_array, predict_maps, summarize, whole_image_verdict
 from .jpeg import jpeg_compress
-from .model import FLAG_CHANNEL, QFNet, check_flag_threshold
+from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, QualityCalibration, check_flag_threshold
 
 #: The QFs of the paper's Fig. 2 plus the near-lossless ones of its Table 1.
 DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99, 100)
@@ -584,7 +585,8 @@ def run_collage(model: QFNet, background: np.ndarray, donor: np.ndarray, quality
     height, width = background.shape[:2]
     donor = fit_image(donor, height, width)
     fake = make_collage(background, donor, quality, mask, subsampling, grid_offset)
-    analysis = summarize(predict_maps(model, fake, tile_size=tile_size, device=device))
+    analysis = summarize(predict_maps(model, fake, tile_size=tile_size, device=device),
+                         quality_calibration=model.quality_calibration)
     return CollageResult(
         fake=fake, mask=mask, quality=int(quality), analysis=analysis,
         scores=localization_scores(analysis.flag_map, mask, threshold),
@@ -812,6 +814,106 @@ def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed:
         raise ValueError("no collage could be made for the calibration")
     return ThresholdCalibration(thresholds=thresholds, mean_iou=tuple(np.mean(ious, axis=0).tolist()),
                                 pairs=len(ious))
+
+
+#: Knots of :func:`fit_quality_calibration`, in normalised quality (0 = QF 100): QF 100, 99, 98,
+#: 97, 95, 90, 80, ..., 10, 5 and 0, the QFs it compresses at, so that every knot is pinned by data.
+CALIBRATION_KNOTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+#: The kinds of test image :func:`fit_quality_calibration` draws from, one per source image:
+#: 4:2:0 twice as often as the others, as the default of Pillow and most cameras.
+CALIBRATION_VARIANTS = ("4:2:0", "4:2:0", "4:4:4", "shifted", "grayscale")
+
+
+def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray],
+                            qualities: Sequence[int] = DEFAULT_QUALITIES, per_image: int = 6, seed: int = 0,
+                            variants: Sequence[str] = CALIBRATION_VARIANTS,
+                            knots: Sequence[float] = CALIBRATION_KNOTS, tile_size: int = DEFAULT_TILE_SIZE,
+                            device: str | None = None, progress: Progress | None = None) -> QualityCalibration:
+    """Fit the monotone map of the quality map that puts image means on the true QFs.
+
+    Each source image is compressed at ``per_image`` QFs drawn from ``qualities`` (and also kept
+    as it is, QF 100), as one kind of test image drawn from ``variants`` (a shifted grid at a
+    random offset). The map is piecewise linear between ``knots``; since an
+    image's mean of such a map is linear in its values at the knots, the values come from one
+    non-negative least-squares fit of the images' mean calibrated quality to their true
+    normalised quality, with non-negative steps between knots, so the map never reverses.
+
+    Parameters
+    ----------
+    model : QFNet
+        Its own :attr:`~QFNet.quality_calibration` is ignored: the fit starts from the raw maps.
+    images : mapping of str to ndarray
+        Never-compressed uint8 RGB images: training images, never those the model is measured on.
+    qualities : sequence of int
+        QFs to draw from.
+    per_image : int
+        QFs per source image.
+    seed : int
+    variants : sequence of str
+        Kinds of test image, each of '4:2:0', '4:4:4', 'shifted' (4:2:0 with the grid off the
+        origin) and 'grayscale'; repeat one to draw it more often.
+    knots : sequence of float
+        Increasing, from 0 to 1.
+    tile_size, device
+        As for :func:`jpegtrace.inference.predict_maps`.
+    progress : callable, optional
+        Wraps the iterator of image names, e.g. ``tqdm``.
+
+    Returns
+    -------
+    QualityCalibration
+        Set it as ``model.quality_calibration`` and it is applied and saved with the weights.
+
+    Raises
+    ------
+    ValueError
+        With no images, ``per_image`` outside 1..len(qualities), or an unknown variant.
+    """
+    unknown = sorted(set(variants) - set(CALIBRATION_VARIANTS))
+    if unknown or not variants:
+        raise ValueError(f"unknown calibration variant {unknown[0]!r}" if unknown else "no calibration variants")
+    if not images:
+        raise ValueError("no images to fit the quality calibration on")
+    if not 1 <= per_image <= len(qualities):
+        raise ValueError(f"per_image must lie in 1..{len(qualities)}, got {per_image}")
+    knots = np.asarray(knots, dtype=np.float64)
+    QualityCalibration(tuple(knots), tuple(knots))  # checks the knots
+    rng = np.random.default_rng(seed)
+    features, targets = [], []
+    for name in _wrap(progress, list(images)):
+        variant = variants[rng.integers(len(variants))]
+        chosen = rng.choice(np.asarray(qualities), size=per_image, replace=False)
+        offset = tuple(int(v) for v in rng.integers(1, 8, size=2)) if variant == "shifted" else (0, 0)
+        source = to_grayscale(images[name]) if variant == "grayscale" else images[name]
+        subsampling = "4:4:4" if variant == "4:4:4" else "4:2:0"
+        for quality in [None, *chosen.tolist()]:
+            test = source if quality is None else jpeg_compress(source, int(quality), subsampling, offset)
+            if test.ndim == 2:
+                test = np.repeat(test[:, :, None], 3, axis=2)
+            raw = predict_maps(model, test, tile_size=tile_size, device=device)[QUALITY_CHANNEL]
+            features.append(_hat_means(np.clip(raw, 0.0, 1.0), knots))
+            targets.append(0.0 if quality is None else (100 - quality) / 100)
+    return _solve_calibration(np.asarray(features), np.asarray(targets), knots)
+
+
+def _solve_calibration(features: np.ndarray, targets: np.ndarray, knots: np.ndarray) -> QualityCalibration:
+    """The monotone map whose values at ``knots`` minimise ``sum((features @ values - targets) ** 2)``."""
+    from scipy.optimize import nnls
+
+    # values = cumulative sums of non-negative steps: a monotone map whatever the data.
+    cumulative = np.tril(np.ones((len(knots), len(knots))))
+    steps, _ = nnls(features @ cumulative, targets)
+    values = np.clip(cumulative @ steps, 0.0, 1.0)
+    return QualityCalibration(tuple(knots.tolist()), tuple(values.tolist()))
+
+
+def _hat_means(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Mean over ``values`` of each piecewise-linear basis function of ``knots`` (1 at its knot)."""
+    index = np.clip(np.searchsorted(knots, values.ravel(), side="right") - 1, 0, len(knots) - 2)
+    upper = (values.ravel() - knots[index]) / (knots[index + 1] - knots[index])
+    means = np.bincount(index, weights=1.0 - upper, minlength=len(knots))
+    means += np.bincount(index + 1, weights=upper, minlength=len(knots))
+    return means / values.size
 
 
 def _score_means(records: Sequence[CollageBenchmarkRecord]) -> dict:

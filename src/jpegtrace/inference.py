@@ -16,7 +16,7 @@ from . import engine
 from .errors import JpegTraceError
 from .grid import GridEvidence, find_jpeg_grid
 from .images import DEFAULT_MAX_PIXELS, as_analysis_array
-from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, load_weights
+from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, QualityCalibration, load_weights
 
 #: Bounds the output pixels computed at once to about ``DEFAULT_TILE_SIZE ** 2``.
 DEFAULT_TILE_SIZE = 512
@@ -133,11 +133,14 @@ def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_
 
 
 def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, ...] = (),
-              inplace: bool = False, grid: GridEvidence | None = None) -> Analysis:
+              inplace: bool = False, grid: GridEvidence | None = None,
+              quality_calibration: QualityCalibration | None = None) -> Analysis:
     """Turn raw network maps ``(2, H, W)`` into an :class:`Analysis` (maps clipped to [0, 1] first).
 
     ``grid``, the result of :func:`jpegtrace.grid.find_jpeg_grid` on the same image, joins the
     verdict: the image counts as compressed when its mean flag is above 0.5 or a grid was found.
+    ``quality_calibration`` (a model's :attr:`~jpegtrace.model.QFNet.quality_calibration`) maps the
+    clipped quality map before it becomes QF; the flag map is never changed.
     With ``inplace=True`` a float32 ``raw_maps`` is overwritten and the returned maps are views
     of it, so no image-sized copy is made (what :func:`analyze` does for large images).
     """
@@ -147,6 +150,8 @@ def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, .
     else:
         quality = np.clip(raw_maps[QUALITY_CHANNEL], 0.0, 1.0, out=raw_maps[QUALITY_CHANNEL])
         flag = np.clip(raw_maps[FLAG_CHANNEL], 0.0, 1.0, out=raw_maps[FLAG_CHANNEL])
+    if quality_calibration is not None:
+        quality = quality_calibration(quality, out=quality)
     quality_map = np.subtract(1.0, quality, out=quality)  # QF = 100 * (1 - normalised quality)
     quality_map *= 100.0
     mean_flag = float(flag.mean(dtype=np.float64))
@@ -225,4 +230,5 @@ def analyze_array(rgb: np.ndarray, model: QFNet, tile_size: int = DEFAULT_TILE_S
     """
     grid = find_jpeg_grid(rgb) if grid_check else None
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision)
-    return summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid)
+    return summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
+                     quality_calibration=model.quality_calibration)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -92,6 +93,67 @@ class NetConfig:
                    input_offset=float(raw["input_offset"]), **flags)
 
 
+@dataclass(frozen=True)
+class QualityCalibration:
+    """A monotone piecewise-linear map of the normalised quality map, fitted on training images.
+
+    The network is trained on pixels with a squared error, so each pixel's quality is a mean over
+    the QFs its 33 pixels could come from, and a whole image's mean inherits that pull (on the
+    train images the shipped network put QF 40 JPEGs at about 42 and QF 95 ones at 94). Mapping
+    every clipped pixel through a curve chosen so that image means land on the true QFs
+    (:func:`jpegtrace.experiments.fit_quality_calibration`) removes that bias and keeps the
+    paper's summary: the estimated QF of an image is still the mean of its quality map.
+
+    Parameters
+    ----------
+    knots : tuple of float
+        Increasing normalised qualities (0 = QF 100, 1 = QF 0), from 0 to 1.
+    values : tuple of float
+        What each knot maps to: non-decreasing, within [0, 1]. Between knots the map is linear.
+    """
+
+    knots: tuple[float, ...]
+    values: tuple[float, ...]
+
+    def __post_init__(self):
+        knots = tuple(float(k) for k in self.knots)
+        values = tuple(float(v) for v in self.values)
+        object.__setattr__(self, "knots", knots)
+        object.__setattr__(self, "values", values)
+        if len(knots) < 2 or len(knots) != len(values):
+            raise ValueError(f"need as many values as knots, and at least 2 (got {len(knots)} and {len(values)})")
+        if not all(math.isfinite(v) for v in knots + values):
+            raise ValueError("knots and values must be finite")
+        if knots[0] != 0.0 or knots[-1] != 1.0 or any(b <= a for a, b in zip(knots, knots[1:])):
+            raise ValueError("knots must increase from 0 to 1")
+        if any(b < a for a, b in zip(values, values[1:])) or values[0] < 0.0 or values[-1] > 1.0:
+            raise ValueError("values must be non-decreasing and within [0, 1]")
+
+    def __call__(self, quality: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Map normalised quality values in [0, 1]; ``out`` (float32, like ``quality``) may be ``quality`` itself.
+
+        Works a block of rows at a time, so mapping a large map in place needs no copy of it.
+        """
+        quality = np.asarray(quality)
+        if out is None:
+            out = np.empty(quality.shape, dtype=np.float32)
+        if quality.ndim < 2:
+            out[...] = np.interp(quality, self.knots, self.values)
+            return out
+        rows = max(1, (1 << 20) // max(1, quality[0].size))  # np.interp computes in float64
+        for r in range(0, quality.shape[0], rows):
+            out[r:r + rows] = np.interp(quality[r:r + rows], self.knots, self.values)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps({"knots": list(self.knots), "values": list(self.values)})
+
+    @classmethod
+    def from_json(cls, text: str) -> "QualityCalibration":
+        raw = json.loads(text)
+        return cls(knots=tuple(raw["knots"]), values=tuple(raw["values"]))
+
+
 class QFNet(nn.Module):
     """Fully convolutional JPEG quality and compression-flag estimator.
 
@@ -107,6 +169,9 @@ class QFNet(nn.Module):
         (:func:`jpegtrace.experiments.calibrate_flag_threshold`), makes better masks. Saved with
         the weights. Whole-image verdicts always use a mean flag of 0.5, as in the paper (with
         :mod:`jpegtrace.grid`'s check beside it).
+    quality_calibration : QualityCalibration, optional
+        Applied to the clipped quality map by :func:`jpegtrace.inference.summarize` (None: the
+        network's map as it is). Saved with the weights; ``forward`` does not apply it.
 
     Notes
     -----
@@ -115,10 +180,12 @@ class QFNet(nn.Module):
     and returns ``(N, 2, H, W)``.
     """
 
-    def __init__(self, config: NetConfig | None = None, flag_threshold: float = 0.5):
+    def __init__(self, config: NetConfig | None = None, flag_threshold: float = 0.5,
+                 quality_calibration: QualityCalibration | None = None):
         super().__init__()
         self.config = config or NetConfig()
         self.flag_threshold = check_flag_threshold(flag_threshold)
+        self.quality_calibration = quality_calibration
         layers: list[nn.Module] = []
         channels = self.config.in_channels
         last = len(self.config.dilations) - 1
@@ -249,7 +316,8 @@ def average_models(models: Sequence[QFNet]) -> QFNet:
     Late checkpoints of one run, taken while the learning rate is small, lie in one basin of
     the loss; their mean usually scores better and moves less from one checkpoint to the
     next than any of them. All models must share one :class:`NetConfig`; the result takes
-    the first one's flag threshold.
+    the first one's flag threshold, and no quality calibration (one fitted to other weights
+    does not fit the mean).
     """
     if not models:
         raise ValueError("no models to average")
@@ -289,6 +357,9 @@ def save_weights(model: QFNet, path: str | Path, metadata: dict[str, str] | None
     tensors = {k: v.to("cpu", torch.float32).contiguous() for k, v in plain_state_dict(model).items()}
     meta = {"format": "jpegtrace-qfnet", "net_config": model.config.to_json(),
             "flag_threshold": repr(model.flag_threshold), **(metadata or {})}
+    calibration = getattr(model, "quality_calibration", None)
+    if calibration is not None:
+        meta["quality_calibration"] = calibration.to_json()
     with atomic_path(path) as tmp:  # never a half-written weights file
         save_file(tensors, str(tmp), metadata=meta)
     return path
@@ -364,6 +435,11 @@ def load_weights(path: str | Path | None = None) -> QFNet:
                 flag_threshold = check_flag_threshold(metadata.get("flag_threshold", 0.5))
             except ValueError as exc:
                 raise ModelError(path, f"bad flag_threshold metadata ({exc})") from None
+            try:  # files from before the calibration existed map nothing
+                calibration = (QualityCalibration.from_json(metadata["quality_calibration"])
+                               if "quality_calibration" in metadata else None)
+            except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+                raise ModelError(path, f"bad quality_calibration metadata ({exc})") from None
             expected = expected_shapes(config)
             missing = sorted(set(expected) - set(keys))
             unexpected = sorted(set(keys) - set(expected))
@@ -390,7 +466,7 @@ def load_weights(path: str | Path | None = None) -> QFNet:
             raise ModelError(path, f"tensor {key!r} has dtype {tensor.dtype}, expected a floating-point type")
         if not torch.isfinite(tensor).all():
             raise ModelError(path, f"tensor {key!r} holds NaN or infinite values")
-    model = QFNet(config, flag_threshold)
+    model = QFNet(config, flag_threshold, calibration)
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.eval()
     return model
