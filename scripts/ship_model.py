@@ -3,8 +3,9 @@
 Usage:
     python scripts/ship_model.py RUN_DIR [--weights best.safetensors] [--command "jpegtrace train ..."]
 
-Calibrates the flag threshold of localisation masks on collages of the train images, writes RUN_DIR's
-weights with it to src/jpegtrace/weights/qfnet.safetensors, copies its training and validation logs
+Fits the quality calibration (a monotone map of the quality map, `jpegtrace.experiments.fit_quality_calibration`)
+on JPEGs of the train images and the flag threshold of localisation masks on collages of them, writes RUN_DIR's
+weights with both to src/jpegtrace/weights/qfnet.safetensors, copies its training and validation logs
 and its commands (RUN_DIR/command.txt, unless --command is given) beside them, evaluates the model on the
 val split of ../shared/data/clean with the protocol of issue 4 (4:2:0, 4:4:4, a grid shifted by (3, 5) px
 and grayscale JPEGs, and the collage benchmark: a QF-80 region pasted into a clean photo), draws the
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from jpegtrace.data import list_images, load_rgb
 from jpegtrace.experiments import (calibrate_flag_threshold, collage_benchmark, evaluate_model,
-                                   summarize_collage_benchmark, summarize_evaluation)
+                                   fit_quality_calibration, summarize_collage_benchmark, summarize_evaluation)
 from jpegtrace.grid import GRID_SCORE_THRESHOLD
 from jpegtrace.model import load_weights, save_weights
 from jpegtrace.outputs import save_figure, write_json, write_text
@@ -76,6 +77,18 @@ def evaluate_variants(model, images) -> dict:
             "detection_accuracy": summary["detection_accuracy"],
         }
     return results
+
+
+def evaluate_uncalibrated(model, images) -> dict:
+    """Fig. 2 of the network's own quality map, without the quality calibration: what the calibration adds."""
+    calibration, model.quality_calibration = model.quality_calibration, None
+    try:
+        records = evaluate_model(model, images, FIG2_QUALITIES, grid_check=False,
+                                 progress=lambda jobs: tqdm(jobs, desc="4:2:0, uncalibrated"))
+    finally:
+        model.quality_calibration = calibration
+    rows = summarize_evaluation(records)["per_quality"]
+    return {"per_quality": rows, "qf_mae_5_95": float(np.mean([row["mae"] for row in rows]))}
 
 
 def evaluate_collages(model, files, threshold: float | None = None) -> dict:
@@ -188,8 +201,10 @@ def learning_curve(val_csv: Path, log_csv: Path, out: Path, changes: list[tuple[
 
 
 def model_card(command: str, meta: dict, results: dict, collages: dict, calibration: dict, run: Path,
-               note: str = "", extra_inputs: tuple[str, ...] = ()) -> str:
+               note: str = "", extra_inputs: tuple[str, ...] = (), uncalibrated: dict | None = None,
+               quality_calibration=None) -> str:
     main = results["4:2:0 (default)"]
+    raw_rows = {row["quality"]: row for row in uncalibrated["per_quality"]} if uncalibrated else {}
     rows = {row["quality"]: row for row in main["per_quality"]}
     described = {"grid_feature": "the per-pixel JPEG grid evidence of `jpegtrace.grid.grid_feature`",
                  "grid_presence": "whether a JPEG block grid covers each pixel, `jpegtrace.grid.grid_presence`"}
@@ -233,7 +248,20 @@ def model_card(command: str, meta: dict, results: dict, collages: dict, calibrat
         "| mean estimated QF, authors | " + " | ".join(f"{v:.1f}" for v in REFERENCE_FIG2["mean"]) + " | |",
         "| QF MAE, ours | " + " | ".join(f"{rows[q]['mae']:.2f}" for q in FIG2_QUALITIES) + f" | **{main['qf_mae_5_95']:.2f}** |",
         "| QF MAE, authors | " + " | ".join(f"{v:.2f}" for v in REFERENCE_FIG2["mae"]) + f" | {REFERENCE_FIG2['all']:.2f} |",
+        *(["| mean estimated QF, ours without the quality calibration | "
+           + " | ".join(f"{raw_rows[q]['mean_estimate']:.1f}" for q in FIG2_QUALITIES) + " | |",
+           "| QF MAE, ours without the quality calibration | "
+           + " | ".join(f"{raw_rows[q]['mae']:.2f}" for q in FIG2_QUALITIES)
+           + f" | {uncalibrated['qf_mae_5_95']:.2f} |"] if uncalibrated else []),
         "",
+        *(["The quality calibration (`QualityCalibration`, saved in the weights' metadata and applied by "
+           "`jpegtrace.inference.summarize`) maps each pixel of the clipped quality map through a monotone "
+           "piecewise-linear curve fitted on the train images (`fit_quality_calibration`: each compressed at 6 "
+           "QFs from 5 to 95, as 4:2:0, 4:4:4, grayscale or with a shifted grid, and kept as it is), so that "
+           "their mean estimated QF lands on the true QF; the flag map is not touched. Its knots, network QF → "
+           "calibrated QF: " + ", ".join(f"{100 * (1 - k):g} → {100 * (1 - v):.1f}"
+                                          for k, v in zip(quality_calibration.knots, quality_calibration.values))
+           + ".", ""] if quality_calibration is not None else []),
         "## Share of val images judged uncompressed (the paper's Table 1)",
         "",
         "\"Network alone\" is the paper's rule (mean flag ≤ 0.5), the one issue 4 sets its bar by; \"+ grid "
@@ -288,9 +316,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR,
                         help="folder for the weights and the model card (default: the package's weights folder)")
     parser.add_argument("--note", default="", help="a paragraph for the model card, e.g. how the run was stopped")
+    parser.add_argument("--no-quality-calibration", action="store_true",
+                        help="ship the network's quality map as it is, without fitting a quality calibration")
     args = parser.parse_args()
     source = args.run / args.weights
     model = load_weights(source)
+    train_files = list_images(CLEAN, CLEAN / "split.csv", "train")
+    model.quality_calibration = None if args.no_quality_calibration else fit_quality_calibration(
+        model, {p.name: load_rgb(p) for p in train_files}, progress=lambda names: tqdm(names, desc="quality calibration"))
     from safetensors import safe_open
 
     with safe_open(str(source), framework="pt") as f:
@@ -299,7 +332,7 @@ def main() -> None:
     val_files = list_images(CLEAN, CLEAN / "split.csv", "val")
     images = {p.name: load_rgb(p) for p in val_files}
     results = evaluate_variants(model, images)
-    train_files = list_images(CLEAN, CLEAN / "split.csv", "train")
+    uncalibrated = evaluate_uncalibrated(model, images) if model.quality_calibration is not None else None
     calibration = calibrate_flag_threshold(model, train_files, progress=lambda jobs: tqdm(jobs, desc="calibration"),
                                            **CALIBRATION_SETTINGS)
     model.flag_threshold = calibration.best
@@ -310,16 +343,20 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     # The run's weights, now with the calibrated flag threshold in their metadata.
     save_weights(model, out / "qfnet.safetensors",
-                 {k: v for k, v in meta.items() if k not in ("format", "net_config", "flag_threshold")})
+                 {k: v for k, v in meta.items()
+                  if k not in ("format", "net_config", "flag_threshold", "quality_calibration")})
     shutil.copyfile(args.run / "log.csv", out / "training_log.csv")
     shutil.copyfile(args.run / "val.csv", out / "validation_log.csv")
     write_json(out / "evaluation.json",
                {"weights": str(source), "metadata": meta, "results": results, "collage_benchmark": collages,
-                "flag_threshold_calibration": calibration})
+                "flag_threshold_calibration": calibration, "uncalibrated_quality": uncalibrated,
+                "quality_calibration": None if model.quality_calibration is None else {
+                    "knots": list(model.quality_calibration.knots), "values": list(model.quality_calibration.values)}})
     learning_curve(args.run / "val.csv", args.run / "log.csv", out / "learning_curve.png",
                    recipe_changes(args.run / "command.txt"))
     write_text(out / "README.md", model_card(command, meta, results, collages, calibration, args.run, args.note,
-                                             extra_inputs=model.config.extra_inputs))
+                                             extra_inputs=model.config.extra_inputs, uncalibrated=uncalibrated,
+                                             quality_calibration=model.quality_calibration))
     for goal, ours, met in goals(results, collages):
         print(f"{'met    ' if met else 'NOT MET'}  {goal}: {ours}")
 

@@ -306,3 +306,42 @@ def test_an_output_path_that_is_a_file_is_refused_before_the_run(folder, weights
     assert main(["assess", str(data), "--model", weights, "--out", str(blocker)]) == 2
     assert "cannot create the output folder" in capsys.readouterr().err
     assert blocker.read_text() == "a file, not a folder"
+
+
+# --- calibrate --------------------------------------------------------------------------------------
+
+def test_calibrate_writes_weights_with_both_calibrations_fitted_on_the_train_subset(folder, weights, tmp_path, capsys):
+    from jpegtrace.experiments import calibrate_flag_threshold, fit_quality_calibration
+    from jpegtrace.model import load_weights
+
+    data, split = folder
+    out = tmp_path / "calibrated.safetensors"
+    code = main(["calibrate", "--model", weights, "--data", str(data), "--split", str(split), "--per-image", "2",
+                 "--pairs", "3", "--seed", "4", "--out", str(out), "--quiet"])
+    printed = capsys.readouterr()
+    assert code == 1  # broken.png is in the train subset: reported, the rest still calibrated
+    assert "broken.png" in printed.err and "Traceback" not in printed.err
+    calibrated = load_weights(out)
+    # the same fits as the API's on the readable train images (coffee is val: left out)
+    train = {name: np.asarray(Image.open(data / name).convert("RGB")) for name in ("astronaut.png", "chelsea.png")}
+    model = load_weights(weights)
+    expected = fit_quality_calibration(model, train, per_image=2, seed=4)
+    threshold = calibrate_flag_threshold(model, [data / "astronaut.png", data / "broken.png", data / "chelsea.png"],
+                                         pairs=3, seed=4)
+    assert calibrated.quality_calibration == expected
+    assert calibrated.flag_threshold == threshold.best
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(calibrated.state_dict()[key], value)
+    assert "quality calibration (QF in -> QF out): 100 -> " in printed.out
+    assert f"flag threshold of localisation masks: {threshold.best:g}" in printed.out
+    assert load_weights(weights).quality_calibration is None  # the input file is left as it was
+
+
+def test_calibrate_refuses_bad_weights_in_one_line(folder, tmp_path, capsys):
+    data, _ = folder
+    (tmp_path / "bad.safetensors").write_bytes(b"not weights")
+    assert main(["calibrate", "--model", str(tmp_path / "bad.safetensors"), "--data", str(data),
+                 "--out", str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("jpegtrace: error: ") and "bad.safetensors" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out.safetensors").exists()

@@ -675,6 +675,75 @@ def _run_collage_benchmark(args) -> int:
     return 1 if failures else 0
 
 
+def _add_calibrate(sub) -> None:
+    p = sub.add_parser(
+        "calibrate", help="fit a trained model's quality calibration and flag threshold on training images",
+        description="Fit, on never-compressed training images of DIR, the two calibrations saved with a "
+                    "model's weights, and write the weights with them to OUT. The quality calibration is a "
+                    "monotone map of the quality map that puts the mean estimated QF of JPEGs of these "
+                    "images on their true QF (each image compressed at --per-image QFs from 5 to 95, as 4:2:0, "
+                    "4:4:4, grayscale or with a shifted grid, and also kept as it is). The flag threshold is "
+                    "the one with the best mean IoU on --pairs collages of these images (a QF-80 region pasted "
+                    "into a 256-pixel crop; it makes the masks of collage and collage-benchmark). Whole-image "
+                    "verdicts keep the mean flag above 0.5. Use images the model will not be measured on.")
+    p.add_argument("--model", required=True, metavar="WEIGHTS", help="safetensors weights to calibrate")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="folder of never-compressed images; its PNG, TIFF, BMP, PPM and PGM files are used")
+    p.add_argument("--split", metavar="CSV", help="CSV with columns file,split: use only the files of --subset")
+    p.add_argument("--subset", default="train", help="which split of --split to use (default train)")
+    p.add_argument("--out", required=True, metavar="OUT", help="weights file to write (a .safetensors file)")
+    p.add_argument("--per-image", type=_positive, default=6, help="QFs per image for the quality calibration (default 6)")
+    p.add_argument("--pairs", type=_positive, default=100, help="collages for the flag threshold (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the QFs, kinds of JPEG and collages (default 0)")
+    p.add_argument("--tile-size", type=_positive, default=512, help="side of the region computed at once (default 512)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    _add_quiet(p)
+    p.set_defaults(func=_run_calibrate)
+
+
+def _run_calibrate(args) -> int:
+    from .experiments import CALIBRATION_QUALITIES, calibrate_flag_threshold, fit_quality_calibration
+    from .images import as_analysis_array
+    from .model import load_weights, save_weights
+
+    files = _data_files(args)
+    if files is None:
+        return 2
+    try:  # a model of its own, not the cached one of load_model: its calibrations are about to change
+        model = load_weights(args.model).to(args.device)
+    except JpegTraceError as exc:
+        _error(_error_of(exc))
+        return 2
+    images, failures = {}, []
+    for name, path in files.items():
+        try:
+            images[name] = as_analysis_array(path)[0]
+        except JpegTraceError as exc:
+            failures.append(exc)
+            _error(_error_of(exc))
+    if not images:
+        _error("no image could be read")
+        return 1
+    per_image = min(args.per_image, len(CALIBRATION_QUALITIES))
+    calibration = fit_quality_calibration(model, images, per_image=per_image, seed=args.seed,
+                                          tile_size=args.tile_size, device=args.device,
+                                          progress=_progress(args, "quality calibration", " image"))
+    threshold = calibrate_flag_threshold(model, list(files.values()), pairs=args.pairs, seed=args.seed,
+                                         tile_size=args.tile_size, device=args.device,
+                                         progress=_progress(args, "flag threshold", " collage"))
+    model.quality_calibration, model.flag_threshold = calibration, threshold.best
+    try:
+        save_weights(model, args.out, {"calibrated_on": _display(args.data), "calibration_seed": str(args.seed)})
+    except OSError as exc:
+        return _write_error(exc)
+    print("quality calibration (QF in -> QF out): " + ", ".join(
+        f"{100 * (1 - k):g} -> {100 * (1 - v):.1f}" for k, v in zip(calibration.knots, calibration.values)))
+    print(f"flag threshold of localisation masks: {threshold.best:g} (mean IoU {max(threshold.mean_iou):.3f} "
+          f"on {threshold.pairs} collages)")
+    print(f"calibrated weights written to {_display(args.out)}")
+    return 1 if failures else 0
+
+
 def _add_assess(sub) -> None:
     p = sub.add_parser(
         "assess", help="audit a folder of images for JPEG compression (Figs. 4-9)",
@@ -753,6 +822,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_collage(sub)
     _add_collage_benchmark(sub)
     _add_assess(sub)
+    _add_calibrate(sub)
     return parser
 
 

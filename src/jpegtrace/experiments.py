@@ -819,20 +819,25 @@ def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed:
 #: Knots of :func:`fit_quality_calibration`, in normalised quality (0 = QF 100): QF 100, 99, 98,
 #: 97, 95, 90, 80, ..., 10, 5 and 0, the QFs it compresses at, so that every knot is pinned by data.
 CALIBRATION_KNOTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+#: QFs :func:`fit_quality_calibration` compresses at: those of Fig. 2. Near-lossless JPEGs (QF 97-100)
+#: are left out: the network tells them from QF 95 poorly, and fitting them too pulled the map's
+#: high end up so far that QF 90 JPEGs of the val images came out 2.5 too high (the shipped network
+#: of 2026-12-01); their estimates still gain from the QF 95 knot.
+CALIBRATION_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 #: The kinds of test image :func:`fit_quality_calibration` draws from, one per source image:
 #: 4:2:0 twice as often as the others, as the default of Pillow and most cameras.
 CALIBRATION_VARIANTS = ("4:2:0", "4:2:0", "4:4:4", "shifted", "grayscale")
 
 
 def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray],
-                            qualities: Sequence[int] = DEFAULT_QUALITIES, per_image: int = 6, seed: int = 0,
+                            qualities: Sequence[int] = CALIBRATION_QUALITIES, per_image: int = 6, seed: int = 0,
                             variants: Sequence[str] = CALIBRATION_VARIANTS,
                             knots: Sequence[float] = CALIBRATION_KNOTS, tile_size: int = DEFAULT_TILE_SIZE,
                             device: str | None = None, progress: Progress | None = None) -> QualityCalibration:
     """Fit the monotone map of the quality map that puts image means on the true QFs.
 
     Each source image is compressed at ``per_image`` QFs drawn from ``qualities`` (and also kept
-    as it is, QF 100), as one kind of test image drawn from ``variants`` (a shifted grid at a
+    as it is, which counts as QF 100), as one kind of test image drawn from ``variants`` (a shifted grid at a
     random offset). The map is piecewise linear between ``knots``; since an
     image's mean of such a map is linear in its values at the knots, the values come from one
     non-negative least-squares fit of the images' mean calibrated quality to their true
