@@ -337,11 +337,15 @@ def test_calibrate_writes_weights_with_both_calibrations_fitted_on_the_train_sub
     assert load_weights(weights).quality_calibration is None  # the input file is left as it was
 
 
-def test_calibrate_refuses_bad_weights_in_one_line(folder, tmp_path, capsys):
+def test_calibrate_refuses_bad_weights_and_devices_in_one_line(folder, weights, tmp_path, capsys):
     data, _ = folder
     (tmp_path / "bad.safetensors").write_bytes(b"not weights")
     assert main(["calibrate", "--model", str(tmp_path / "bad.safetensors"), "--data", str(data),
                  "--out", str(tmp_path / "out.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("jpegtrace: error: ") and "bad.safetensors" in err and len(err.splitlines()) == 1
+    assert main(["calibrate", "--model", weights, "--data", str(data), "--device", "nosuch",
+                 "--out", str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("jpegtrace: error: cannot use device 'nosuch'") and len(err.splitlines()) == 1
     assert not (tmp_path / "out.safetensors").exists()

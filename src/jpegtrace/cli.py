@@ -362,8 +362,8 @@ def _add_grid_option(p) -> None:
                         "block grid that also catches QF 97-100 JPEGs")
 
 
-def _add_model_options(p) -> None:
-    p.add_argument("--model", metavar="WEIGHTS", help="safetensors weights (default: the shipped model)")
+def _add_model_options(p, required: bool = False, model_help: str = "safetensors weights (default: the shipped model)") -> None:
+    p.add_argument("--model", metavar="WEIGHTS", required=required, help=model_help)
     p.add_argument("--tile-size", type=_positive, default=512, help="side of the region computed at once (default 512)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
 
@@ -373,11 +373,11 @@ def _add_quiet(p) -> None:
                    help="no progress bar (it is shown only when standard error is a terminal anyway)")
 
 
-def _add_data_options(p) -> None:
+def _add_data_options(p, subset: str = "val") -> None:
     p.add_argument("--data", required=True, metavar="DIR",
                    help="folder of never-compressed images; its PNG, TIFF, BMP, PPM and PGM files are used")
     p.add_argument("--split", metavar="CSV", help="CSV with columns file,split: use only the files of --subset")
-    p.add_argument("--subset", default="val", help="which split of --split to use (default val)")
+    p.add_argument("--subset", default=subset, help=f"which split of --split to use (default {subset})")
 
 
 def _load_model(args):
@@ -686,17 +686,12 @@ def _add_calibrate(sub) -> None:
                     "the one with the best mean IoU on --pairs collages of these images (a QF-80 region pasted "
                     "into a 256-pixel crop; it makes the masks of collage and collage-benchmark). Whole-image "
                     "verdicts keep the mean flag above 0.5. Use images the model will not be measured on.")
-    p.add_argument("--model", required=True, metavar="WEIGHTS", help="safetensors weights to calibrate")
-    p.add_argument("--data", required=True, metavar="DIR",
-                   help="folder of never-compressed images; its PNG, TIFF, BMP, PPM and PGM files are used")
-    p.add_argument("--split", metavar="CSV", help="CSV with columns file,split: use only the files of --subset")
-    p.add_argument("--subset", default="train", help="which split of --split to use (default train)")
+    _add_data_options(p, subset="train")
     p.add_argument("--out", required=True, metavar="OUT", help="weights file to write (a .safetensors file)")
     p.add_argument("--per-image", type=_positive, default=6, help="QFs per image for the quality calibration (default 6)")
     p.add_argument("--pairs", type=_positive, default=100, help="collages for the flag threshold (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the QFs, kinds of JPEG and collages (default 0)")
-    p.add_argument("--tile-size", type=_positive, default=512, help="side of the region computed at once (default 512)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    _add_model_options(p, required=True, model_help="safetensors weights to calibrate")
     _add_quiet(p)
     p.set_defaults(func=_run_calibrate)
 
@@ -710,9 +705,14 @@ def _run_calibrate(args) -> int:
     if files is None:
         return 2
     try:  # a model of its own, not the cached one of load_model: its calibrations are about to change
-        model = load_weights(args.model).to(args.device)
+        model = load_weights(args.model)
     except JpegTraceError as exc:
         _error(_error_of(exc))
+        return 2
+    try:
+        model.to(args.device)
+    except (RuntimeError, AssertionError, ValueError) as exc:  # unknown or unavailable device
+        _error(f"cannot use device {args.device!r}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}")
         return 2
     images, failures = {}, []
     for name, path in files.items():
