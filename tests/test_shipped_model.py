@@ -13,8 +13,28 @@ from jpegtrace.model import default_weights_path
 def test_shipped_weights_are_small_and_load():
     assert default_weights_path().stat().st_size < 1_000_000
     model = load_model()
-    assert model.receptive_field == 33
+    # the paper's seven convolutions, given the grid presence as a fourth input (86 pixels with its context)
+    assert model.config.dilations == (1, 2, 3, 4, 3, 2, 1) and model.config.width == 64
+    assert model.config.extra_inputs == ("grid_presence",) and model.receptive_field == 86
+    assert model.quality_calibration is not None
     assert load_model() is model  # loaded once, then reused
+
+
+def test_shipped_quality_calibration_moves_estimates_toward_the_truth(photos):
+    from jpegtrace.inference import analyze_array
+
+    model = load_model()
+    calibration, errors = model.quality_calibration, {True: [], False: []}
+    try:
+        for calibrated in (True, False):
+            model.quality_calibration = calibration if calibrated else None
+            for image in photos.values():
+                for quality in (30, 40, 95):
+                    estimate = analyze_array(jpeg_compress(image, quality), model, grid_check=False).mean_quality
+                    errors[calibrated].append(abs(estimate - quality))
+    finally:
+        model.quality_calibration = calibration
+    assert np.mean(errors[True]) < np.mean(errors[False])
 
 
 def test_tells_a_qf30_jpeg_from_the_uncompressed_photo(photo):
