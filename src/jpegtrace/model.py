@@ -98,7 +98,7 @@ class QualityCalibration:
     """A monotone piecewise-linear map of the normalised quality map, fitted on training images.
 
     The network is trained on pixels with a squared error, so each pixel's quality is a mean over
-    the QFs its 33 pixels could come from, and a whole image's mean inherits that pull (on the
+    the QFs its receptive field could come from, and a whole image's mean inherits that pull (on the
     train images the paper's network shipped until 2026-12-01 put QF 40 JPEGs at about 42 and
     QF 95 ones at 94). Mapping
     every clipped pixel through a curve chosen so that image means land on the true QFs
