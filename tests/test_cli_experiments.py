@@ -316,6 +316,7 @@ def test_calibrate_writes_weights_with_both_calibrations_fitted_on_the_train_sub
 
     data, split = folder
     out = tmp_path / "calibrated.safetensors"
+    weights = str(save_weights(load_weights(weights), tmp_path / "step12.safetensors", {"step": "12"}))
     code = main(["calibrate", "--model", weights, "--data", str(data), "--split", str(split), "--per-image", "2",
                  "--pairs", "3", "--seed", "4", "--out", str(out), "--quiet"])
     printed = capsys.readouterr()
@@ -335,6 +336,10 @@ def test_calibrate_writes_weights_with_both_calibrations_fitted_on_the_train_sub
     assert "quality calibration (QF in -> QF out): 100 -> " in printed.out
     assert f"flag threshold of localisation masks: {threshold.best:g}" in printed.out
     assert load_weights(weights).quality_calibration is None  # the input file is left as it was
+    from safetensors import safe_open
+
+    with safe_open(str(out), framework="pt") as f:
+        assert f.metadata()["step"] == "12" and f.metadata()["calibration_seed"] == "4"  # the file's own kept
 
 
 def test_calibrate_refuses_bad_weights_and_devices_in_one_line(folder, weights, tmp_path, capsys):

@@ -688,7 +688,8 @@ def _add_calibrate(sub) -> None:
                     "verdicts keep the mean flag above 0.5. Use images the model will not be measured on.")
     _add_data_options(p, subset="train")
     p.add_argument("--out", required=True, metavar="OUT", help="weights file to write (a .safetensors file)")
-    p.add_argument("--per-image", type=_positive, default=6, help="QFs per image for the quality calibration (default 6)")
+    p.add_argument("--per-image", type=_positive, default=6,
+                   help="QFs per image for the quality calibration, at most the 11 of 5..95 (default 6)")
     p.add_argument("--pairs", type=_positive, default=100, help="collages for the flag threshold (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the QFs, kinds of JPEG and collages (default 0)")
     _add_model_options(p, required=True, model_help="safetensors weights to calibrate")
@@ -732,8 +733,14 @@ def _run_calibrate(args) -> int:
                                          tile_size=args.tile_size, device=args.device,
                                          progress=_progress(args, "flag threshold", " collage"))
     model.quality_calibration, model.flag_threshold = calibration, threshold.best
+    from safetensors import safe_open
+
+    with safe_open(str(args.model), framework="pt") as f:  # keep what the file says of itself (its step, ...)
+        kept = {k: v for k, v in (f.metadata() or {}).items()
+                if k not in ("format", "net_config", "flag_threshold", "quality_calibration")}
     try:
-        save_weights(model, args.out, {"calibrated_on": _display(args.data), "calibration_seed": str(args.seed)})
+        save_weights(model, args.out, {**kept, "calibrated_on": _display(args.data),
+                                       "calibration_seed": str(args.seed)})
     except OSError as exc:
         return _write_error(exc)
     print("quality calibration (QF in -> QF out): " + ", ".join(

@@ -817,7 +817,7 @@ def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed:
 
 
 #: Knots of :func:`fit_quality_calibration`, in normalised quality (0 = QF 100): QF 100, 99, 98,
-#: 97, 95, 90, 80, ..., 10, 5 and 0, the QFs it compresses at, so that every knot is pinned by data.
+#: 97, 95, 90, 80, ..., 10, 5 and 0, the QFs of the paper's Fig. 2 and Table 1, where the data are.
 CALIBRATION_KNOTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 #: QFs :func:`fit_quality_calibration` compresses at: those of Fig. 2. Near-lossless JPEGs (QF 97-100)
 #: are left out: the network tells them from QF 95 poorly, and fitting them too pulled the map's
@@ -837,8 +837,8 @@ def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray],
     """Fit the monotone map of the quality map that puts image means on the true QFs.
 
     Each source image is compressed at ``per_image`` QFs drawn from ``qualities`` (and also kept
-    as it is, which counts as QF 100), as one kind of test image drawn from ``variants`` (a shifted grid at a
-    random offset). The map is piecewise linear between ``knots``; since an
+    as it is, which counts as QF 100), as one kind of test image drawn from ``variants`` (a
+    shifted grid at a random offset). The map is piecewise linear between ``knots``; since an
     image's mean of such a map is linear in its values at the knots, the values come from one
     non-negative least-squares fit of the images' mean calibrated quality to their true
     normalised quality, with non-negative steps between knots, so the map never reverses.
