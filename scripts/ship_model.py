@@ -341,10 +341,8 @@ def main() -> None:
     calibration = {**calibration.as_dict(), "seed": CALIBRATION_SETTINGS["seed"]}
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    # The run's weights, now with the calibrated flag threshold in their metadata.
-    save_weights(model, out / "qfnet.safetensors",
-                 {k: v for k, v in meta.items()
-                  if k not in ("format", "net_config", "flag_threshold", "quality_calibration")})
+    # The run's weights, now with the calibrated flag threshold and quality calibration in their metadata.
+    save_weights(model, out / "qfnet.safetensors", meta)
     shutil.copyfile(args.run / "log.csv", out / "training_log.csv")
     shutil.copyfile(args.run / "val.csv", out / "validation_log.csv")
     write_json(out / "evaluation.json",

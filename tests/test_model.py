@@ -263,6 +263,16 @@ def test_quality_calibration_travels_with_the_weights(tmp_path):
     model = QFNet(NetConfig(width=8, dilations=(1, 2, 1)), quality_calibration=calibration)
     assert load_weights(save_weights(model, tmp_path / "w.safetensors")).quality_calibration == calibration
     assert average_models([model, model]).quality_calibration is None  # fitted to other weights
+    # another file's metadata passed on as it is: what describes the network comes from the model
+    plain = QFNet(model.config, flag_threshold=0.65)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "w.safetensors"), framework="pt") as f:
+        passed_on = {**f.metadata(), "step": "7"}
+    reloaded = load_weights(save_weights(plain, tmp_path / "passed.safetensors", passed_on))
+    assert reloaded.quality_calibration is None and reloaded.flag_threshold == 0.65
+    with safe_open(str(tmp_path / "passed.safetensors"), framework="pt") as f:
+        assert f.metadata()["step"] == "7"
     tensors = {k: v.clone() for k, v in model.state_dict().items()}
     net = model.config.to_json()
     save_file(tensors, str(tmp_path / "old.safetensors"), metadata={"net_config": net})

@@ -698,23 +698,19 @@ def _add_calibrate(sub) -> None:
 
 
 def _run_calibrate(args) -> int:
+    from safetensors import safe_open
+
     from .experiments import CALIBRATION_QUALITIES, calibrate_flag_threshold, fit_quality_calibration
     from .images import as_analysis_array
+    from .inference import to_device
     from .model import load_weights, save_weights
 
     files = _data_files(args)
     if files is None:
         return 2
-    try:  # a model of its own, not the cached one of load_model: its calibrations are about to change
-        model = load_weights(args.model)
-    except JpegTraceError as exc:
-        _error(_error_of(exc))
-        return 2
-    try:
-        model.to(args.device)
-    except (RuntimeError, AssertionError, ValueError) as exc:  # unknown or unavailable device
-        _error(f"cannot use device {args.device!r}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}")
-        return 2
+    # A model of its own, not the cached one of load_model: its calibrations are about to change.
+    # A bad file or device raises JpegTraceError, which main() reports in one line (status 2).
+    model = to_device(load_weights(args.model), args.device)
     images, failures = {}, []
     for name, path in files.items():
         try:
@@ -733,11 +729,8 @@ def _run_calibrate(args) -> int:
                                          tile_size=args.tile_size, device=args.device,
                                          progress=_progress(args, "flag threshold", " collage"))
     model.quality_calibration, model.flag_threshold = calibration, threshold.best
-    from safetensors import safe_open
-
     with safe_open(str(args.model), framework="pt") as f:  # keep what the file says of itself (its step, ...)
-        kept = {k: v for k, v in (f.metadata() or {}).items()
-                if k not in ("format", "net_config", "flag_threshold", "quality_calibration")}
+        kept = f.metadata() or {}
     try:
         save_weights(model, args.out, {**kept, "calibrated_on": _display(args.data),
                                        "calibration_seed": str(args.seed)})

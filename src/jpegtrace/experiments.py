@@ -151,18 +151,21 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
     jobs = [(name, q) for name in images for q in qualities]
     records = []
     for name, quality in (progress(jobs) if progress else jobs):
-        source = images[name]
-        if grayscale:
-            source = to_grayscale(source)
-        test = source if quality is None else jpeg_compress(source, quality, subsampling, grid_offset)
-        if test.ndim == 2:
-            test = np.repeat(test[:, :, None], 3, axis=2)
+        source = to_grayscale(images[name]) if grayscale else images[name]
+        test = _test_image(source, quality, subsampling, grid_offset)
         result = analyze_array(test, model, tile_size=tile_size, device=device, grid_check=grid_check)
         grid = result.grid
         records.append(EvaluationRecord(name, quality, result.mean_quality, result.mean_flag,
                                         grid_score=None if grid is None else grid.score,
                                         grid_found=grid is not None and grid.found))
     return records
+
+
+def _test_image(source: np.ndarray, quality: int | None, subsampling: str,
+                grid_offset: tuple[int, int]) -> np.ndarray:
+    """``source`` JPEG-compressed at ``quality`` (as it is for None), as the RGB array the network takes."""
+    test = source if quality is None else jpeg_compress(source, int(quality), subsampling, grid_offset)
+    return np.repeat(test[:, :, None], 3, axis=2) if test.ndim == 2 else test
 
 
 def evaluate_files(model: QFNet, files: Files, qualities: Sequence[int] = DEFAULT_QUALITIES,
@@ -892,9 +895,7 @@ def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray],
         source = to_grayscale(images[name]) if variant == "grayscale" else images[name]
         subsampling = "4:4:4" if variant == "4:4:4" else "4:2:0"
         for quality in [None, *chosen.tolist()]:
-            test = source if quality is None else jpeg_compress(source, int(quality), subsampling, offset)
-            if test.ndim == 2:
-                test = np.repeat(test[:, :, None], 3, axis=2)
+            test = _test_image(source, quality, subsampling, offset)
             raw = predict_maps(model, test, tile_size=tile_size, device=device)[QUALITY_CHANNEL]
             features.append(_hat_means(np.clip(raw, 0.0, 1.0), knots))
             targets.append(0.0 if quality is None else (100 - quality) / 100)

@@ -74,10 +74,14 @@ class Analysis:
 
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str | None, mtime_ns: int, device: str) -> QFNet:
-    model = load_weights(path)
+    return to_device(load_weights(path), device)
+
+
+def to_device(model: QFNet, device: str) -> QFNet:
+    """``model`` moved to ``device``; JpegTraceError with a one-line reason when it does not exist or is unavailable."""
     try:
         return model.to(device)
-    except (RuntimeError, AssertionError, ValueError) as exc:  # unknown or unavailable device
+    except (RuntimeError, AssertionError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise JpegTraceError(None, f"cannot use device {device!r}: {reason}") from None
 

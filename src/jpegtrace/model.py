@@ -345,10 +345,18 @@ def default_weights_path() -> Path:
     return Path(str(resources.files("jpegtrace") / "weights" / "qfnet.safetensors"))
 
 
+#: Metadata entries of a weights file that describe its network: :func:`save_weights` writes them
+#: from the model alone.
+MODEL_METADATA = ("format", "net_config", "flag_threshold", "quality_calibration")
+
+
 def save_weights(model: QFNet, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``model`` as a safetensors file that also records its :class:`NetConfig` and flag threshold.
+    """Write ``model`` as a safetensors file that also records its :class:`NetConfig`, flag threshold
+    and quality calibration.
 
     Training-time parametrizations are folded in, so the file always holds a plain network.
+    ``metadata`` adds entries of its own (a step, ...); those that describe the network come from
+    ``model`` whatever ``metadata`` says, so another file's metadata can be passed on as it is.
     """
     from safetensors.torch import save_file
 
@@ -356,11 +364,11 @@ def save_weights(model: QFNet, path: str | Path, metadata: dict[str, str] | None
 
     path = Path(path)
     tensors = {k: v.to("cpu", torch.float32).contiguous() for k, v in plain_state_dict(model).items()}
-    meta = {"format": "jpegtrace-qfnet", "net_config": model.config.to_json(),
-            "flag_threshold": repr(model.flag_threshold), **(metadata or {})}
-    calibration = getattr(model, "quality_calibration", None)
-    if calibration is not None:
-        meta["quality_calibration"] = calibration.to_json()
+    meta = {k: v for k, v in (metadata or {}).items() if k not in MODEL_METADATA}
+    meta.update({"format": "jpegtrace-qfnet", "net_config": model.config.to_json(),
+                 "flag_threshold": repr(model.flag_threshold)})
+    if model.quality_calibration is not None:
+        meta["quality_calibration"] = model.quality_calibration.to_json()
     with atomic_path(path) as tmp:  # never a half-written weights file
         save_file(tensors, str(tmp), metadata=meta)
     return path
