@@ -207,16 +207,57 @@ def test_presence_covers_a_near_lossless_jpeg_and_not_its_source(quality, subsam
     assert jpeg.max() <= PRESENCE_CEILING
 
 
-def test_presence_of_a_strip_with_its_context_equals_the_whole_image():
+@pytest.mark.parametrize("wide", [False, True])
+def test_presence_of_a_strip_with_its_context_equals_the_whole_image(wide):
     import torch
 
-    from jpegtrace.grid import PRESENCE_CONTEXT, grid_presence, luma_tensor
+    from jpegtrace import grid
 
-    image = jpeg_compress(textured(120, 70), 97, "4:4:4", grid_offset=(2, 3))
-    luma_rows = luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
-    whole = grid_presence(luma_rows)
-    before, after = PRESENCE_CONTEXT
-    for y0, y1 in [(0, 5), (5, 30), (50, 51), (90, 120)]:
-        c0, c1 = max(0, y0 - before), min(120, y1 + after)
-        strip = grid_presence(luma_rows[:, :, c0:c1])[:, :, y0 - c0:y1 - c0]
+    presence = grid.wide_grid_presence if wide else grid.grid_presence
+    before, after = grid.WIDE_PRESENCE_CONTEXT if wide else grid.PRESENCE_CONTEXT
+    image = jpeg_compress(textured(200, 70), 97, "4:4:4", grid_offset=(2, 3))
+    luma_rows = grid.luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
+    whole = presence(luma_rows)
+    for y0, y1 in [(0, 5), (5, 30), (50, 51), (90, 120), (170, 200)]:
+        c0, c1 = max(0, y0 - before), min(200, y1 + after)
+        strip = presence(luma_rows[:, :, c0:c1])[:, :, y0 - c0:y1 - c0]
         assert torch.allclose(strip, whole[:, :, y0:y1], atol=1e-5), (y0, y1)
+    # with half the context the values differ: the rows the context adds are needed
+    y0, y1, half = 90, 100, before // 2
+    short = presence(luma_rows[:, :, y0 - half:y1 + after])[:, :, half:half + y1 - y0]
+    assert not torch.allclose(short, whole[:, :, y0:y1], atol=1e-5)
+
+
+def saturated(height=160, width=200, seed=0):
+    """A never-compressed image with pixels at 0 or 255 in almost every 8x8 block (a quarter of
+    its pixels), as in a photo of bright windows or saturated stripes: its JPEGs' decoder clips too."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = 128 + 110 * np.sin(xx / 3.0 + yy / 5.0) + 20 * np.sin(yy / 7.0)
+    rgb = base[:, :, None] + np.array([30.0, 0.0, -30.0]) + rng.normal(0, 4, (height, width, 3))
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def test_wide_presence_finds_the_grid_of_a_clipped_near_lossless_jpeg_that_the_presence_misses():
+    import torch
+
+    from jpegtrace.grid import grid_presence, luma_tensor, wide_grid_presence
+
+    def both(image):
+        luma = luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
+        return grid_presence(luma)[0, 0].numpy(), wide_grid_presence(luma)[0, 0].numpy()
+
+    source = saturated()
+    clipped = ((source == 0) | (source == 255)).any(axis=2)
+    assert clipped.reshape(20, 8, 25, 8).any(axis=(1, 3)).mean() > 0.95  # of the grid's blocks
+    inner = np.s_[30:-30, 30:-30]
+    clean_presence, clean_wide = both(source)
+    jpeg_presence, jpeg_wide = both(jpeg_compress(source, 97, "4:4:4", grid_offset=(3, 5)))
+    assert np.mean(jpeg_presence[inner] > 0.5) < 0.6  # the 25-block presence misses much of it
+    assert np.mean(jpeg_wide[inner] > 1.0) > 0.95
+    # without a grid the wide presence stays near 0, at the borders too (it counts the blocks inside)
+    assert np.mean(clean_wide > 0.5) < 0.05 and abs(np.median(clean_wide)) < 0.3
+    for image in (textured(), data.astronaut()[::2, ::2]):
+        wide = both(image)[1]  # its values are alike over 100 pixels: a chance high covers more
+        assert np.mean(wide > 0.5) < 0.1 and abs(np.median(wide)) < 0.3
+        assert abs(np.median(wide[:16])) < 0.3 and abs(np.median(wide[:, -16:])) < 0.3

@@ -236,6 +236,23 @@ def test_grid_presence_network_sees_a_fifth_channel_and_reaches_further(tmp_path
         NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0, "grid_presence": 1}')
 
 
+def test_wide_grid_presence_is_a_channel_after_the_presence_and_reaches_furthest(tmp_path):
+    from jpegtrace.grid import PRESENCE_CONTEXT, WIDE_PRESENCE_CONTEXT
+
+    config = NetConfig(width=8, dilations=(1, 2, 1), grid_presence=True, wide_grid_presence=True)
+    model = QFNet(config)
+    assert config.extra_inputs == ("grid_presence", "wide_grid_presence") and model.layers[0].in_channels == 5
+    assert config.input_context == WIDE_PRESENCE_CONTEXT == (59, 58) and WIDE_PRESENCE_CONTEXT > PRESENCE_CONTEXT
+    assert model.receptive_field == 1 + 2 * 4 + 59 + 58
+    loaded = load_weights(save_weights(model, tmp_path / "w.safetensors"))
+    assert loaded.config == config
+    x = torch.rand(1, 3, 40, 36)
+    assert torch.equal(model.eval()(x), loaded(x))
+    # files written before the channel existed read as networks without it
+    assert NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0.5, "grid_presence": true}') == \
+        NetConfig(width=8, dilations=(1,), grid_presence=True)
+
+
 def test_quality_calibration_maps_piecewise_linearly_and_in_place():
     from jpegtrace.model import QualityCalibration
 

@@ -166,11 +166,14 @@ def test_no_tf32_restores_the_cudnn_flag():
     assert torch.backends.cudnn.allow_tf32 == before
 
 
-def test_grid_presence_network_streams_exactly():
-    """The presence channel's wider context makes strips and bands exact as well."""
+@pytest.mark.parametrize("config", [NetConfig(width=16, dilations=(1, 2, 1), grid_feature=True, grid_presence=True),
+                                    NetConfig(width=16, dilations=(1, 2, 1), grid_presence=True,
+                                              wide_grid_presence=True)])
+def test_grid_presence_network_streams_exactly(config):
+    """The presence channels' wider contexts make strips and bands exact as well."""
     from jpegtrace.jpeg import jpeg_compress
 
-    model = _random_model(3, NetConfig(width=16, dilations=(1, 2, 1), grid_feature=True, grid_presence=True))
+    model = _random_model(3, config)
     with torch.no_grad():
         model.layers[0].weight[:, 3:] *= 30  # so that the grid inputs' share of the maps shows
     rng = np.random.default_rng(4)

@@ -187,6 +187,20 @@ def test_a_run_adds_grid_presence_to_a_grid_feature_network_without_changing_its
         build_model(_config(image_folder, tmp_path, grid_presence=True, init_weights=str(source)))
 
 
+def test_a_run_adds_the_wide_presence_to_a_presence_network_without_changing_its_maps(image_folder, tmp_path):
+    from jpegtrace.train import build_model
+
+    source = train(_config(image_folder, tmp_path / "presence", steps=2, grid_presence=True), progress=False)
+    config = _config(image_folder, tmp_path / "wide", steps=2, grid_presence=True, wide_grid_presence=True,
+                     grid_feature_gain=10.0, init_weights=str(source))
+    model = build_model(config).eval()
+    assert model.layers[0].weight.shape[1] == 5 and not model.layers[0].weight[:, 4].any()
+    x = torch.rand(1, 3, 64, 60)
+    assert torch.allclose(model(x), load_weights(source)(x), atol=1e-5)
+    trained = load_weights(train(config, progress=False))
+    assert trained.config.wide_grid_presence and trained.layers[0].weight[:, 4].abs().sum() > 0
+
+
 def test_only_grid_inputs_trains_the_grid_kernels_and_nothing_else(image_folder, tmp_path):
     source = train(_config(image_folder, tmp_path / "plain", steps=2), progress=False)
     config = _config(image_folder, tmp_path / "only", steps=3, grid_presence=True, grid_feature_gain=10.0,
@@ -208,5 +222,5 @@ def test_only_grid_inputs_without_a_grid_input_is_refused(image_folder, tmp_path
     folder, split = image_folder
     assert main(["train", "--data", str(folder), "--split", str(split), "--out", str(tmp_path / "r"),
                  "--only-grid-inputs", "--steps", "1"]) == 2
-    assert capsys.readouterr().err.strip() == ("jpegtrace: error: train: --only-grid-inputs needs --grid-feature "
-                                               "or --grid-presence")
+    assert capsys.readouterr().err.strip() == ("jpegtrace: error: train: --only-grid-inputs needs --grid-feature, "
+                                               "--grid-presence or --wide-grid-presence")

@@ -185,6 +185,9 @@ def _add_train(sub) -> None:
     p.add_argument("--grid-presence", action="store_true", default=None,
                    help="also give it, as a further channel, whether a JPEG block grid covers each pixel (from "
                         "25 blocks around it; fixed, not learned)")
+    p.add_argument("--wide-grid-presence", action="store_true", default=None,
+                   help="also give it the same from 169 blocks (faint grids of clipped QF 97-98 JPEGs; "
+                        "fixed, not learned)")
     p.add_argument("--only-grid-inputs", action="store_true", default=None,
                    help="train only the first layer's kernels of the grid inputs, every other weight kept as "
                         "--init-weights gave it (the network learns to use a new grid input without losing "
@@ -268,7 +271,7 @@ def _run_train(args) -> int:
     try:
         config.synthesis()
         if config.only_grid_inputs and not config.net().extra_inputs:
-            raise ValueError("--only-grid-inputs needs --grid-feature or --grid-presence")
+            raise ValueError("--only-grid-inputs needs --grid-feature, --grid-presence or --wide-grid-presence")
     except ValueError as exc:
         _error(f"train: {exc}")
         return 2

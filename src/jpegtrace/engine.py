@@ -8,10 +8,10 @@ next strip. Each activation is then computed exactly once, whatever the image he
 of every layer stays small enough for the CPU caches. Only images wider than a band (2048 columns
 on a CPU, ``tile_size ** 2 / 16`` on a GPU) are split into bands of columns, each with a halo of
 16 columns on either side (under 2 % more work). A network with grid inputs
-(``NetConfig.grid_feature``, ``NetConfig.grid_presence``) gets each strip's inputs from the strip's
-pixels and the rows above and below them that the inputs need (``NetConfig.input_context``: 11 and
-12 for the grid feature, 27 and 26 with grid presence), and as many more columns of halo, so its
-maps too equal one whole pass.
+(``NetConfig.grid_feature``, ``NetConfig.grid_presence``, ``NetConfig.wide_grid_presence``) gets
+each strip's inputs from the strip's pixels and the rows above and below them that the inputs need
+(``NetConfig.input_context``: 11 and 12 for the grid feature, 27 and 26 with grid presence, 59 and
+58 with the wide one), and as many more columns of halo, so its maps too equal one whole pass.
 
 Further speed-ups over the plain eager forward (kept as :func:`eager_predict_maps`, the
 reference the fast path is tested against within 1e-4):

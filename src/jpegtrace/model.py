@@ -21,9 +21,12 @@ import torch
 from torch import nn
 
 from .errors import ModelError
-from .grid import FEATURE_CONTEXT, PRESENCE_CONTEXT, block_scores, grid_feature, grid_presence, luma_tensor
+from .grid import (FEATURE_CONTEXT, PRESENCE_CONTEXT, WIDE_PRESENCE_CONTEXT, block_scores, grid_feature,
+                   grid_presence, luma_tensor, wide_grid_presence)
 
 PAPER_DILATIONS = (1, 2, 3, 4, 3, 2, 1)
+#: The input channels a network may have after RGB, in their order (NetConfig's flags of the same names).
+EXTRA_INPUTS = ("grid_feature", "grid_presence", "wide_grid_presence")
 QUALITY_CHANNEL = 0
 FLAG_CHANNEL = 1
 
@@ -53,6 +56,11 @@ class NetConfig:
         A further input channel after those: :func:`jpegtrace.grid.grid_presence`, whether a
         block grid covers each pixel (from a lattice of 25 blocks, every pixel under the grid
         alike), also fixed. False gives the paper's network.
+    wide_grid_presence : bool
+        A further input channel after those: :func:`jpegtrace.grid.wide_grid_presence`, the same
+        from a lattice of 169 blocks, which still finds the grid of QF 97-98 4:4:4 JPEGs whose
+        pixels are mostly clipped, at the price of reaching about 50 pixels past a JPEG region.
+        False gives the paper's network.
     """
 
     width: int = 64
@@ -60,11 +68,12 @@ class NetConfig:
     input_offset: float = 0.5
     grid_feature: bool = False
     grid_presence: bool = False
+    wide_grid_presence: bool = False
 
     @property
     def extra_inputs(self) -> tuple[str, ...]:
         """Names of the input channels after RGB, in order."""
-        return tuple(name for name in ("grid_feature", "grid_presence") if getattr(self, name))
+        return tuple(name for name in EXTRA_INPUTS if getattr(self, name))
 
     @property
     def in_channels(self) -> int:
@@ -75,7 +84,8 @@ class NetConfig:
     def input_context(self) -> tuple[int, int]:
         """Pixels before and after a pixel that its extra inputs depend on ((0, 0) without them)."""
         contexts = [FEATURE_CONTEXT if self.grid_feature else (0, 0),
-                    PRESENCE_CONTEXT if self.grid_presence else (0, 0)]
+                    PRESENCE_CONTEXT if self.grid_presence else (0, 0),
+                    WIDE_PRESENCE_CONTEXT if self.wide_grid_presence else (0, 0)]
         return max(c[0] for c in contexts), max(c[1] for c in contexts)
 
     def to_json(self) -> str:
@@ -85,7 +95,7 @@ class NetConfig:
     def from_json(cls, text: str) -> "NetConfig":
         raw = json.loads(text)
         flags = {}
-        for name in ("grid_feature", "grid_presence"):
+        for name in EXTRA_INPUTS:
             flags[name] = raw.get(name, False)  # files from before an input existed lack it
             if not isinstance(flags[name], bool):
                 raise ValueError(f"{name} must be true or false, got {flags[name]!r}")
@@ -230,7 +240,8 @@ def network_input(image: torch.Tensor, config: NetConfig) -> torch.Tensor:
     with torch.no_grad():  # fixed functions of the pixels: nothing to learn, no gradient
         luma = luma_tensor(torch.round(image.float() * 255.0))
         scores = block_scores(luma)
-        extra = {"grid_feature": grid_feature, "grid_presence": grid_presence}
+        extra = {"grid_feature": grid_feature, "grid_presence": grid_presence,
+                 "wide_grid_presence": wide_grid_presence}
         channels = [extra[name](luma, scores).to(centred.dtype) for name in config.extra_inputs]
     return torch.cat([centred, *channels], dim=1)
 

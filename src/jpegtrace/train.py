@@ -79,6 +79,9 @@ class TrainConfig:
     grid_presence : bool
         Give the network :func:`jpegtrace.grid.grid_presence` as a further input channel (see
         :attr:`jpegtrace.model.NetConfig.grid_presence`).
+    wide_grid_presence : bool
+        And :func:`jpegtrace.grid.wide_grid_presence` (see
+        :attr:`jpegtrace.model.NetConfig.wide_grid_presence`).
     grid_feature_gain : float
         Training-time gain on the first layer's kernels of the grid inputs (see
         :class:`jpegtrace.model.HighpassEmphasis`): they move that many times faster. Kernels
@@ -131,6 +134,7 @@ class TrainConfig:
     lowpass_gain: float = 0.1
     grid_feature: bool = False
     grid_presence: bool = False
+    wide_grid_presence: bool = False
     grid_feature_gain: float = 1.0
     only_grid_inputs: bool = False
     init_weights: str | None = None
@@ -150,7 +154,8 @@ class TrainConfig:
 
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset,
-                         grid_feature=self.grid_feature, grid_presence=self.grid_presence)
+                         grid_feature=self.grid_feature, grid_presence=self.grid_presence,
+                         wide_grid_presence=self.wide_grid_presence)
 
     @classmethod
     def from_checkpoint(cls, state: dict) -> "TrainConfig":
