@@ -171,34 +171,23 @@ def test_the_grid_feature_gain_speeds_up_only_the_feature_kernels(image_folder, 
     assert torch.allclose(changes[10.0][1], changes[1.0][1], rtol=0.05)
 
 
-def test_a_run_adds_grid_presence_to_a_grid_feature_network_without_changing_its_maps(image_folder, tmp_path):
+@pytest.mark.parametrize("had,added", [("grid_feature", "grid_presence"), ("grid_presence", "wide_grid_presence")])
+def test_a_run_adds_a_grid_input_to_a_network_with_another_without_changing_its_maps(had, added, image_folder,
+                                                                                     tmp_path):
     from jpegtrace.train import build_model
 
-    source = train(_config(image_folder, tmp_path / "feature", steps=2, grid_feature=True), progress=False)
-    config = _config(image_folder, tmp_path / "both", steps=2, grid_feature=True, grid_presence=True,
-                     grid_feature_gain=10.0, init_weights=str(source))
-    model = build_model(config).eval()
-    assert model.layers[0].weight.shape[1] == 5 and not model.layers[0].weight[:, 4].any()
-    x = torch.rand(1, 3, 64, 60)
-    assert torch.allclose(model(x), load_weights(source)(x), atol=1e-5)
-    assert load_weights(train(config, progress=False)).layers[0].weight[:, 4].abs().sum() > 0
-    # Channels keep their places: weights with the feature cannot start a presence-only network.
-    with pytest.raises(ValueError, match="must be the first"):
-        build_model(_config(image_folder, tmp_path, grid_presence=True, init_weights=str(source)))
-
-
-def test_a_run_adds_the_wide_presence_to_a_presence_network_without_changing_its_maps(image_folder, tmp_path):
-    from jpegtrace.train import build_model
-
-    source = train(_config(image_folder, tmp_path / "presence", steps=2, grid_presence=True), progress=False)
-    config = _config(image_folder, tmp_path / "wide", steps=2, grid_presence=True, wide_grid_presence=True,
+    source = train(_config(image_folder, tmp_path / had, steps=2, **{had: True}), progress=False)
+    config = _config(image_folder, tmp_path / "both", steps=2, **{had: True, added: True},
                      grid_feature_gain=10.0, init_weights=str(source))
     model = build_model(config).eval()
     assert model.layers[0].weight.shape[1] == 5 and not model.layers[0].weight[:, 4].any()
     x = torch.rand(1, 3, 64, 60)
     assert torch.allclose(model(x), load_weights(source)(x), atol=1e-5)
     trained = load_weights(train(config, progress=False))
-    assert trained.config.wide_grid_presence and trained.layers[0].weight[:, 4].abs().sum() > 0
+    assert getattr(trained.config, added) and trained.layers[0].weight[:, 4].abs().sum() > 0
+    # Channels keep their places: weights with one input cannot start a network with only the other.
+    with pytest.raises(ValueError, match="must be the first"):
+        build_model(_config(image_folder, tmp_path, **{added: True}, init_weights=str(source)))
 
 
 def test_only_grid_inputs_trains_the_grid_kernels_and_nothing_else(image_folder, tmp_path):

@@ -321,10 +321,16 @@ PRESENCE_NULL = 2.3
 #: then give about 0 (within 0.25 almost everywhere), JPEGs at QF 98-100 1 to 4, and lower QFs,
 #: whose grid the RGB channels show anyway, no more than 4.
 PRESENCE_SCALE, PRESENCE_CEILING = 2.0, 4.0
-#: Rows (and columns) of context :func:`grid_presence` needs before and after a pixel: the
-#: window of phases reaches 8 before and 7 after (two 8-pixel windows), the lattice 16 either
-#: way, and the block 3 before and 4 after.
-PRESENCE_CONTEXT = (8 + 16 + 3, 6 + 16 + 4)
+
+
+def _presence_context(lattice_size: int) -> tuple[int, int]:
+    # the window of phases reaches 8 before and 6 after (two 8-pixel windows), the lattice 8 pixels
+    # per block either way, and the block 3 before and 4 after
+    return 8 + 8 * (lattice_size // 2) + 3, 6 + 8 * (lattice_size // 2) + 4
+
+
+#: Rows (and columns) of context :func:`grid_presence` needs before and after a pixel: 27 and 26.
+PRESENCE_CONTEXT = _presence_context(PRESENCE_LATTICE)
 
 
 def grid_presence(luma, scores=None):
@@ -361,7 +367,7 @@ def grid_presence(luma, scores=None):
 #: pixels, enough for the faint grids of QF 97-98 JPEGs whose pixels are mostly clipped.
 WIDE_PRESENCE_LATTICE = 13
 #: Context of :func:`wide_grid_presence`, as :data:`PRESENCE_CONTEXT` with the wider lattice.
-WIDE_PRESENCE_CONTEXT = (8 + 8 * (WIDE_PRESENCE_LATTICE // 2) + 3, 6 + 8 * (WIDE_PRESENCE_LATTICE // 2) + 4)
+WIDE_PRESENCE_CONTEXT = _presence_context(WIDE_PRESENCE_LATTICE)
 
 
 def wide_grid_presence(luma, scores=None):
