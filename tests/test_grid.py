@@ -261,3 +261,97 @@ def test_wide_presence_finds_the_grid_of_a_clipped_near_lossless_jpeg_that_the_p
         wide = both(image)[1]  # its values are alike over 100 pixels: a chance high covers more
         assert np.mean(wide > 0.5) < 0.1 and abs(np.median(wide)) < 0.3
         assert abs(np.median(wide[:16])) < 0.3 and abs(np.median(wide[:, -16:])) < 0.3
+
+
+# ------------------------------------------------------------------------------------------------
+# The grid's evidence for clipped blocks (grid.clipped_block_flag, joined to the flag map)
+# ------------------------------------------------------------------------------------------------
+
+def partly_clipped(height=240, width=320, seed=0):
+    """:func:`textured` with salt highlights at 255 over about half of it, in shapes no 8x8 grid
+    is aligned with: about 40 % of the blocks of its JPEGs hold 8 or more clipped pixels."""
+    image = textured(height, width, seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    highlights = np.sin(xx / 11.0 + 1.3) * np.sin(yy / 7.0) > 0
+    image[highlights & (np.random.default_rng(seed).random((height, width)) < 0.2)] = 255
+    return image
+
+
+def _blocks_of(grid_offset, shape, pixels):
+    """Per block of the grid at ``grid_offset``: whether any of ``pixels`` (H, W) is set in it."""
+    from jpegtrace.grid import grid_block_origin
+
+    (oy, ox), (rows, cols) = grid_block_origin(grid_offset), shape
+    return pixels[oy:oy + 8 * rows, ox:ox + 8 * cols].reshape(rows, 8, cols, 8).any(axis=(1, 3))
+
+
+@pytest.mark.parametrize("quality", [97, 98, 100])
+def test_clipped_blocks_of_a_near_lossless_jpeg_take_the_grid_around_them(quality):
+    from jpegtrace.grid import CLIPPED_BLOCK_PIXELS, clipped_block_flag, quadrant_evidence
+
+    jpeg = jpeg_compress(partly_clipped(), quality, "4:4:4", grid_offset=(3, 5))
+    grid = find_jpeg_grid(jpeg)
+    assert grid.found and grid.grid_offset == (3, 5)
+    flag = clipped_block_flag(jpeg, grid)
+    clipped = quadrant_evidence(jpeg, grid.grid_offset)[1] >= CLIPPED_BLOCK_PIXELS
+    assert flag.shape == (29, 39) and 0.3 < clipped.mean() < 0.6
+    assert flag[clipped].mean() > 0.8 and not flag[~clipped].any()  # unclipped blocks: the network's say
+
+
+def test_clipped_block_flag_stays_zero_without_a_grid():
+    from jpegtrace.grid import QUADRANT_RAMP, GridEvidence, clipped_block_flag, quadrant_evidence
+
+    source = partly_clipped()
+    assert not find_jpeg_grid(source).found
+    assert not clipped_block_flag(source, find_jpeg_grid(source)).any()
+    # even at a grid made up for it, a never-compressed image stays below the ramp
+    weakest = quadrant_evidence(source, (3, 5))[0]
+    assert weakest.max() < QUADRANT_RAMP[0] and abs(np.median(weakest) + 0.9) < 0.3
+    assert not clipped_block_flag(source, GridEvidence(99.0, (3, 5), 1000)).any()
+    assert clipped_block_flag(np.zeros((5, 5, 3), np.uint8), GridEvidence(99.0, (0, 0), 1000)).shape == (0, 0)
+
+
+def test_a_jpeg_region_marks_no_clean_block_beside_it():
+    from jpegtrace.grid import GridEvidence, clipped_block_flag
+
+    source = partly_clipped()
+    region = np.zeros(source.shape[:2], bool)
+    region[80:160, 96:224] = True
+    fake = np.where(region[..., None], jpeg_compress(source, 98, "4:4:4", grid_offset=(3, 5)), source)
+    flag = clipped_block_flag(fake, GridEvidence(99.0, (3, 5), 1000))  # the region's grid, as if found
+    touching = _blocks_of((3, 5), flag.shape, region)
+    assert not flag[~touching].any()  # each clean block has a quadrant away from the region
+
+
+def test_clipped_block_flag_of_bands_equals_one_pass(monkeypatch):
+    import jpegtrace.grid as grid
+
+    jpeg = jpeg_compress(partly_clipped(200, 96, seed=2), 98, "4:4:4", grid_offset=(6, 1))
+    evidence = grid.find_jpeg_grid(jpeg)
+    one_pass = grid.quadrant_evidence(jpeg, evidence.grid_offset)
+    monkeypatch.setattr(grid, "_BAND_PIXELS", 8 * 96 * 3)  # three rows of blocks per band
+    banded = grid.quadrant_evidence(jpeg, evidence.grid_offset)
+    np.testing.assert_allclose(banded[0], one_pass[0], atol=1e-9)
+    np.testing.assert_array_equal(banded[1], one_pass[1])
+
+
+def test_analysis_raises_the_networks_flag_in_clipped_blocks_only():
+    from jpegtrace.grid import CLIPPED_BLOCK_PIXELS, quadrant_evidence
+    import torch
+
+    from jpegtrace.inference import analyze_array
+
+    torch.manual_seed(0)
+    jpeg = jpeg_compress(partly_clipped(), 98, "4:4:4", grid_offset=(3, 5))
+    model = QFNet()
+    checked = analyze_array(jpeg, model)
+    alone = analyze_array(jpeg, model, grid_check=False)
+    assert checked.grid.found and alone.grid is None and alone.network_mean_flag is None
+    np.testing.assert_array_equal(checked.quality_map, alone.quality_map)
+    assert checked.network_mean_flag == pytest.approx(alone.mean_flag)
+    assert checked.network_judged_compressed == alone.flag_judged_compressed
+    assert np.all(checked.flag_map >= alone.flag_map) and checked.mean_flag > alone.mean_flag + 0.2
+    raised = checked.flag_map > alone.flag_map
+    clipped = quadrant_evidence(jpeg, (3, 5))[1] >= CLIPPED_BLOCK_PIXELS
+    assert not _blocks_of((3, 5), clipped.shape, raised)[~clipped].any()
+    assert not raised[:5].any() and not raised[:, :3].any()  # pixels outside whole blocks keep the network's

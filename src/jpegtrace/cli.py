@@ -361,8 +361,9 @@ def _positive(text: str) -> int:
 
 def _add_grid_option(p) -> None:
     p.add_argument("--no-grid-check", dest="grid_check", action="store_false",
-                   help="judge by the mean flag alone (the paper's rule), without the DCT check for a JPEG "
-                        "block grid that also catches QF 97-100 JPEGs")
+                   help="keep the network's flag map and judge by its mean alone (the paper's rule), without "
+                        "the DCT check for a JPEG block grid that also catches QF 97-100 JPEGs and raises the "
+                        "flag of their clipped blocks")
 
 
 def _add_model_options(p, required: bool = False, model_help: str = "safetensors weights (default: the shipped model)") -> None:
@@ -526,13 +527,14 @@ def _run_evaluate(args) -> int:
     except OSError as exc:
         return _write_error(exc)
     print("QF\tn\testimated QF (mean ± std)\tMAE\tjudged uncompressed" +
-          ("\t(flag alone)" if args.grid_check else ""))
+          ("\t(flag alone)\t(network alone)" if args.grid_check else ""))
     for row in summary["per_quality"]:
         q = "none" if row["quality"] is None else str(row["quality"])
         mae = "-" if row["mae"] is None else f"{row['mae']:.2f}"
         print(f"{q}\t{row['n']}\t{row['mean_estimate']:6.2f} ± {row['std_estimate']:5.2f}\t{mae}\t"
               f"{100 * row['judged_uncompressed']:.0f}%" +
-              (f"\t{100 * row['flag_judged_uncompressed']:.0f}%" if args.grid_check else ""))
+              (f"\t{100 * row['flag_judged_uncompressed']:.0f}%\t{100 * row['network_judged_uncompressed']:.0f}%"
+               if args.grid_check else ""))
     if summary["qf_mae"] is not None:
         print(f"QF MAE (QF <= 95): {summary['qf_mae']:.2f}")
     print(f"detection accuracy: {100 * summary['detection_accuracy']:.1f}%")
@@ -569,6 +571,7 @@ def _add_collage(sub) -> None:
                    help="flag above which a pixel counts as compressed in the mask (default: the model's, "
                         "calibrated on training collages; 0.5 for models without one)")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
+    _add_grid_option(p)
     _add_model_options(p)
     p.set_defaults(func=_run_collage)
 
@@ -595,11 +598,13 @@ def _run_collage(args) -> int:
     if model is None or not _prepare_out(args):
         return 2
     result = run_collage(model, background, donor, args.quality, mask, subsampling=args.subsampling,
-                         threshold=args.threshold, tile_size=args.tile_size, device=args.device)
+                         threshold=args.threshold, tile_size=args.tile_size, device=args.device,
+                         grid_check=args.grid_check)
     settings = _settings(args, background=_display(args.background), donor=_display(args.donor),
                          mask=_display(args.mask) if args.mask else args.shape,
                          seed=args.seed if not args.mask and args.shape == "blob" else None,
-                         subsampling=args.subsampling, threshold=result.scores.threshold)
+                         subsampling=args.subsampling, threshold=result.scores.threshold,
+                         grid_check=args.grid_check)
     try:
         write_collage_report(args.out, result, settings)
     except OSError as exc:
@@ -638,6 +643,7 @@ def _add_collage_benchmark(sub) -> None:
                    help="flag above which a pixel counts as compressed in the mask (default: the model's, "
                         "calibrated on training collages; 0.5 for models without one)")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
+    _add_grid_option(p)
     _add_model_options(p)
     _add_quiet(p)
     p.set_defaults(func=_run_collage_benchmark)
@@ -654,12 +660,13 @@ def _run_collage_benchmark(args) -> int:
     records, failures = collage_benchmark(
         model, files, pairs=args.pairs, seed=args.seed, qualities=args.qualities, shapes=args.shapes,
         crop=args.crop, subsampling=args.subsampling, threshold=args.threshold, tile_size=args.tile_size,
-        device=args.device, progress=_progress(args, "collage-benchmark", " pair"))
+        device=args.device, progress=_progress(args, "collage-benchmark", " pair"), grid_check=args.grid_check)
     _report_failures(failures)
     summary = summarize_collage_benchmark(records)
     settings = _data_settings(args, pairs=args.pairs, seed=args.seed, qualities=list(args.qualities),
                               shapes=list(args.shapes), crop=args.crop, subsampling=args.subsampling,
-                              threshold=model.flag_threshold if args.threshold is None else args.threshold)
+                              threshold=model.flag_threshold if args.threshold is None else args.threshold,
+                              grid_check=args.grid_check)
     try:
         write_collage_benchmark_report(args.out, records, summary, failures, settings)
     except OSError as exc:

@@ -28,9 +28,9 @@ from PIL import Image
 from .data import to_grayscale
 from .errors import ImageReadError
 from .images import as_analysis_array
-from .inference import DEFAULT_TILE_SIZE, Analysis, analyze_array, predict_maps, summarize, whole_image_verdict
+from .inference import DEFAULT_TILE_SIZE, Analysis, analyze_array, predict_maps, whole_image_verdict
 from .jpeg import jpeg_compress
-from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, QualityCalibration, check_flag_threshold
+from .model import QUALITY_CHANNEL, QFNet, QualityCalibration, check_flag_threshold
 
 #: The QFs of the paper's Fig. 2 plus the near-lossless ones of its Table 1.
 DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99, 100)
@@ -80,7 +80,9 @@ class EvaluationRecord:
     """One analysed test image: ``quality`` is the true QF, None for the uncompressed original.
 
     ``grid_score`` is the score of :func:`jpegtrace.grid.find_jpeg_grid` (None when the check was
-    not run) and ``grid_found`` whether it found a JPEG grid.
+    not run) and ``grid_found`` whether it found a JPEG grid. ``mean_flag`` is the mean of the
+    analysis's flag map; ``network_mean_flag`` that of the network's own, before the grid's
+    evidence joined it in clipped blocks (None when it is ``mean_flag``).
     """
 
     image: str
@@ -89,6 +91,7 @@ class EvaluationRecord:
     mean_flag: float
     grid_score: float | None = None
     grid_found: bool = False
+    network_mean_flag: float | None = None
 
     @property
     def judged_compressed(self) -> bool:
@@ -97,8 +100,13 @@ class EvaluationRecord:
 
     @property
     def flag_judged_compressed(self) -> bool:
-        """The paper's verdict, from the network alone: mean flag above 0.5."""
+        """The paper's verdict from the flag map: mean flag above 0.5."""
         return whole_image_verdict(self.mean_flag)
+
+    @property
+    def network_judged_compressed(self) -> bool:
+        """The paper's verdict from the network's own flag map: its mean above 0.5."""
+        return whole_image_verdict(self.mean_flag if self.network_mean_flag is None else self.network_mean_flag)
 
     @property
     def abs_error(self) -> float | None:
@@ -109,6 +117,8 @@ class EvaluationRecord:
         """The record as a flat dict for CSV and JSON (true QF ``""`` for the original)."""
         return {"image": self.image, "quality": "" if self.quality is None else self.quality,
                 "estimated_quality": round(self.estimated_quality, 4), "mean_flag": round(self.mean_flag, 4),
+                "network_mean_flag": round(self.mean_flag if self.network_mean_flag is None
+                                           else self.network_mean_flag, 4),
                 "grid_score": "" if self.grid_score is None else round(self.grid_score, 2),
                 "judged_compressed": self.judged_compressed,
                 "abs_error": "" if self.abs_error is None else round(self.abs_error, 4)}
@@ -157,7 +167,8 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         grid = result.grid
         records.append(EvaluationRecord(name, quality, result.mean_quality, result.mean_flag,
                                         grid_score=None if grid is None else grid.score,
-                                        grid_found=grid is not None and grid.found))
+                                        grid_found=grid is not None and grid.found,
+                                        network_mean_flag=result.network_mean_flag))
     return records
 
 
@@ -229,10 +240,11 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
         ``per_quality``: list of dicts with ``quality`` (None for the originals, listed last),
         ``n``, ``mean_estimate``, ``std_estimate`` (population standard deviation), ``mae``,
         ``mean_flag``, ``judged_uncompressed`` (share of images not judged compressed: mean flag
-        at most 0.5 and no JPEG grid found) and ``flag_judged_uncompressed`` (share whose mean
-        flag is at most 0.5, the paper's rule, the network alone);
+        at most 0.5 and no JPEG grid found), ``flag_judged_uncompressed`` (share whose mean
+        flag is at most 0.5, the paper's rule) and ``network_judged_uncompressed`` (the same for
+        the network's own flag map, before the grid's evidence joined it);
         ``table1``: the ``per_quality`` rows of QF 97, 98, 99, 100 and the originals that were
-        tested, as ``quality``, ``label``, ``n``, ``judged_uncompressed``, ``flag_judged_uncompressed``;
+        tested, as ``quality``, ``label``, ``n`` and the three shares;
         ``qf_mae``: mean absolute QF error over the compressed test images with QF up to 95
         (the range of Fig. 2), None if there are none; ``qf_mae_all_qualities``: the same over
         every compressed test image; ``detection_accuracy``: share of test images whose verdict
@@ -251,11 +263,12 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
                "mae": None if quality is None else float(np.abs(est - quality).mean()),
                "mean_flag": float(np.mean([r.mean_flag for r in rs])),
                "judged_uncompressed": float(np.mean([not r.judged_compressed for r in rs])),
-               "flag_judged_uncompressed": float(np.mean([not r.flag_judged_compressed for r in rs]))}
+               "flag_judged_uncompressed": float(np.mean([not r.flag_judged_compressed for r in rs])),
+               "network_judged_uncompressed": float(np.mean([not r.network_judged_compressed for r in rs]))}
         per_quality.append(row)
+    shares = ("judged_uncompressed", "flag_judged_uncompressed", "network_judged_uncompressed")
     table1 = [{"quality": row["quality"], "label": "without JPEG" if row["quality"] is None else f"QF {row['quality']}",
-               "n": row["n"], "judged_uncompressed": row["judged_uncompressed"],
-               "flag_judged_uncompressed": row["flag_judged_uncompressed"]}
+               "n": row["n"], **{key: row[key] for key in shares}}
               for row in per_quality if row["quality"] is None or row["quality"] in TABLE1_QUALITIES]
     compressed = [r for r in records if r.quality is not None]
     errors = [r.abs_error for r in compressed if r.quality <= QF_MAE_MAX_QUALITY]
@@ -576,20 +589,20 @@ def _region_mean(values: np.ndarray, where: np.ndarray) -> float:
 def run_collage(model: QFNet, background: np.ndarray, donor: np.ndarray, quality: int, mask: np.ndarray,
                 subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0),
                 threshold: float | None = None, tile_size: int = DEFAULT_TILE_SIZE,
-                device: str | None = None) -> CollageResult:
+                device: str | None = None, grid_check: bool = True) -> CollageResult:
     """Make the fake image of Fig. 3, analyse it and score the flag map against the mask.
 
     ``donor`` is cropped to (or mirrored up to) the background's size first, see :func:`fit_image`.
     The mask of the analysis is ``flag > threshold``, by default the model's calibrated
-    ``flag_threshold``.
+    ``flag_threshold``. The analysis is :func:`jpegtrace.inference.analyze_array`'s, with the
+    grid check unless ``grid_check`` is False.
     """
     if threshold is None:
         threshold = model.flag_threshold
     height, width = background.shape[:2]
     donor = fit_image(donor, height, width)
     fake = make_collage(background, donor, quality, mask, subsampling, grid_offset)
-    analysis = summarize(predict_maps(model, fake, tile_size=tile_size, device=device),
-                         quality_calibration=model.quality_calibration)
+    analysis = analyze_array(fake, model, tile_size=tile_size, device=device, grid_check=grid_check)
     return CollageResult(
         fake=fake, mask=mask, quality=int(quality), analysis=analysis,
         scores=localization_scores(analysis.flag_map, mask, threshold),
@@ -691,7 +704,7 @@ def collage_benchmark(model: QFNet, files: Files, pairs: int = 100, seed: int = 
                       qualities: Sequence[int] = (80,), shapes: Sequence[str] = MASK_SHAPES,
                       crop: int | None = None, subsampling: str = "4:2:0", threshold: float | None = None,
                       tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
-                      progress: Progress | None = None
+                      progress: Progress | None = None, grid_check: bool = True
                       ) -> tuple[list[CollageBenchmarkRecord], list[Failure]]:
     """The forensic benchmark: localise JPEG regions pasted into never-compressed images.
 
@@ -717,7 +730,7 @@ def collage_benchmark(model: QFNet, files: Files, pairs: int = 100, seed: int = 
     crop : int, optional
         Cut a random ``crop`` x ``crop`` window of each background (the whole image when it is
         smaller, or when ``crop`` is None).
-    subsampling, threshold, tile_size, device
+    subsampling, threshold, tile_size, device, grid_check
         As for :func:`run_collage`.
     progress : callable, optional
         Wraps the range of pair indices, e.g. ``tqdm``.
@@ -732,7 +745,7 @@ def collage_benchmark(model: QFNet, files: Files, pairs: int = 100, seed: int = 
     records, failures = [], {}
     for pair in _collage_pairs(files, pairs, seed, qualities, shapes, crop, progress, failures):
         result = run_collage(model, pair.background, pair.donor, pair.quality, pair.mask, subsampling=subsampling,
-                             threshold=threshold, tile_size=tile_size, device=device)
+                             threshold=threshold, tile_size=tile_size, device=device, grid_check=grid_check)
         s = result.scores
         h, w = pair.mask.shape
         records.append(CollageBenchmarkRecord(
@@ -779,7 +792,7 @@ def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed:
                              qualities: Sequence[int] = (80,), shapes: Sequence[str] = MASK_SHAPES,
                              crop: int | None = 256, subsampling: str = "4:2:0",
                              tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
-                             progress: Progress | None = None) -> ThresholdCalibration:
+                             progress: Progress | None = None, grid_check: bool = True) -> ThresholdCalibration:
     """Choose the flag threshold of localisation masks on collages of ``files``.
 
     Makes the collages of :func:`collage_benchmark` and picks the threshold with the best mean
@@ -791,7 +804,7 @@ def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed:
     model : QFNet
     files : mapping of name to path, or sequence of paths
         Never-compressed images, not the evaluation images.
-    pairs, seed, qualities, shapes, crop, subsampling, tile_size, device, progress
+    pairs, seed, qualities, shapes, crop, subsampling, tile_size, device, progress, grid_check
         As for :func:`collage_benchmark`.
     thresholds : sequence of float
         Candidates, each strictly between 0 and 1.
@@ -811,7 +824,7 @@ def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed:
     ious = []
     for pair in _collage_pairs(files, pairs, seed, qualities, shapes, crop, progress, {}):
         fake = make_collage(pair.background, pair.donor, pair.quality, pair.mask, subsampling)
-        flag_map = predict_maps(model, fake, tile_size=tile_size, device=device)[FLAG_CHANNEL]
+        flag_map = analyze_array(fake, model, tile_size=tile_size, device=device, grid_check=grid_check).flag_map
         ious.append([_iou(flag_map > t, pair.mask) for t in thresholds])
     if not ious:
         raise ValueError("no collage could be made for the calibration")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from . import engine
 from .errors import JpegTraceError
-from .grid import GridEvidence, find_jpeg_grid
+from .grid import GridEvidence, clipped_block_flag, find_jpeg_grid, grid_block_origin
 from .images import DEFAULT_MAX_PIXELS, as_analysis_array
 from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, QualityCalibration, load_weights
 
@@ -36,7 +36,8 @@ class Analysis:
     quality_map : ndarray of float32, (H, W)
         Estimated JPEG quality factor per pixel, 0..100 (100 also means never compressed).
     flag_map : ndarray of float32, (H, W)
-        Estimated probability-like compression flag per pixel, 0..1.
+        Estimated probability-like compression flag per pixel, 0..1: the network's, raised in
+        clipped blocks where ``grid`` found a JPEG grid all around (see :func:`join_grid_evidence`).
     mean_quality : float
         Mean of ``quality_map``: the whole-image QF estimate.
     mean_flag : float
@@ -51,6 +52,9 @@ class Analysis:
     grid : GridEvidence or None
         The DCT check for a JPEG block grid (:func:`jpegtrace.grid.find_jpeg_grid`), which
         catches QF 97-100 JPEGs the network misses; None when it was not run.
+    network_mean_flag : float or None
+        Mean of the network's flag map before the grid's evidence joined it; None when no grid
+        was found (or looked for), the flag map then being the network's.
     """
 
     quality_map: np.ndarray
@@ -61,11 +65,17 @@ class Analysis:
     grayscale: bool = False
     notes: tuple[str, ...] = field(default=())
     grid: GridEvidence | None = None
+    network_mean_flag: float | None = None
 
     @property
     def flag_judged_compressed(self) -> bool:
-        """The paper's verdict from the network alone: ``mean_flag > 0.5``."""
+        """The paper's verdict from the flag map: ``mean_flag > 0.5``."""
         return whole_image_verdict(self.mean_flag)
+
+    @property
+    def network_judged_compressed(self) -> bool:
+        """The paper's verdict from the network's own flag map, before the grid's evidence joined it."""
+        return whole_image_verdict(self.mean_flag if self.network_mean_flag is None else self.network_mean_flag)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -138,13 +148,16 @@ def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_
 
 def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, ...] = (),
               inplace: bool = False, grid: GridEvidence | None = None,
-              quality_calibration: QualityCalibration | None = None) -> Analysis:
+              quality_calibration: QualityCalibration | None = None,
+              network_mean_flag: float | None = None) -> Analysis:
     """Turn raw network maps ``(2, H, W)`` into an :class:`Analysis` (maps clipped to [0, 1] first).
 
     ``grid``, the result of :func:`jpegtrace.grid.find_jpeg_grid` on the same image, joins the
     verdict: the image counts as compressed when its mean flag is above 0.5 or a grid was found.
     ``quality_calibration`` (a model's :attr:`~jpegtrace.model.QFNet.quality_calibration`) maps the
-    clipped quality map before it becomes QF; the flag map is never changed.
+    clipped quality map before it becomes QF; the flag map is never changed here
+    (:func:`analyze_array` joins the grid's evidence to it first, and passes the mean flag of the
+    network's own map as ``network_mean_flag``).
     With ``inplace=True`` a float32 ``raw_maps`` is overwritten and the returned maps are views
     of it, so no image-sized copy is made (what :func:`analyze` does for large images).
     """
@@ -162,7 +175,35 @@ def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, .
     return Analysis(quality_map=quality_map, flag_map=flag,
                     mean_quality=float(quality_map.mean(dtype=np.float64)), mean_flag=mean_flag,
                     compressed=whole_image_verdict(mean_flag, grid is not None and grid.found),
-                    grayscale=grayscale, notes=tuple(notes), grid=grid)
+                    grayscale=grayscale, notes=tuple(notes), grid=grid, network_mean_flag=network_mean_flag)
+
+
+def join_grid_evidence(flag_map: np.ndarray, image: np.ndarray, grid: GridEvidence) -> None:
+    """Raise ``flag_map`` in place to :func:`jpegtrace.grid.clipped_block_flag` over its blocks.
+
+    Clipped blocks of a near-lossless JPEG keep too little of its grid for the network, and
+    are left at a low flag even when the grid check finds the JPEG's grid all around them. Each
+    pixel of such a block takes the larger of the two flags. Nothing changes when ``grid`` was
+    not found or the image has no clipped blocks.
+
+    Parameters
+    ----------
+    flag_map : ndarray of float32, (H, W)
+        The network's flag map (clipped to [0, 1] or not).
+    image : ndarray of uint8
+        The image it was computed from, ``(H, W, 3)`` or ``(H, W)``.
+    grid : GridEvidence
+        :func:`jpegtrace.grid.find_jpeg_grid` of ``image``.
+    """
+    if not grid.found:
+        return
+    blocks = clipped_block_flag(image, grid)
+    if not blocks.any():
+        return
+    (oy, ox), (rows, cols) = grid_block_origin(grid.grid_offset), blocks.shape
+    # A view: splitting each axis of the covered region into (blocks, 8) keeps it one.
+    covered = flag_map[oy:oy + 8 * rows, ox:ox + 8 * cols].reshape(rows, 8, cols, 8)
+    np.maximum(covered, blocks[:, None, :, None], out=covered)
 
 
 def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | None = None,
@@ -186,8 +227,9 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
         guard; default 400 million).
     grid_check : bool
         Also look for a JPEG block grid in the DCT coefficients (:mod:`jpegtrace.grid`), which
-        finds near-lossless JPEGs the network misses, and let it join the verdict. False keeps
-        the paper's rule, mean flag above 0.5, alone.
+        finds near-lossless JPEGs the network misses, and let it join the verdict and, in clipped
+        blocks, the flag map (:func:`join_grid_evidence`). False keeps the network's flag map
+        and the paper's rule, mean flag above 0.5, alone.
 
     Returns
     -------
@@ -234,5 +276,10 @@ def analyze_array(rgb: np.ndarray, model: QFNet, tile_size: int = DEFAULT_TILE_S
     """
     grid = find_jpeg_grid(rgb) if grid_check else None
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision)
+    network_mean_flag = None
+    if grid is not None and grid.found:
+        flag = np.clip(raw[FLAG_CHANNEL], 0.0, 1.0, out=raw[FLAG_CHANNEL])
+        network_mean_flag = float(flag.mean(dtype=np.float64))
+        join_grid_evidence(flag, rgb, grid)
     return summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
-                     quality_calibration=model.quality_calibration)
+                     quality_calibration=model.quality_calibration, network_mean_flag=network_mean_flag)
