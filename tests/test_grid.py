@@ -296,6 +296,8 @@ def test_clipped_blocks_of_a_near_lossless_jpeg_take_the_grid_around_them(qualit
     clipped = quadrant_evidence(jpeg, grid.grid_offset)[1] >= CLIPPED_BLOCK_PIXELS
     assert flag.shape == (29, 39) and 0.3 < clipped.mean() < 0.6
     assert flag[clipped].mean() > 0.8 and not flag[~clipped].any()  # unclipped blocks: the network's say
+    unclipped = jpeg_compress(textured(), quality, "4:4:4")
+    assert not clipped_block_flag(unclipped, find_jpeg_grid(unclipped)).any()
 
 
 def test_clipped_block_flag_stays_zero_without_a_grid():

@@ -471,10 +471,14 @@ def clipped_block_flag(image: np.ndarray, grid: GridEvidence) -> np.ndarray:
         to ``oy + 8 i + 7`` and the same for columns, ``(oy, ox)`` being
         :func:`grid_block_origin` of the grid's offset; all 0 when the grid was not found.
     """
-    if not grid.found:
-        height, width = image.shape[:2]
-        oy, ox = grid_block_origin(grid.grid_offset)
-        return np.zeros((max(0, (height - oy) // 8), max(0, (width - ox) // 8)), np.float32)
+    height, width = image.shape[:2]
+    oy, ox = grid_block_origin(grid.grid_offset)
+    rows, cols = max(0, (height - oy) // 8), max(0, (width - ox) // 8)
+    if not grid.found or rows == 0 or cols == 0:
+        return np.zeros((rows, cols), np.float32)
+    # Most images have no block this clipped: they skip the block scores, the costly part.
+    if not (_clipped_pixels_per_block(image, oy, ox, rows, cols) >= CLIPPED_BLOCK_PIXELS).any():
+        return np.zeros((rows, cols), np.float32)
     weakest, clipped = quadrant_evidence(image, grid.grid_offset)
     low, high = QUADRANT_RAMP
     flag = np.clip((weakest - low) / (high - low), 0.0, 1.0)
@@ -518,6 +522,20 @@ def _trailing_box_sums(values: np.ndarray, k: int) -> np.ndarray:
     return table[r][:, c] - table[r0][:, c] - table[r][:, c0] + table[r0][:, c0]
 
 
+def _clipped_pixels_per_block(image: np.ndarray, oy: int, ox: int, rows: int, cols: int) -> np.ndarray:
+    """Pixels with a channel at 0 or 255 in each whole block of the grid starting at ``(oy, ox)``."""
+    counts = np.empty((rows, cols), np.int64)
+    per_band = max(1, _BAND_PIXELS // (8 * image.shape[1]))
+    for i0 in range(0, rows, per_band):
+        i1 = min(rows, i0 + per_band)
+        band = image[oy + 8 * i0:oy + 8 * i1, ox:ox + 8 * cols]
+        clipped = (band == 0) | (band == 255)
+        if clipped.ndim == 3:
+            clipped = clipped.any(axis=2)
+        counts[i0:i1] = clipped.reshape(i1 - i0, 8, cols, 8).sum(axis=(1, 3))
+    return counts
+
+
 def _phase_contrast_blocks(image: np.ndarray, oy: int, ox: int, rows: int, cols: int):
     """Block scores at the grid less their mean over 64 offsets, and each block's clipped pixels."""
     import torch
@@ -525,7 +543,6 @@ def _phase_contrast_blocks(image: np.ndarray, oy: int, ox: int, rows: int, cols:
 
     height, width = image.shape[:2]
     scores = np.empty((rows, cols), np.float64)
-    clipped_pixels = np.empty((rows, cols), np.int64)
     per_band = max(1, _BAND_PIXELS // (8 * width))
     # The score of block i sits at pixel row oy + 8 i + 3; its offset mean reaches 4 rows before
     # and 3 after, each of those scores 3 before and 4 after: 16 rows either side are plenty.
@@ -533,12 +550,9 @@ def _phase_contrast_blocks(image: np.ndarray, oy: int, ox: int, rows: int, cols:
     for i0 in range(0, rows, per_band):
         i1 = min(rows, i0 + per_band)
         a, b = max(0, oy + 8 * i0 - margin), min(height, oy + 8 * i1 + margin)
-        y, clipped = luma(image[a:b])
-        z = block_scores(torch.from_numpy(y)[None, None])
+        z = block_scores(torch.from_numpy(luma(image[a:b])[0])[None, None])
         n, h = z.shape[2], z.shape[3]
         z = z - F.avg_pool2d(z, 8, stride=1, padding=4, count_include_pad=False)[:, :, :n, :h]
         z = z[0, 0].numpy()
         scores[i0:i1] = z[oy + 8 * i0 + 3 - a:oy + 8 * i1 + 3 - a:8, ox + 3:ox + 3 + 8 * cols:8]
-        band = clipped[oy + 8 * i0 - a:oy + 8 * i1 - a, ox:ox + 8 * cols]
-        clipped_pixels[i0:i1] = band.reshape(i1 - i0, 8, cols, 8).sum(axis=(1, 3))
-    return scores, clipped_pixels
+    return scores, _clipped_pixels_per_block(image, oy, ox, rows, cols)
