@@ -357,3 +357,35 @@ def test_analysis_raises_the_networks_flag_in_clipped_blocks_only():
     clipped = quadrant_evidence(jpeg, (3, 5))[1] >= CLIPPED_BLOCK_PIXELS
     assert not _blocks_of((3, 5), clipped.shape, raised)[~clipped].any()
     assert not raised[:5].any() and not raised[:, :3].any()  # pixels outside whole blocks keep the network's
+
+
+def test_collages_and_their_threshold_calibration_score_the_raised_flag_map(tmp_path, monkeypatch):
+    import torch
+    from PIL import Image
+
+    from jpegtrace.experiments import calibrate_flag_threshold, rectangle_mask, run_collage
+
+    torch.manual_seed(0)
+    model = QFNet()
+    source = partly_clipped()
+    mask = rectangle_mask(240, 320, (0.9, 0.9))  # the JPEG covers most of it: its grid is found
+    checked = run_collage(model, source, source, 98, mask, subsampling="4:4:4")
+    alone = run_collage(model, source, source, 98, mask, subsampling="4:4:4", grid_check=False)
+    assert checked.analysis.grid.found and alone.analysis.grid is None
+    assert checked.flag_inside > alone.flag_inside + 0.2 and checked.flag_outside == pytest.approx(alone.flag_outside)
+    Image.fromarray(source).save(tmp_path / "a.png")
+    Image.fromarray(np.ascontiguousarray(source[:, ::-1])).save(tmp_path / "b.png")
+    import jpegtrace.experiments as experiments
+
+    seen = []
+
+    def recording(*args, grid_check=True, **kwargs):
+        seen.append(grid_check)
+        return analyze_array(*args, grid_check=grid_check, **kwargs)
+
+    analyze_array = experiments.analyze_array
+    monkeypatch.setattr(experiments, "analyze_array", recording)
+    for grid_check in (True, False):
+        calibrate_flag_threshold(model, [tmp_path / "a.png", tmp_path / "b.png"], pairs=2, thresholds=(0.5,),
+                                 grid_check=grid_check)
+    assert seen == [True, True, False, False]
