@@ -5,7 +5,7 @@ Usage:
 
 Reads every block of the never-compressed images of the subset (``shared/data/clean``, train by
 default) at two made-up grid offsets, (0, 0) and (3, 5), and prints percentiles of the weakest
-quadrant evidence (``jpegtrace.grid.quadrant_evidence``). The ramp of ``clipped_block_flag``
+quadrant evidence (``jpegtrace.grid.block_evidence``). The ramp of ``clipped_block_flag``
 starts at the 99.9th percentile and reaches 1 at the maximum.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from jpegtrace.data import list_images, load_rgb
-from jpegtrace.grid import QUADRANT_RAMP, quadrant_evidence
+from jpegtrace.grid import QUADRANT_RAMP, block_evidence
 
 CLEAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clean"
 OFFSETS = ((0, 0), (3, 5))
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--subset", default="train", choices=("train", "val"))
     args = parser.parse_args()
     paths = list_images(CLEAN, CLEAN / "split.csv", args.subset)
-    values = np.concatenate([quadrant_evidence(load_rgb(p), offset)[0].ravel()
+    values = np.concatenate([block_evidence(load_rgb(p), offset).weakest_quadrant.ravel()
                              for p in paths for offset in OFFSETS])
     levels = (50, 99, 99.9, 99.99, 100)
     print(f"{len(paths)} {args.subset} images, {values.size} blocks at offsets {OFFSETS}")

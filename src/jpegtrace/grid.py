@@ -433,6 +433,11 @@ QUADRANT_BLOCKS = 9
 #: never-compressed train images of ``shared/data/clean`` read at two made-up grid offsets
 #: (``scripts/clipped_block_null.py``).
 QUADRANT_RAMP = (1.21, 1.99)
+#: Blocks on a side of the neighbourhood and of the surroundings :attr:`BlockEvidence.local_deficit`
+#: compares (40 and 136 pixels), and the deficit above which a clipped block is left unmarked: the
+#: edge of a clean region pasted into a JPEG, whose quadrants all reach the JPEG, but whose own
+#: neighbourhood scores well below them. Chosen on collages of the train images (2 against 3).
+LOCAL_BLOCKS, SURROUNDING_BLOCKS, MAX_LOCAL_DEFICIT = 5, 17, 2.0
 #: Image rows of blocks :func:`clipped_block_flag` scores at once.
 _BAND_PIXELS = 1 << 22
 
@@ -454,8 +459,10 @@ def clipped_block_flag(image: np.ndarray, grid: GridEvidence) -> np.ndarray:
     root of the blocks inside the image. The weakest quadrant decides, rising to 1 over
     :data:`QUADRANT_RAMP`: a clean block beside a convex JPEG region always has a quadrant
     away from it, so the evidence of the region does not spread into a clean photo around it.
-    A never-compressed block inside a JPEG, whose quadrants all reach the JPEG, is marked if it
-    is clipped; unclipped blocks are never marked.
+    A never-compressed block inside a JPEG, whose quadrants all reach the JPEG, could be marked
+    if it is clipped, unless its own neighbourhood scores well below its surroundings
+    (:data:`MAX_LOCAL_DEFICIT`), as at the edge of a clean region; unclipped blocks are never
+    marked.
 
     Parameters
     ----------
@@ -479,38 +486,60 @@ def clipped_block_flag(image: np.ndarray, grid: GridEvidence) -> np.ndarray:
     # Most images have no block this clipped: they skip the block scores, the costly part.
     if not (_clipped_pixels_per_block(image, oy, ox, rows, cols) >= CLIPPED_BLOCK_PIXELS).any():
         return np.zeros((rows, cols), np.float32)
-    weakest, clipped = quadrant_evidence(image, grid.grid_offset)
+    evidence = block_evidence(image, grid.grid_offset)
     low, high = QUADRANT_RAMP
-    flag = np.clip((weakest - low) / (high - low), 0.0, 1.0)
-    return (flag * (clipped >= CLIPPED_BLOCK_PIXELS)).astype(np.float32)
+    flag = np.clip((evidence.weakest_quadrant - low) / (high - low), 0.0, 1.0)
+    marked = (evidence.clipped_pixels >= CLIPPED_BLOCK_PIXELS) & (evidence.local_deficit <= MAX_LOCAL_DEFICIT)
+    return (flag * marked).astype(np.float32)
 
 
-def quadrant_evidence(image: np.ndarray, grid_offset: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The statistic :func:`clipped_block_flag` ramps, for every whole block of a grid at ``grid_offset``.
+@dataclass(frozen=True)
+class BlockEvidence:
+    """Per-block statistics of :func:`block_evidence`, arrays of shape (rows, cols) of whole blocks.
 
-    Returns
-    -------
-    weakest : ndarray of float64, (rows, cols)
+    Attributes
+    ----------
+    weakest_quadrant : ndarray of float64
         The weakest of the four quadrant sums of each block (about -0.9 in a never-compressed
         image, whose 99.9th percentile is the start of :data:`QUADRANT_RAMP`).
-    clipped : ndarray of int64, (rows, cols)
+    local_deficit : ndarray of float64
+        How far the mean score of the block's 5 x 5 neighbourhood lies below that of its 17 x 17
+        surroundings, in standard errors (about 0 under a uniform grid, or none).
+    clipped_pixels : ndarray of int64
         Pixels of each block with a channel at 0 or 255.
     """
+
+    weakest_quadrant: np.ndarray
+    local_deficit: np.ndarray
+    clipped_pixels: np.ndarray
+
+
+def block_evidence(image: np.ndarray, grid_offset: tuple[int, int]) -> BlockEvidence:
+    """The statistics :func:`clipped_block_flag` reads, for every whole block of a grid at ``grid_offset``."""
     height, width = image.shape[:2]
     oy, ox = grid_block_origin(grid_offset)
     rows, cols = max(0, (height - oy) // 8), max(0, (width - ox) // 8)
     if rows == 0 or cols == 0:
-        return np.zeros((rows, cols)), np.zeros((rows, cols), np.int64)
+        return BlockEvidence(np.zeros((rows, cols)), np.zeros((rows, cols)), np.zeros((rows, cols), np.int64))
     scores, clipped = _phase_contrast_blocks(image, oy, ox, rows, cols)
+    inside = np.ones((rows, cols))
     k = QUADRANT_BLOCKS
     weakest = np.full((rows, cols), np.inf)
-    inside = np.ones((rows, cols))
     for axes in ((), (0,), (1,), (0, 1)):
         # Each quadrant ends at its block: flipping puts every corner at the bottom right.
         sums = np.flip(_trailing_box_sums(np.flip(scores, axes), k), axes)
         counts = np.flip(_trailing_box_sums(np.flip(inside, axes), k), axes)
         np.minimum(weakest, sums / np.sqrt(counts), out=weakest)
-    return weakest, clipped
+    (local, n_local), (surrounding, n_surrounding) = (
+        (_centred_box_sums(scores, k), _centred_box_sums(inside, k)) for k in (LOCAL_BLOCKS, SURROUNDING_BLOCKS))
+    deficit = (surrounding / n_surrounding - local / n_local) / np.sqrt(1 / n_local + 1 / n_surrounding)
+    return BlockEvidence(weakest, deficit, clipped)
+
+
+def _centred_box_sums(values: np.ndarray, k: int) -> np.ndarray:
+    """Sum over the ``k`` x ``k`` box (``k`` odd) of ``values`` centred on each element (zeros outside)."""
+    r = k // 2
+    return _trailing_box_sums(np.pad(values, ((0, r), (0, r))), k)[r:, r:]
 
 
 def _trailing_box_sums(values: np.ndarray, k: int) -> np.ndarray:
