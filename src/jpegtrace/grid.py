@@ -101,13 +101,19 @@ def luma(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Pixels with a channel at 0 or 255.
     """
     if image.ndim == 2:
-        return image.astype(np.float32), (image == 0) | (image == 255)
+        return image.astype(np.float32), _clipped(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
     # Recomputing the luma from decoded RGB undoes the colour conversion exactly up to the RGB
     # rounding (about 0.2), so rounding recovers the decoder's integer luma almost everywhere.
     y = np.rint(image @ _JFIF_LUMA.astype(np.float32))
-    return y, ((image == 0) | (image == 255)).any(axis=2)
+    return y, _clipped(image)
+
+
+def _clipped(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: pixels of an RGB or grayscale uint8 image with a channel at 0 or 255."""
+    clipped = (image == 0) | (image == 255)
+    return clipped.any(axis=2) if clipped.ndim == 3 else clipped
 
 
 def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums: np.ndarray,
@@ -478,15 +484,14 @@ def clipped_block_flag(image: np.ndarray, grid: GridEvidence) -> np.ndarray:
         to ``oy + 8 i + 7`` and the same for columns, ``(oy, ox)`` being
         :func:`grid_block_origin` of the grid's offset; all 0 when the grid was not found.
     """
-    height, width = image.shape[:2]
-    oy, ox = grid_block_origin(grid.grid_offset)
-    rows, cols = max(0, (height - oy) // 8), max(0, (width - ox) // 8)
+    oy, ox, rows, cols = _whole_blocks(image, grid.grid_offset)
     if not grid.found or rows == 0 or cols == 0:
         return np.zeros((rows, cols), np.float32)
+    clipped = _clipped_pixels_per_block(image, oy, ox, rows, cols)
     # Most images have no block this clipped: they skip the block scores, the costly part.
-    if not (_clipped_pixels_per_block(image, oy, ox, rows, cols) >= CLIPPED_BLOCK_PIXELS).any():
+    if not (clipped >= CLIPPED_BLOCK_PIXELS).any():
         return np.zeros((rows, cols), np.float32)
-    evidence = block_evidence(image, grid.grid_offset)
+    evidence = _block_evidence(image, oy, ox, clipped)
     low, high = QUADRANT_RAMP
     flag = np.clip((evidence.weakest_quadrant - low) / (high - low), 0.0, 1.0)
     marked = (evidence.clipped_pixels >= CLIPPED_BLOCK_PIXELS) & (evidence.local_deficit <= MAX_LOCAL_DEFICIT)
@@ -516,12 +521,23 @@ class BlockEvidence:
 
 def block_evidence(image: np.ndarray, grid_offset: tuple[int, int]) -> BlockEvidence:
     """The statistics :func:`clipped_block_flag` reads, for every whole block of a grid at ``grid_offset``."""
-    height, width = image.shape[:2]
-    oy, ox = grid_block_origin(grid_offset)
-    rows, cols = max(0, (height - oy) // 8), max(0, (width - ox) // 8)
+    oy, ox, rows, cols = _whole_blocks(image, grid_offset)
     if rows == 0 or cols == 0:
         return BlockEvidence(np.zeros((rows, cols)), np.zeros((rows, cols)), np.zeros((rows, cols), np.int64))
-    scores, clipped = _phase_contrast_blocks(image, oy, ox, rows, cols)
+    return _block_evidence(image, oy, ox, _clipped_pixels_per_block(image, oy, ox, rows, cols))
+
+
+def _whole_blocks(image: np.ndarray, grid_offset: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(oy, ox, rows, cols)``: where the whole blocks of a grid at ``grid_offset`` start, and how many."""
+    height, width = image.shape[:2]
+    oy, ox = grid_block_origin(grid_offset)
+    return oy, ox, max(0, (height - oy) // 8), max(0, (width - ox) // 8)
+
+
+def _block_evidence(image: np.ndarray, oy: int, ox: int, clipped_pixels: np.ndarray) -> BlockEvidence:
+    """:func:`block_evidence` of the blocks from ``(oy, ox)``, their clipped pixels already counted."""
+    rows, cols = clipped_pixels.shape
+    scores = _phase_contrast_blocks(image, oy, ox, rows, cols)
     inside = np.ones((rows, cols))
     k = QUADRANT_BLOCKS
     weakest = np.full((rows, cols), np.inf)
@@ -533,7 +549,7 @@ def block_evidence(image: np.ndarray, grid_offset: tuple[int, int]) -> BlockEvid
     (local, n_local), (surrounding, n_surrounding) = (
         (_centred_box_sums(scores, k), _centred_box_sums(inside, k)) for k in (LOCAL_BLOCKS, SURROUNDING_BLOCKS))
     deficit = (surrounding / n_surrounding - local / n_local) / np.sqrt(1 / n_local + 1 / n_surrounding)
-    return BlockEvidence(weakest, deficit, clipped)
+    return BlockEvidence(weakest, deficit, clipped_pixels)
 
 
 def _centred_box_sums(values: np.ndarray, k: int) -> np.ndarray:
@@ -557,16 +573,13 @@ def _clipped_pixels_per_block(image: np.ndarray, oy: int, ox: int, rows: int, co
     per_band = max(1, _BAND_PIXELS // (8 * image.shape[1]))
     for i0 in range(0, rows, per_band):
         i1 = min(rows, i0 + per_band)
-        band = image[oy + 8 * i0:oy + 8 * i1, ox:ox + 8 * cols]
-        clipped = (band == 0) | (band == 255)
-        if clipped.ndim == 3:
-            clipped = clipped.any(axis=2)
+        clipped = _clipped(image[oy + 8 * i0:oy + 8 * i1, ox:ox + 8 * cols])
         counts[i0:i1] = clipped.reshape(i1 - i0, 8, cols, 8).sum(axis=(1, 3))
     return counts
 
 
 def _phase_contrast_blocks(image: np.ndarray, oy: int, ox: int, rows: int, cols: int):
-    """Block scores at the grid less their mean over 64 offsets, and each block's clipped pixels."""
+    """Block scores of the whole blocks from ``(oy, ox)`` less their mean over 64 offsets."""
     import torch
     import torch.nn.functional as F
 
@@ -584,4 +597,4 @@ def _phase_contrast_blocks(image: np.ndarray, oy: int, ox: int, rows: int, cols:
         z = z - F.avg_pool2d(z, 8, stride=1, padding=4, count_include_pad=False)[:, :, :n, :h]
         z = z[0, 0].numpy()
         scores[i0:i1] = z[oy + 8 * i0 + 3 - a:oy + 8 * i1 + 3 - a:8, ox + 3:ox + 3 + 8 * cols:8]
-    return scores, _clipped_pixels_per_block(image, oy, ox, rows, cols)
+    return scores

@@ -195,9 +195,7 @@ def join_grid_evidence(flag_map: np.ndarray, image: np.ndarray, grid: GridEviden
     grid : GridEvidence
         :func:`jpegtrace.grid.find_jpeg_grid` of ``image``.
     """
-    if not grid.found:
-        return
-    blocks = clipped_block_flag(image, grid)
+    blocks = clipped_block_flag(image, grid)  # all 0 when the grid was not found
     if not blocks.any():
         return
     (oy, ox), (rows, cols) = grid_block_origin(grid.grid_offset), blocks.shape
