@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -151,132 +152,50 @@ def _run_analyze(args) -> int:
 
 
 def _add_train(sub) -> None:
-    from .train import TrainConfig
-
-    d = TrainConfig(data="", out="")
     p = sub.add_parser(
         "train", help="train a model on a folder of never-compressed images",
-        description="Train the network on patches made online from never-compressed images (PNG, TIFF, BMP). "
-                    "Writes checkpoint.pt, log.csv, val.csv, best.safetensors, step-N.safetensors (the weights "
-                    "at each validation) and model.safetensors into OUT. Ctrl-C (or SIGTERM) saves a checkpoint; "
-                    "--resume continues exactly where it stopped.")
-    p.add_argument("--data", required=True, metavar="DIR", help="folder of never-compressed images")
-    p.add_argument("--split", metavar="CSV", help="CSV with columns file,split: train on 'train', validate on 'val'")
+        description="Train the network on patches made online from never-compressed images (PNG, TIFF, BMP), "
+                    "with the settings of a TOML config file (configs/train/*.toml; every field of "
+                    "jpegtrace.train.TrainConfig) and --set overrides. Writes config.toml (the resolved settings), "
+                    "checkpoint.pt, log.csv, val.csv, best.safetensors, step-N.safetensors (the weights at each "
+                    "validation) and model.safetensors into OUT. Ctrl-C (or SIGTERM) saves a checkpoint; --resume "
+                    "continues exactly where it stopped, with the run's saved settings and any --set on top.")
+    p.add_argument("--config", metavar="TOML", help="training settings (e.g. configs/train/qfnet-v11.toml)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set steps=4000 --set threads=2 (repeatable; values as in TOML)")
+    p.add_argument("--data", metavar="DIR", help="folder of never-compressed images (overrides the config's data)")
+    p.add_argument("--split", metavar="CSV",
+                   help="CSV with columns file,split: train on 'train', validate on 'val' (overrides the config's)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder for checkpoints, logs and weights")
     p.add_argument("--resume", action="store_true",
-                   help="continue from RUN_DIR/checkpoint.pt with the run's settings; of these, --steps, "
-                        "--val-every, --checkpoint-every, --workers, --threads, --device, --precision, "
-                        "--batch-size, --patch-size, --recipe, --uncompressed-fraction, --splice-fraction, "
-                        "--high-quality-fraction and --high-quality-subsampling change when given")
-    p.add_argument("--steps", type=int, help=f"optimizer steps in all (default {d.steps})")
-    p.add_argument("--batch-size", type=int, help=f"patches per step (default {d.batch_size})")
-    p.add_argument("--patch-size", type=int, help=f"patch side (default {d.patch_size}; paper 60)")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak Adam learning rate (default {d.lr})")
-    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help=f"linear warm-up steps (default {d.warmup_steps})")
-    p.add_argument("--flag-weight", type=float, default=d.flag_weight, help="weight of the flag map's loss (default 1)")
-    p.add_argument("--highpass-gain", type=float, default=d.highpass_gain,
-                   help=f"training-time gain on the detail part of the first layer's kernels (default "
-                        f"{d.highpass_gain}; 1 = the paper's plain training); exported weights are a plain network")
-    p.add_argument("--lowpass-gain", type=float, default=d.lowpass_gain,
-                   help=f"training-time gain on the mean part of the first layer's kernels (default {d.lowpass_gain})")
-    p.add_argument("--grid-feature", action="store_true", default=None,
-                   help="give the network the per-pixel JPEG grid evidence as a fourth input channel (fixed, "
-                        "not learned; for QF 97-100 JPEGs; about 17%% more time)")
-    p.add_argument("--grid-presence", action="store_true", default=None,
-                   help="also give it, as a further channel, whether a JPEG block grid covers each pixel (from "
-                        "25 blocks around it; fixed, not learned)")
-    p.add_argument("--wide-grid-presence", action="store_true", default=None,
-                   help="also give it the same from 169 blocks (faint grids of clipped QF 97-98 JPEGs; "
-                        "fixed, not learned)")
-    p.add_argument("--only-grid-inputs", action="store_true", default=None,
-                   help="train only the first layer's kernels of the grid inputs, every other weight kept as "
-                        "--init-weights gave it (the network learns to use a new grid input without losing "
-                        "what it knew)")
-    p.add_argument("--grid-feature-gain", type=float, default=d.grid_feature_gain,
-                   help="training-time gain on the first layer's kernels of the grid inputs, so that kernels a "
-                        f"fine-tune starts at zero grow faster (default {d.grid_feature_gain}); exported "
-                        "weights are a plain network")
-    p.add_argument("--init-weights", metavar="FILE",
-                   help="start from these weights instead of a fresh network (to fine-tune; with "
-                        "--grid-feature, the new channel's kernels start at zero)")
-    p.add_argument("--paper-net", action="store_true",
-                   help="the paper's uncentred input (input offset 0) instead of centring at 0.5")
-    p.add_argument("--recipe", choices=["jpegtrace", "paper"],
-                   help="'paper': aligned 4:2:0 colour JPEGs only; 'jpegtrace' (default) adds 4:4:4, 4:2:2, "
-                        "shifted grids and grayscale")
-    p.add_argument("--uncompressed-fraction", type=float,
-                   help=f"share of patches left uncompressed (default {d.uncompressed_fraction}, as the paper)")
-    p.add_argument("--splice-fraction", type=float,
-                   help="share of patches that are collages of a compressed and a clean patch, labelled pixel "
-                        f"by pixel, to learn localisation (default {d.splice_fraction}, as the paper)")
-    p.add_argument("--high-quality-fraction", type=float,
-                   help="share of compressed patches whose QF is drawn from 90..100 instead of the whole range, "
-                        f"for more practice on faint traces (default {d.high_quality_fraction}, as the paper)")
-    p.add_argument("--high-quality-subsampling", choices=["4:2:0", "4:2:2", "4:4:4"],
-                   help="chroma subsampling of those patches when in colour (default: drawn as for the others); "
-                        "4:4:4 spends them on the JPEGs whose chroma gives nothing away")
-    p.add_argument("--precision", choices=["fp32", "bf16"],
-                   help="bf16 autocast is about 2x faster on CPUs with AVX-512 BF16, about 30x slower on CPUs "
-                        "without AVX-512 (a warning says so; default fp32)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the data stream and initialisation")
-    p.add_argument("--workers", type=int, help=f"data worker processes (default {d.workers})")
-    p.add_argument("--val-every", type=int, help=f"validate every N steps (default {d.val_every})")
-    p.add_argument("--checkpoint-every", type=int, help=f"checkpoint every N steps (default {d.checkpoint_every})")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", help="torch device (default cpu)")
+                   help="continue the run in RUN_DIR from its checkpoint, with its saved settings")
     p.set_defaults(func=_run_train)
 
 
-#: Options that may differ on --resume; only those given on the command line change, the others keep the
-#: run's values. The batch and patch sizes, the recipe, the three fractions and the high-QF subsampling
-#: switch the data from that step on (a curriculum: the paper's easy recipe first, then ours, then
-#: collages; larger patches, whose interior is free of the zero padding that a 33-pixel receptive field
-#: meets in 48-pixel patches); the others leave the data as it was. Their parser default is None so that
-#: an option left out is told apart from one given.
-RESUME_OVERRIDES = ("steps", "val_every", "checkpoint_every", "workers", "threads", "device", "precision",
-                    "batch_size", "patch_size", "recipe", "uncompressed_fraction", "splice_fraction",
-                    "high_quality_fraction", "high_quality_subsampling")
-
-
-def _record_command(out: Path, argv: list[str], start_step: int) -> None:
-    """Append this invocation to ``OUT/command.txt``: a shipped model names every command that trained it."""
-    import shlex
-    from datetime import datetime, timezone
-
-    out.mkdir(parents=True, exist_ok=True)
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    with open(out / "command.txt", "a") as f:
-        f.write(f"jpegtrace {shlex.join(argv)}  # from step {start_step}, {when}\n")
-
-
 def _run_train(args) -> int:
-    import dataclasses
-
     import torch
 
-    from .train import TrainConfig, train
+    from .train import TrainConfig, load_config, train
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
-    if args.paper_net:
-        config = dataclasses.replace(config, input_offset=0.0)
     checkpoint = Path(args.out) / "checkpoint.pt"
-    start_step = 0
-    if args.resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        start_step = int(state["step"])
-        # The folders are those of this command: a run folder may have been copied or moved since.
-        given = {k: getattr(args, k) for k in ("data", "out", "split", *RESUME_OVERRIDES) if getattr(args, k) is not None}
-        config = dataclasses.replace(TrainConfig.from_checkpoint(state), **given)
+    # The folders are those of this command: a run folder may have been copied or moved since.
+    folders = {k: v for k, v in (("data", args.data), ("split", args.split), ("out", args.out)) if v is not None}
+    settings = [*args.settings, *(f"{k}={json.dumps(v)}" for k, v in folders.items())]
     try:
+        if args.resume and checkpoint.exists():
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            config = load_config(args.config, settings, base=dataclasses.asdict(TrainConfig.from_checkpoint(state)))
+        elif args.config is None:
+            raise ValueError("give --config FILE (see configs/train/) or --resume an existing run")
+        else:
+            config = load_config(args.config, settings)
+        if not config.data:
+            raise ValueError("no data folder: give --data or set data in the config")
         config.synthesis()
-        if config.only_grid_inputs and not config.net().extra_inputs:
-            raise ValueError("--only-grid-inputs needs --grid-feature, --grid-presence or --wide-grid-presence")
-    except ValueError as exc:
+    except (ValueError, TypeError, OSError) as exc:
         _error(f"train: {exc}")
         return 2
     _warn_if_bf16_is_slow(config.precision, config.device)
-    _record_command(Path(args.out), args.argv, start_step)
     try:
         path = train(config, resume=args.resume)
     except KeyboardInterrupt:

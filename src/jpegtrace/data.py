@@ -8,6 +8,7 @@ worker processes.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .jpeg import SUBSAMPLING_CODES, jpeg_compress
+from .camera import camera_look
+from .jpeg import SUBSAMPLING_CODES, camera_like_tables, ijg_equivalent_quality, jpeg_compress
+from .synthetic import TEXTURELESS_KINDS, TRAINING_FONTS, rescaled, synthetic_image
 
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".webp", ".gif", ".jpg", ".jpeg"}
 #: Lossless formats, the only ones a never-compressed training image can come in.
@@ -61,6 +64,25 @@ class SynthesisConfig:
         ``subsamplings`` as for the others). Near-lossless 4:2:0 and 4:2:2 JPEGs betray
         themselves by their blurred chroma; 4:4:4 ones only by their faint luma traces, so
         ``'4:4:4'`` spends the practice where the evidence is hardest to see.
+    synthetic_fraction : float
+        Share of patches cut from never-compressed content that is not a photo
+        (:func:`jpegtrace.synthetic.synthetic_image`: flat colours, ramps, noise, text, UI, plots,
+        pixel art, tiles) or from a nearest-neighbour or bilinear rescale of a training photo
+        (paper: 0). See :func:`make_synthetic_patch`.
+    synthetic_compressed_fraction : float
+        Share of those that are then JPEG-compressed like any other patch (never the textureless
+        kinds, whose JPEG is the same image), so that "not a photo" never means "clean".
+    camera_look_fraction : float
+        Share of photo regions passed through :func:`jpegtrace.camera.camera_look` (demosaicing,
+        blur, sharpening, noise, tone curve, saturation) before compression, compressed or not
+        (paper: 0).
+    camera_table_fraction : float
+        Share of compressed patches made with :func:`jpegtrace.jpeg.camera_like_tables` instead of
+        the IJG tables; their label is the IJG-equivalent QF of the luma table (paper: 0).
+    double_compression_fraction : float
+        Share of compressed patches compressed twice: first at a random QF on a random grid
+        offset, then as drawn. They are labelled by the last compression, the one whose grid and
+        table the pixels show and the one a deblocker must undo (paper: 0).
     """
 
     patch_size: int = 60
@@ -75,6 +97,11 @@ class SynthesisConfig:
     high_quality_fraction: float = 0.0
     high_quality_min: int = 90
     high_quality_subsampling: str | None = None
+    synthetic_fraction: float = 0.0
+    synthetic_compressed_fraction: float = 0.4
+    camera_look_fraction: float = 0.0
+    camera_table_fraction: float = 0.0
+    double_compression_fraction: float = 0.0
 
     @property
     def high_quality_floor(self) -> int:
@@ -98,7 +125,9 @@ class SynthesisConfig:
             raise ValueError("patch_size must be positive")
         if not 1 <= self.high_quality_min <= 100:
             raise ValueError("high_quality_min must lie in 1..100")
-        for name in ("uncompressed_fraction", "grayscale_fraction", "splice_fraction", "high_quality_fraction"):
+        for name in ("uncompressed_fraction", "grayscale_fraction", "splice_fraction", "high_quality_fraction",
+                     "synthetic_fraction", "synthetic_compressed_fraction", "camera_look_fraction",
+                     "camera_table_fraction", "double_compression_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]")
 
@@ -207,6 +236,9 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
         if k >= 4:
             region = region[:, ::-1]
         region = np.ascontiguousarray(region)
+    # Every new stage draws only when it is on, so that older recipes replay the same stream.
+    if config.camera_look_fraction and rng.random() < config.camera_look_fraction:
+        region = camera_look(region, rng)
     gray = rng.random() < config.grayscale_fraction if grayscale is None else grayscale
     if gray:
         region = to_grayscale(region)
@@ -221,11 +253,66 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
         subsampling = config.high_quality_subsampling
     dy, dx = (int(v) for v in rng.integers(0, margin + 1, size=2))
     if quality is not None:
-        region = jpeg_compress(region, quality, subsampling)
+        region, quality = _compress(region, quality, subsampling, rng, config)
     patch = region[dy:dy + size, dx:dx + size]
     if gray:
         patch = np.repeat(patch[:, :, None], 3, axis=2)
     return patch, quality
+
+
+def _compress(region: np.ndarray, quality: int, subsampling: str, rng: np.random.Generator,
+              config: SynthesisConfig) -> tuple[np.ndarray, int]:
+    """JPEG-compress ``region`` as drawn; returns the pixels and the QF label of the last compression."""
+    if config.double_compression_fraction and rng.random() < config.double_compression_fraction:
+        first = int(rng.integers(config.min_quality, config.max_quality + 1))
+        offset = tuple(int(v) for v in rng.integers(0, 8, size=2))
+        region = jpeg_compress(region, first, subsampling, offset)
+    tables = None
+    if config.camera_table_fraction and rng.random() < config.camera_table_fraction:
+        tables = camera_like_tables(quality, rng)
+        quality = ijg_equivalent_quality(tables[0])
+    return jpeg_compress(region, quality, subsampling, qtables=tables), quality
+
+
+def make_synthetic_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisConfig
+                         ) -> tuple[np.ndarray, int | None]:
+    """A patch of never-compressed non-photo content, maybe then compressed; as :func:`make_patch` returns.
+
+    A third are rescales of a region of the photo ``image`` (nearest-neighbour or bilinear, up or
+    down); the rest are :func:`jpegtrace.synthetic.synthetic_image` in the training fonts, a
+    third of those mixed with a clean patch of ``image`` through :func:`patch_mask`. A share
+    ``config.synthetic_compressed_fraction`` of those with texture is compressed at a QF drawn as
+    for photo patches.
+    """
+    size = config.patch_size
+    margin = 15 if config.grid_shift else 0
+    region_size = size + margin
+    textureless = False
+    if rng.random() < 1 / 3:
+        h, w = image.shape[:2]
+        side = min(h, w, region_size)
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        region = rescaled(image[y:y + side, x:x + side], rng)
+        if min(region.shape[:2]) < region_size:
+            region = np.pad(region, ((0, max(0, region_size - region.shape[0])),
+                                     (0, max(0, region_size - region.shape[1])), (0, 0)), mode="symmetric")
+        region = region[:region_size, :region_size]
+    else:
+        region, kind = synthetic_image(rng, region_size, region_size, fonts=TRAINING_FONTS)
+        textureless = kind in TEXTURELESS_KINDS
+        if rng.random() < 1 / 3:
+            photo, _ = make_patch(image, rng, dataclasses.replace(config, patch_size=region_size, grid_shift=False),
+                                  compress=False, grayscale=False)
+            region = np.where(patch_mask(region_size, rng)[:, :, None], region, photo)
+    quality = None
+    if not textureless and rng.random() < config.synthetic_compressed_fraction:
+        high = _in_high_quality_share(config, rng)
+        lowest = config.high_quality_floor if high else config.min_quality
+        quality = int(rng.integers(lowest, config.max_quality + 1))
+        subsampling = config.subsamplings[int(rng.integers(0, len(config.subsamplings)))]
+        region, quality = _compress(np.ascontiguousarray(region), quality, subsampling, rng, config)
+    dy, dx = (int(v) for v in rng.integers(0, margin + 1, size=2))
+    return np.ascontiguousarray(region[dy:dy + size, dx:dx + size]), quality
 
 
 def _in_high_quality_share(config: SynthesisConfig, rng: np.random.Generator) -> bool:
@@ -313,6 +400,9 @@ class TrainingBatches(torch.utils.data.Dataset):
             if self.config.splice_fraction and rng.random() < self.config.splice_fraction:
                 donor = self.images[int(rng.integers(0, len(self.images)))]
                 patch, mask, quality = make_spliced_patch(image, donor, rng, self.config)
+            elif self.config.synthetic_fraction and rng.random() < self.config.synthetic_fraction:
+                patch, quality = make_synthetic_patch(image, rng, self.config)
+                mask = True
             else:
                 patch, quality = make_patch(image, rng, self.config)
                 mask = True  # the labels hold over the whole patch

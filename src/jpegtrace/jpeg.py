@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -16,6 +18,8 @@ def jpeg_compress(
     quality: int,
     subsampling: str = "4:2:0",
     grid_offset: tuple[int, int] = (0, 0),
+    *,
+    qtables: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Compress ``image`` as a JPEG and decode it back to pixels.
 
@@ -31,6 +35,9 @@ def jpeg_compress(
         ``(dy, dx)``: where pixel (0, 0) of ``image`` falls inside its JPEG block, as when a
         JPEG is cropped. The image is padded by reflection above and to the left, compressed
         and cropped back, so the block grid starts ``dy`` rows and ``dx`` columns early.
+    qtables : sequence of ndarray, optional
+        Quantisation tables (8x8, natural order; luma first, then chroma) to use instead of
+        the IJG tables scaled to ``quality``, which is then ignored (as a camera's own tables).
 
     Returns
     -------
@@ -50,17 +57,89 @@ def jpeg_compress(
     if dy or dx:
         pad = ((dy, 0), (dx, 0)) + (((0, 0),) if image.ndim == 3 else ())
         padded = np.pad(image, pad, mode="symmetric")
-    decoded = _roundtrip(padded, int(quality), subsampling)
+    decoded = _roundtrip(padded, int(quality), subsampling, qtables)
     return decoded[dy:, dx:]
 
 
-def _roundtrip(image: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
+def _roundtrip(image: np.ndarray, quality: int, subsampling: str, qtables=None) -> np.ndarray:
     buffer = io.BytesIO()
     pil = Image.fromarray(image)
     options = {"quality": quality}
+    if qtables is not None:
+        tables = [np.clip(np.asarray(t), 1, 255).astype(int).ravel().tolist() for t in qtables]
+        options = {"qtables": tables[:1] if image.ndim == 2 else tables}
     if image.ndim == 3:
         options["subsampling"] = SUBSAMPLING_CODES[subsampling]
     pil.save(buffer, format="JPEG", **options)
     buffer.seek(0)
     with Image.open(buffer) as decoded:
         return np.asarray(decoded.convert("L" if image.ndim == 2 else "RGB"))
+
+
+@lru_cache(maxsize=1)
+def ijg_base_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The luma and chroma tables of the JPEG standard's Annex K, as libjpeg scales them (8x8, natural order).
+
+    Notes
+    -----
+    Read back from a QF-50 JPEG that Pillow's libjpeg writes, where the IJG scaling is 100 %, so
+    the tables are the ones this libjpeg uses rather than a copy typed in here.
+    """
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="JPEG", quality=50)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        tables = decoded.quantization
+    return tuple(np.array(tables[i], dtype=np.int64).reshape(8, 8) for i in (0, 1))
+
+
+def ijg_table(quality: float, *, chroma: bool = False) -> np.ndarray:
+    """The IJG quantisation table of ``quality`` (1..100), as libjpeg's ``jpeg_quality_scaling`` makes it.
+
+    Notes
+    -----
+    libjpeg scales the Annex K table by ``5000 / Q`` percent below QF 50 and ``200 - 2 Q``
+    above, rounds, and keeps every step in 1..255 (baseline JPEG).
+    """
+    base = ijg_base_tables()[1 if chroma else 0]
+    quality = min(max(float(quality), 1.0), 100.0)
+    scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
+    return np.clip(np.floor((base * scale + 50.0) / 100.0), 1, 255).astype(np.int64)
+
+
+def ijg_equivalent_quality(luma_table: np.ndarray) -> int:
+    """The IJG QF whose luma table is nearest to ``luma_table``: how every label and score names a table's QF.
+
+    Notes
+    -----
+    "Nearest" is the least mean squared log ratio of the 64 steps, so that a table twice as
+    coarse at low frequencies weighs as much as one twice as coarse at high ones; for a scaled
+    IJG table it returns that table's own QF (ties, where several QFs round to the same table,
+    go to the lowest).
+    """
+    table = np.log(np.clip(np.asarray(luma_table, dtype=np.float64).reshape(8, 8), 1, None))
+    errors = [np.mean((np.log(ijg_table(q)) - table) ** 2) for q in range(1, 101)]
+    return int(np.argmin(errors)) + 1
+
+
+def camera_like_tables(quality: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random luma and chroma tables of the kinds cameras, phones and editors use, around ``quality``.
+
+    Half are IJG tables with a per-frequency jitter of about 15 % (as many cameras scale the
+    standard tables their own way); the rest follow a smooth family, a step growing as a power of
+    the frequency index, with its own slope (as phones' and editors' tables do). Label the result
+    with :func:`ijg_equivalent_quality` of the luma table, never with ``quality``.
+    """
+    if rng.random() < 0.5:
+        luma, chroma = ijg_table(quality), ijg_table(quality, chroma=True)
+        luma = luma * np.exp(rng.normal(0.0, 0.15, size=(8, 8)))
+        chroma = chroma * np.exp(rng.normal(0.0, 0.15, size=(8, 8)))
+    else:
+        u, v = np.meshgrid(np.arange(8), np.arange(8))
+        radius = (u + v) / 14.0
+        reference = ijg_table(quality)
+        dc = max(1.0, reference[0, 0] * rng.uniform(0.6, 1.2))
+        top = max(dc, reference.max() * rng.uniform(0.5, 1.3))
+        luma = dc + (top - dc) * radius ** rng.uniform(0.8, 2.5)
+        chroma = luma * rng.uniform(1.0, 2.0)
+    return (np.clip(np.round(luma), 1, 255).astype(np.int64), np.clip(np.round(chroma), 1, 255).astype(np.int64))

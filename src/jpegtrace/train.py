@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import signal
 import sys
 import time
+import tomllib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -138,6 +141,11 @@ class TrainConfig:
     grid_feature_gain: float = 1.0
     only_grid_inputs: bool = False
     init_weights: str | None = None
+    synthetic_fraction: float = 0.0
+    synthetic_compressed_fraction: float = 0.4
+    camera_look_fraction: float = 0.0
+    camera_table_fraction: float = 0.0
+    double_compression_fraction: float = 0.0
 
     def synthesis(self) -> SynthesisConfig:
         if self.recipe == "paper":
@@ -150,7 +158,12 @@ class TrainConfig:
                                    uncompressed_fraction=self.uncompressed_fraction,
                                    splice_fraction=self.splice_fraction,
                                    high_quality_fraction=self.high_quality_fraction,
-                                   high_quality_subsampling=self.high_quality_subsampling)
+                                   high_quality_subsampling=self.high_quality_subsampling,
+                                   synthetic_fraction=self.synthetic_fraction,
+                                   synthetic_compressed_fraction=self.synthetic_compressed_fraction,
+                                   camera_look_fraction=self.camera_look_fraction,
+                                   camera_table_fraction=self.camera_table_fraction,
+                                   double_compression_fraction=self.double_compression_fraction)
 
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset,
@@ -160,7 +173,74 @@ class TrainConfig:
     @classmethod
     def from_checkpoint(cls, state: dict) -> "TrainConfig":
         """The config saved in a loaded ``checkpoint.pt``."""
-        return cls(**dict(state["config"], dilations=tuple(state["config"]["dilations"])))
+        return cls.from_values(state["config"])
+
+    @classmethod
+    def from_values(cls, values: dict) -> "TrainConfig":
+        """A config from plain values (a TOML table, a checkpoint's dict); unknown keys raise ValueError."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
+        values = dict(values)
+        if "dilations" in values:
+            values["dilations"] = tuple(values["dilations"])
+        return cls(**values)
+
+    def to_toml(self) -> str:
+        """The config as a TOML table that :func:`load_config` reads back to an equal config."""
+        lines = []
+        for key, value in asdict(self).items():
+            if value is None:
+                continue  # TOML has no null: a missing key takes the default, which is None
+            lines.append(f"{key} = {_toml_value(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``key=value`` as given to ``--set``: the value read as TOML (number, bool, list, quoted string),
+    else taken as a bare string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected key=value, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def load_config(path: str | Path | None = None, settings: Sequence[str] = (), *,
+                base: dict | None = None) -> TrainConfig:
+    """A :class:`TrainConfig` from a TOML file, then ``key=value`` settings on top.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        A TOML file of :class:`TrainConfig` fields (``configs/train/*.toml``).
+    settings : sequence of str
+        ``key=value`` overrides (``--set``), applied after the file.
+    base : dict, optional
+        Values under the file's (a resumed run's saved config).
+    """
+    values = dict(base or {})
+    if path is not None:
+        with open(path, "rb") as f:
+            values.update(tomllib.load(f))
+    for text in settings:
+        key, value = parse_setting(text)
+        values[key] = value
+    return TrainConfig.from_values(values)
 
 
 def mean_labels(synthesis: SynthesisConfig) -> tuple[float, float]:
@@ -343,6 +423,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
+    (out / "config.toml").write_text(config.to_toml())  # the resolved config, as this run uses it
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
