@@ -1,7 +1,7 @@
-"""Cost of the quality calibration (:class:`jpegtrace.model.QualityCalibration`) in the summary of a map.
+"""Cost of the quality calibration (:class:`jpegtrace.nn.weights.QualityCalibration`) in the summary of a map.
 
 For raw network maps of about 1, 4 and 16 MP, prints the throughput of
-:func:`jpegtrace.inference.summarize` (clipping, QF conversion and means, in place as ``analyze`` does it)
+:func:`jpegtrace.analysis.summarize` (clipping, QF conversion and means, in place as ``analyze`` does it)
 without and with a calibration of the 16 knots that ``fit_quality_calibration`` fits, their time ratio, and,
 at 1 MP, the network's fp32 throughput and the share of a whole ``analyze`` the calibration adds.
 
@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from common import OtherLoad, start, timed
-from jpegtrace.experiments import CALIBRATION_KNOTS
-from jpegtrace.inference import predict_maps, summarize
-from jpegtrace.model import QFNet, QualityCalibration
+from jpegtrace.eval.calibration import CALIBRATION_KNOTS
+from jpegtrace.analysis import predict_maps, summarize
+from jpegtrace.nn.qfnet import QFNet
+from jpegtrace.nn.weights import QualityCalibration
 
 SIDES = {"1 MP": (1000, 1000), "4 MP": (2000, 2000), "16 MP": (4000, 4000)}
 

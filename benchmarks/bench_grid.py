@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from common import OtherLoad, start, timed
-from jpegtrace.grid import clipped_block_flag, find_jpeg_grid
-from jpegtrace.inference import predict_maps
+from jpegtrace.grid.clipped import clipped_block_flag
+from jpegtrace.grid.check import find_jpeg_grid
+from jpegtrace.analysis import predict_maps
 from jpegtrace.jpeg import jpeg_compress
-from jpegtrace.model import QFNet
+from jpegtrace.nn.qfnet import QFNet
 
 SIDES = {"0.25 MP": (512, 512), "1 MP": (1000, 1000), "4 MP": (2000, 2000), "16 MP": (4000, 4000)}
 

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 
 from common import OtherLoad, start, timed
-from jpegtrace.grid import grid_feature, grid_presence, luma_tensor
-from jpegtrace.inference import predict_maps
-from jpegtrace.model import NetConfig, QFNet
+from jpegtrace.grid import grid_feature
+from jpegtrace.grid.presence import grid_presence
+from jpegtrace.grid.dct import luma_tensor
+from jpegtrace.analysis import predict_maps
+from jpegtrace.nn.qfnet import NetConfig, QFNet
 
 SIDES = {"0.25 MP": (512, 512), "1 MP": (1000, 1000), "4 MP": (2000, 2000)}
 

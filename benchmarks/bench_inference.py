@@ -34,9 +34,10 @@ import torch
 
 from common import OtherLoad, matmul_rate, start, timed
 
-from jpegtrace.engine import FastNet, eager_predict_maps
-from jpegtrace.inference import DEFAULT_TILE_SIZE, predict_maps
-from jpegtrace.model import QFNet, default_weights_path, flops_per_pixel, load_weights
+from jpegtrace.nn.engine import FastNet, eager_predict_maps
+from jpegtrace.analysis import DEFAULT_TILE_SIZE, predict_maps
+from jpegtrace.nn.qfnet import QFNet, flops_per_pixel
+from jpegtrace.nn.weights import default_weights_path, load_weights
 
 BASELINE_TILE = 512  # the tile size of the original implementation
 

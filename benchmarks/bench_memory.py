@@ -86,7 +86,8 @@ def prepare(folder: Path, width: int, height: int) -> None:
     import torch
     from PIL import Image
 
-    from jpegtrace.model import QFNet, save_weights
+    from jpegtrace.nn.qfnet import QFNet
+    from jpegtrace.nn.weights import save_weights
 
     torch.manual_seed(0)
     save_weights(QFNet(), folder / "random.safetensors")

@@ -3,7 +3,7 @@
 Measures, in one run on one machine:
 
 * the fp32 ``torch.mm`` rate (GFLOP/s), the practical arithmetic limit;
-* patches per second of the data pipeline alone (:class:`jpegtrace.data.TrainingBatches`: crop,
+* patches per second of the data pipeline alone (:class:`jpegtrace.train.data.TrainingBatches`: crop,
   flips, JPEG encode and decode through Pillow), in this process and through the
   ``DataLoader`` with the given number of workers (default: ``TrainConfig``'s);
 * one training step alone on a fixed batch (the loop's arithmetic: forward, both losses,
@@ -38,9 +38,11 @@ from PIL import Image
 
 from common import OtherLoad, matmul_rate, start, timed
 
-from jpegtrace.data import TrainingBatches, list_images, load_rgb
-from jpegtrace.model import QFNet, flops_per_pixel
-from jpegtrace.train import TrainConfig, map_losses, train
+from jpegtrace.train.data import TrainingBatches
+from jpegtrace.io import list_images, load_rgb
+from jpegtrace.nn.qfnet import QFNet, flops_per_pixel
+from jpegtrace.train.config import TrainConfig
+from jpegtrace.train.loop import map_losses, train
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clean"
 

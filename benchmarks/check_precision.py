@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jpegtrace.data import list_images, load_rgb
-from jpegtrace.inference import predict_maps, summarize
+from jpegtrace.io import list_images, load_rgb
+from jpegtrace.analysis import predict_maps, summarize
 from jpegtrace.jpeg import jpeg_compress
-from jpegtrace.model import QFNet, default_weights_path, load_weights
+from jpegtrace.nn.qfnet import QFNet
+from jpegtrace.nn.weights import default_weights_path, load_weights
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clean"
 

@@ -9,7 +9,8 @@ The files must hold networks of one shape; OUT's metadata names the averaged fil
 import argparse
 from pathlib import Path
 
-from jpegtrace.model import average_models, load_weights, save_weights
+from jpegtrace.nn.qfnet import average_models
+from jpegtrace.nn.weights import load_weights, save_weights
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("out", type=Path, help="safetensors file to write")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jpegtrace.data import list_images, load_rgb
-from jpegtrace.grid import QUADRANT_RAMP, block_evidence
+from jpegtrace.io import list_images, load_rgb
+from jpegtrace.grid.clipped import QUADRANT_RAMP, block_evidence
 
 CLEAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clean"
 OFFSETS = ((0, 0), (3, 5))

@@ -12,8 +12,9 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from jpegtrace.data import downscale
-from jpegtrace.experiments import disc_mask, make_collage
+from jpegtrace.io import downscale
+from jpegtrace.eval.masks import disc_mask
+from jpegtrace.eval.collage import make_collage
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Usage:
 import argparse
 from pathlib import Path
 
-from jpegtrace.train import export_checkpoint
+from jpegtrace.train.loop import export_checkpoint
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("run", type=Path, help="training run folder (holds checkpoint.pt)")

@@ -26,7 +26,7 @@ from PIL import Image
 from skimage import data
 
 from jpegtrace.cli import main as jpegtrace
-from jpegtrace.data import downscale
+from jpegtrace.io import downscale
 from jpegtrace.jpeg import jpeg_compress
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jpegtrace.data import list_images, load_rgb
-from jpegtrace.experiments import evaluate_model, summarize_evaluation
-from jpegtrace.model import load_weights
+from jpegtrace.io import list_images, load_rgb
+from jpegtrace.eval.quality import evaluate_model, summarize_evaluation
+from jpegtrace.nn.weights import load_weights
 
 CLEAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clean"
 NEAR_LOSSLESS = (97, 98, 99, 100, None)

@@ -3,7 +3,7 @@
 Usage:
     python scripts/ship_model.py RUN_DIR [--weights best.safetensors] [--command "jpegtrace train ..."]
 
-Fits the quality calibration (a monotone map of the quality map, `jpegtrace.experiments.fit_quality_calibration`)
+Fits the quality calibration (a monotone map of the quality map, `jpegtrace.eval.fit_quality_calibration`)
 on JPEGs of the train images and the flag threshold of localisation masks on collages of them, writes RUN_DIR's
 weights with both to src/jpegtrace/weights/qfnet.safetensors, copies its training and validation logs
 and its commands (RUN_DIR/command.txt, unless --command is given) beside them, evaluates the model on the
@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from jpegtrace.data import list_images, load_rgb
-from jpegtrace.experiments import (calibrate_flag_threshold, collage_benchmark, evaluate_model,
-                                   fit_quality_calibration, summarize_collage_benchmark, summarize_evaluation)
-from jpegtrace.grid import GRID_SCORE_THRESHOLD
-from jpegtrace.model import load_weights, save_weights
-from jpegtrace.outputs import save_figure, write_json, write_text
+from jpegtrace.io import list_images, load_rgb
+from jpegtrace.eval.calibration import calibrate_flag_threshold, fit_quality_calibration
+from jpegtrace.eval.collage import collage_benchmark, summarize_collage_benchmark
+from jpegtrace.eval.quality import evaluate_model, summarize_evaluation
+from jpegtrace.grid.check import GRID_SCORE_THRESHOLD
+from jpegtrace.nn.weights import load_weights, save_weights
+from jpegtrace.io import save_figure, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = ROOT / "src" / "jpegtrace" / "weights"
@@ -256,7 +257,7 @@ def model_card(command: str, meta: dict, results: dict, collages: dict, calibrat
            + f" | {uncalibrated['qf_mae_5_95']:.2f} |"] if uncalibrated else []),
         "",
         *(["The quality calibration (`QualityCalibration`, saved in the weights' metadata and applied by "
-           "`jpegtrace.inference.summarize`) maps each pixel of the clipped quality map through a monotone "
+           "`jpegtrace.analysis.summarize`) maps each pixel of the clipped quality map through a monotone "
            "piecewise-linear curve fitted on the train images (`fit_quality_calibration`: each compressed at 6 "
            "QFs from 5 to 95, as 4:2:0, 4:4:4, grayscale or with a shifted grid, and kept as it is), so that "
            "their mean estimated QF lands on the true QF; the flag map is not touched. Its knots, network QF → "

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jpegtrace.data import downscale
+from jpegtrace.io import downscale
 from PIL import Image
 
 

@@ -10,7 +10,8 @@ from PIL import Image
 
 from imagefiles import png_bytes
 from jpegtrace.cli import main
-from jpegtrace.model import NetConfig, QFNet, save_weights
+from jpegtrace.nn.qfnet import NetConfig, QFNet
+from jpegtrace.nn.weights import save_weights
 
 
 @pytest.fixture(scope="module")
@@ -200,9 +201,9 @@ def test_maps_of_files_with_the_same_stem_do_not_overwrite_each_other(capsys, we
                                                     (False, "fp32", False)])
 def test_bf16_on_a_cpu_without_bf16_arithmetic_is_warned_of(capsys, monkeypatch, weights, files, fast,
                                                              precision, warned):
-    import jpegtrace.engine
+    import jpegtrace.nn.engine
 
-    monkeypatch.setattr(jpegtrace.engine, "bf16_is_fast", lambda device="cpu": fast)
+    monkeypatch.setattr(jpegtrace.nn.engine, "bf16_is_fast", lambda device="cpu": fast)
     code, out, err = _run(capsys, files["good"], "--model", weights, "--precision", precision)
     assert code == 0 and "good.png" in out
     warnings = [line for line in err if "warning" in line]
@@ -213,7 +214,7 @@ def test_bf16_on_a_cpu_without_bf16_arithmetic_is_warned_of(capsys, monkeypatch,
 def test_bf16_is_fast_follows_the_cpus_avx512():
     from pathlib import Path
 
-    from jpegtrace.engine import bf16_is_fast
+    from jpegtrace.nn.engine import bf16_is_fast
 
     assert bf16_is_fast("cuda") is True  # no CUDA needed: only the device type is read
     cpuinfo = Path("/proc/cpuinfo")

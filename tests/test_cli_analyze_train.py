@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 from jpegtrace.cli import build_parser, main
-from jpegtrace.model import QFNet, save_weights
+from jpegtrace.nn.qfnet import QFNet
+from jpegtrace.nn.weights import save_weights
 
 
 @pytest.fixture(scope="module")

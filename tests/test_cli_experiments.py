@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from jpegtrace.cli import main
-from jpegtrace.model import NetConfig, QFNet, save_weights
+from jpegtrace.nn.qfnet import NetConfig, QFNet
+from jpegtrace.nn.weights import save_weights
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +148,7 @@ def test_collage_writes_the_fake_image_mask_maps_and_scores(folder, weights, tmp
     assert not np.array_equal(fake[mask], background[mask])
     scores = json.loads((out / "scores.json").read_text())
     maps = np.load(out / "maps.npz")
-    from jpegtrace.experiments import localization_scores
+    from jpegtrace.eval.metrics import localization_scores
 
     expected = localization_scores(maps["flag_map"], maps["mask"]).as_dict()
     assert {k: scores[k] for k in expected} == expected
@@ -185,7 +186,7 @@ def test_collage_blob_mask_follows_the_seed(folder, weights, tmp_path):
 
 
 def test_collage_scores_at_the_models_threshold_or_the_one_given(folder, tmp_path, capsys):
-    from jpegtrace.experiments import localization_scores
+    from jpegtrace.eval.metrics import localization_scores
 
     data, _ = folder
     torch.manual_seed(0)
@@ -311,8 +312,8 @@ def test_an_output_path_that_is_a_file_is_refused_before_the_run(folder, weights
 # --- calibrate --------------------------------------------------------------------------------------
 
 def test_calibrate_writes_weights_with_both_calibrations_fitted_on_the_train_subset(folder, weights, tmp_path, capsys):
-    from jpegtrace.experiments import calibrate_flag_threshold, fit_quality_calibration
-    from jpegtrace.model import load_weights
+    from jpegtrace.eval.calibration import calibrate_flag_threshold, fit_quality_calibration
+    from jpegtrace.nn.weights import load_weights
 
     data, split = folder
     out = tmp_path / "calibrated.safetensors"

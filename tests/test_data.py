@@ -3,8 +3,8 @@ import torch
 
 import pytest
 
-from jpegtrace.data import (SynthesisConfig, TrainingBatches, list_images, make_patch, make_spliced_patch,
-                            patch_mask, quality_label)
+from jpegtrace.train.data import SynthesisConfig, TrainingBatches, make_patch, make_spliced_patch, patch_mask, quality_label
+from jpegtrace.io import list_images
 
 
 def test_labels():
@@ -130,11 +130,11 @@ def test_high_quality_share_draws_qf_90_and_up(photo):
 
 
 def test_high_quality_subsampling_applies_to_the_high_qf_share_only(photo, monkeypatch):
-    import jpegtrace.data
+    import jpegtrace.train.data
 
     encoded = []  # (QF, subsampling) of every JPEG made
-    real = jpegtrace.data.jpeg_compress
-    monkeypatch.setattr(jpegtrace.data, "jpeg_compress",
+    real = jpegtrace.train.data.jpeg_compress
+    monkeypatch.setattr(jpegtrace.train.data, "jpeg_compress",
                         lambda image, quality, subsampling: encoded.append((quality, subsampling))
                         or real(image, quality, subsampling))
     config = SynthesisConfig(patch_size=16, grayscale_fraction=0.0, high_quality_fraction=0.5,

@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from jpegtrace.experiments import (
-    MASK_SHAPES, EvaluationRecord, assess_images, blob_mask, calibrate_flag_threshold, collage_benchmark, disc_mask,
-    evaluate_files, evaluate_model,
-    fit_image, localization_scores, make_collage, make_mask, pixel_auc, random_mask, read_mask, rectangle_mask,
-    run_collage, summarize_assessment, summarize_collage_benchmark, summarize_evaluation,
-)
-from jpegtrace.inference import predict_maps
+from jpegtrace.eval.masks import MASK_SHAPES, blob_mask, disc_mask, make_mask, random_mask, read_mask, rectangle_mask
+from jpegtrace.eval.quality import EvaluationRecord, evaluate_files, evaluate_model, summarize_evaluation
+from jpegtrace.eval.audit import assess_images, summarize_assessment
+from jpegtrace.eval.calibration import calibrate_flag_threshold
+from jpegtrace.eval.collage import collage_benchmark, fit_image, make_collage, run_collage, summarize_collage_benchmark
+from jpegtrace.eval.metrics import localization_scores, pixel_auc
+from jpegtrace.analysis import predict_maps
 from jpegtrace.jpeg import jpeg_compress
-from jpegtrace.model import NetConfig, QFNet
+from jpegtrace.nn.qfnet import NetConfig, QFNet
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +232,7 @@ def test_calibration_scores_the_benchmark_collages_at_each_threshold(tiny_model,
 
 
 def test_hat_means_give_the_mean_of_any_piecewise_linear_map():
-    from jpegtrace.experiments import CALIBRATION_KNOTS, _hat_means
+    from jpegtrace.eval.calibration import CALIBRATION_KNOTS, _hat_means
 
     rng = np.random.default_rng(0)
     values = np.concatenate([rng.random(500), [0.0, 1.0, 0.05]])
@@ -243,7 +243,7 @@ def test_hat_means_give_the_mean_of_any_piecewise_linear_map():
 
 
 def test_calibration_solver_recovers_a_monotone_distortion():
-    from jpegtrace.experiments import CALIBRATION_KNOTS, _hat_means, _solve_calibration
+    from jpegtrace.eval.calibration import CALIBRATION_KNOTS, _hat_means, _solve_calibration
 
     knots = np.array(CALIBRATION_KNOTS)
     truth = np.sqrt(knots)  # the calibration that undoes a network whose maps are squared
@@ -262,8 +262,8 @@ def test_calibration_solver_recovers_a_monotone_distortion():
 
 
 def test_quality_calibration_fit_does_better_than_none_on_its_own_images(photos):
-    from jpegtrace.experiments import CALIBRATION_KNOTS, fit_quality_calibration
-    from jpegtrace.model import QUALITY_CHANNEL
+    from jpegtrace.eval.calibration import CALIBRATION_KNOTS, fit_quality_calibration
+    from jpegtrace.nn.qfnet import QUALITY_CHANNEL
 
     torch.manual_seed(0)
     model = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
@@ -322,7 +322,7 @@ def test_assess_images_marks_grayscale_and_lists_unreadable_files(tiny_model, sm
 
 
 def test_assessment_histogram_counts_only_compressed_images():
-    from jpegtrace.experiments import AssessmentRecord
+    from jpegtrace.eval.audit import AssessmentRecord
 
     records = [AssessmentRecord("a", 8, 8, 32.0, 0.9, True), AssessmentRecord("b", 8, 8, 34.0, 0.8, True),
                AssessmentRecord("c", 8, 8, 77.0, 0.7, True), AssessmentRecord("d", 8, 8, 99.0, 0.1, False),

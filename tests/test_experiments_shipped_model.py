@@ -13,7 +13,9 @@ from PIL import Image
 
 import jpegtrace
 from jpegtrace.cli import main
-from jpegtrace.experiments import disc_mask, evaluate_files, run_collage
+from jpegtrace.eval.masks import disc_mask
+from jpegtrace.eval.quality import evaluate_files
+from jpegtrace.eval.collage import run_collage
 
 
 @pytest.fixture(scope="module")

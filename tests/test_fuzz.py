@@ -15,7 +15,7 @@ from PIL import Image, features
 
 from imagefiles import png16_rgb
 from jpegtrace import ImageReadError, read_image
-from jpegtrace.images import as_analysis_array
+from jpegtrace.io import as_analysis_array
 
 #: Small, so that a mutated header claiming a large size is refused instead of decoded.
 MAX_PIXELS = 1 << 16

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 from skimage import data
 
-from jpegtrace.experiments import EvaluationRecord, evaluate_model, summarize_evaluation
-from jpegtrace.grid import CHUNK_BLOCKS, GRID_SCORE_THRESHOLD, find_jpeg_grid, luma
-from jpegtrace.inference import summarize
+from jpegtrace.eval.quality import EvaluationRecord, evaluate_model, summarize_evaluation
+from jpegtrace.grid.dct import CHUNK_BLOCKS, luma
+from jpegtrace.grid.check import GRID_SCORE_THRESHOLD, find_jpeg_grid
+from jpegtrace.analysis import summarize
 from jpegtrace.jpeg import jpeg_compress
-from jpegtrace.model import QFNet
+from jpegtrace.nn.qfnet import QFNet
 
 
 def textured(height=160, width=200, seed=0):
@@ -121,13 +122,14 @@ def test_evaluation_records_both_verdicts():
 # The per-pixel grid feature (an input channel of networks with NetConfig.grid_feature)
 # ------------------------------------------------------------------------------------------------
 
-from jpegtrace.grid import FEATURE_SCALE  # noqa: E402  (the feature's tests below)
+from jpegtrace.grid import FEATURE_SCALE
 
 
 def _feature(image):
     import torch
 
-    from jpegtrace.grid import grid_feature, luma_tensor
+    from jpegtrace.grid import grid_feature
+    from jpegtrace.grid.dct import luma_tensor
 
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
     return grid_feature(luma_tensor(pixels))[0, 0].numpy()
@@ -156,7 +158,8 @@ def test_feature_spikes_on_the_jpeg_grid_only(quality, subsampling, offset):
 def test_feature_of_a_strip_with_its_context_equals_the_whole_image():
     import torch
 
-    from jpegtrace.grid import FEATURE_CONTEXT, grid_feature, luma_tensor
+    from jpegtrace.grid import FEATURE_CONTEXT, grid_feature
+    from jpegtrace.grid.dct import luma_tensor
 
     image = jpeg_compress(textured(90, 70), 95, "4:4:4")
     luma_rows = luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
@@ -172,7 +175,8 @@ def test_feature_of_a_strip_with_its_context_equals_the_whole_image():
 def test_feature_is_computed_in_fp32_under_bf16_autocast():
     import torch
 
-    from jpegtrace.grid import grid_feature, luma_tensor
+    from jpegtrace.grid import grid_feature
+    from jpegtrace.grid.dct import luma_tensor
 
     pixels = torch.from_numpy(np.array(jpeg_compress(textured(64, 64), 99, "4:4:4"))).permute(2, 0, 1)[None].float()
     exact = grid_feature(luma_tensor(pixels))
@@ -188,7 +192,8 @@ def test_feature_is_computed_in_fp32_under_bf16_autocast():
 def _presence(image):
     import torch
 
-    from jpegtrace.grid import grid_presence, luma_tensor
+    from jpegtrace.grid.presence import grid_presence
+    from jpegtrace.grid.dct import luma_tensor
 
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
     return grid_presence(luma_tensor(pixels))[0, 0].numpy()
@@ -197,7 +202,7 @@ def _presence(image):
 @pytest.mark.parametrize("quality,subsampling,offset", [(100, "4:4:4", (0, 0)), (99, "4:4:4", (3, 5)),
                                                           (98, "4:2:0", (6, 1))])
 def test_presence_covers_a_near_lossless_jpeg_and_not_its_source(quality, subsampling, offset):
-    from jpegtrace.grid import PRESENCE_CEILING
+    from jpegtrace.grid.presence import PRESENCE_CEILING
 
     clean = _presence(textured())
     jpeg = _presence(jpeg_compress(textured(), quality, subsampling, grid_offset=offset))
@@ -241,7 +246,9 @@ def saturated(height=160, width=200, seed=0):
 def test_wide_presence_finds_the_grid_of_a_clipped_near_lossless_jpeg_that_the_presence_misses():
     import torch
 
-    from jpegtrace.grid import grid_presence, luma_tensor, wide_grid_presence
+    from jpegtrace.grid.presence import grid_presence
+    from jpegtrace.grid.dct import luma_tensor
+    from jpegtrace.grid import wide_grid_presence
 
     def both(image):
         luma = luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
@@ -279,7 +286,7 @@ def partly_clipped(height=240, width=320, seed=0):
 
 def _blocks_of(grid_offset, shape, pixels):
     """Per block of the grid at ``grid_offset``: whether any of ``pixels`` (H, W) is set in it."""
-    from jpegtrace.grid import grid_block_origin
+    from jpegtrace.grid.clipped import grid_block_origin
 
     (oy, ox), (rows, cols) = grid_block_origin(grid_offset), shape
     return pixels[oy:oy + 8 * rows, ox:ox + 8 * cols].reshape(rows, 8, cols, 8).any(axis=(1, 3))
@@ -287,7 +294,7 @@ def _blocks_of(grid_offset, shape, pixels):
 
 @pytest.mark.parametrize("quality", [97, 98, 100])
 def test_clipped_blocks_of_a_near_lossless_jpeg_take_the_grid_around_them(quality):
-    from jpegtrace.grid import CLIPPED_BLOCK_PIXELS, block_evidence, clipped_block_flag
+    from jpegtrace.grid.clipped import CLIPPED_BLOCK_PIXELS, block_evidence, clipped_block_flag
 
     jpeg = jpeg_compress(partly_clipped(), quality, "4:4:4", grid_offset=(3, 5))
     grid = find_jpeg_grid(jpeg)
@@ -301,7 +308,8 @@ def test_clipped_blocks_of_a_near_lossless_jpeg_take_the_grid_around_them(qualit
 
 
 def test_clipped_block_flag_stays_zero_without_a_grid():
-    from jpegtrace.grid import QUADRANT_RAMP, GridEvidence, block_evidence, clipped_block_flag
+    from jpegtrace.grid.clipped import QUADRANT_RAMP, block_evidence, clipped_block_flag
+    from jpegtrace.grid.check import GridEvidence
 
     source = partly_clipped()
     assert not find_jpeg_grid(source).found
@@ -314,7 +322,8 @@ def test_clipped_block_flag_stays_zero_without_a_grid():
 
 
 def test_a_jpeg_region_marks_no_clean_block_beside_it():
-    from jpegtrace.grid import GridEvidence, clipped_block_flag
+    from jpegtrace.grid.check import GridEvidence
+    from jpegtrace.grid.clipped import clipped_block_flag
 
     source = partly_clipped()
     region = np.zeros(source.shape[:2], bool)
@@ -326,7 +335,7 @@ def test_a_jpeg_region_marks_no_clean_block_beside_it():
 
 
 def test_a_clean_region_pasted_into_a_jpeg_keeps_its_inner_blocks_unmarked():
-    from jpegtrace.grid import CLIPPED_BLOCK_PIXELS, LOCAL_BLOCKS, QUADRANT_RAMP, block_evidence, clipped_block_flag
+    from jpegtrace.grid.clipped import CLIPPED_BLOCK_PIXELS, LOCAL_BLOCKS, QUADRANT_RAMP, block_evidence, clipped_block_flag
 
     source = partly_clipped()
     jpeg = jpeg_compress(source, 98, "4:4:4", grid_offset=(3, 5))
@@ -362,10 +371,10 @@ def test_clipped_block_flag_of_bands_equals_one_pass(monkeypatch):
 
 
 def test_analysis_raises_the_networks_flag_in_clipped_blocks_only():
-    from jpegtrace.grid import CLIPPED_BLOCK_PIXELS, block_evidence
+    from jpegtrace.grid.clipped import CLIPPED_BLOCK_PIXELS, block_evidence
     import torch
 
-    from jpegtrace.inference import analyze_array
+    from jpegtrace.analysis import analyze_array
 
     torch.manual_seed(0)
     jpeg = jpeg_compress(partly_clipped(), 98, "4:4:4", grid_offset=(3, 5))
@@ -387,7 +396,9 @@ def test_collages_and_their_threshold_calibration_score_the_raised_flag_map(tmp_
     import torch
     from PIL import Image
 
-    from jpegtrace.experiments import calibrate_flag_threshold, rectangle_mask, run_collage
+    from jpegtrace.eval.calibration import calibrate_flag_threshold
+    from jpegtrace.eval.masks import rectangle_mask
+    from jpegtrace.eval.collage import run_collage
 
     torch.manual_seed(0)
     model = QFNet()
@@ -399,7 +410,7 @@ def test_collages_and_their_threshold_calibration_score_the_raised_flag_map(tmp_
     assert checked.flag_inside > alone.flag_inside + 0.2 and checked.flag_outside == pytest.approx(alone.flag_outside)
     Image.fromarray(source).save(tmp_path / "a.png")
     Image.fromarray(np.ascontiguousarray(source[:, ::-1])).save(tmp_path / "b.png")
-    import jpegtrace.experiments as experiments
+    import jpegtrace.eval as experiments
 
     seen = []
 

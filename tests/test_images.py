@@ -10,8 +10,8 @@ from PIL import Image, ImageFile, features
 
 from imagefiles import bmp_header, gif_header, jpeg_with_size, png16_rgb, png_bytes, tiff_bytes
 from jpegtrace import ImageReadError, JpegTraceError, analyze, read_image
-from jpegtrace import images as images_module
-from jpegtrace.images import DEFAULT_MAX_PIXELS, as_analysis_array
+from jpegtrace import io as images_module
+from jpegtrace.io import DEFAULT_MAX_PIXELS, as_analysis_array
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import torch
 from PIL import Image
 
 from jpegtrace import ImageReadError, analyze
-from jpegtrace.inference import predict_maps, summarize
-from jpegtrace.model import QFNet
+from jpegtrace.analysis import predict_maps, summarize
+from jpegtrace.nn.qfnet import QFNet
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_summary_clips_maps_and_converts_to_quality_factor():
 
 
 def test_summary_maps_the_clipped_quality_through_the_calibration_and_leaves_the_flag():
-    from jpegtrace.model import QualityCalibration
+    from jpegtrace.nn.weights import QualityCalibration
 
     raw = np.stack([np.array([[-0.5, 0.1], [0.3, 1.7]]), np.array([[-1.0, 0.2], [0.9, 2.0]])]).astype(np.float32)
     calibration = QualityCalibration((0.0, 0.2, 1.0), (0.0, 0.1, 1.0))  # 0.1 -> 0.05, 0.3 -> 0.2125
@@ -52,7 +52,8 @@ def test_summary_maps_the_clipped_quality_through_the_calibration_and_leaves_the
 
 
 def test_analyze_applies_the_models_quality_calibration(photo):
-    from jpegtrace.model import NetConfig, QualityCalibration
+    from jpegtrace.nn.qfnet import NetConfig
+    from jpegtrace.nn.weights import QualityCalibration
 
     torch.manual_seed(0)
     model = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
@@ -110,7 +111,7 @@ def test_tiled_maps_equal_one_pass_of_the_network_several_tiles_each_way(random_
 
 
 def test_network_never_sees_more_than_a_tile_and_its_halo(random_model, monkeypatch):
-    from jpegtrace import engine
+    from jpegtrace.nn import engine
 
     # The plain tiled path: each forward pass gets one tile and its halo.
     seen = []
@@ -166,7 +167,7 @@ def test_tile_size_must_be_positive(random_model):
 
 
 def test_analyze_array_is_analyze_of_an_array_read_already(random_model):
-    from jpegtrace.inference import analyze_array
+    from jpegtrace.analysis import analyze_array
     from jpegtrace.jpeg import jpeg_compress
 
     rng = np.random.default_rng(4)

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from jpegtrace.errors import ModelError
-from jpegtrace.model import NetConfig, QFNet, flops_per_pixel, load_weights, save_weights
+from jpegtrace.nn.qfnet import NetConfig, QFNet, flops_per_pixel
+from jpegtrace.nn.weights import load_weights, save_weights
 
 
 @pytest.mark.parametrize("height,width", [(33, 33), (40, 57), (64, 64), (1, 1), (7, 13)])
@@ -177,7 +178,7 @@ def test_flag_threshold_travels_with_the_weights(tmp_path):
 
 
 def test_averaged_model_has_the_mean_weights():
-    from jpegtrace.model import average_models
+    from jpegtrace.nn.qfnet import average_models
 
     torch.manual_seed(0)
     config = NetConfig(width=4, dilations=(1, 2, 1))
@@ -219,7 +220,8 @@ def test_pickled_weights_are_refused_and_never_unpickled(tmp_path):
 
 
 def test_grid_presence_network_sees_a_fifth_channel_and_reaches_further(tmp_path):
-    from jpegtrace.grid import FEATURE_CONTEXT, PRESENCE_CONTEXT
+    from jpegtrace.grid import FEATURE_CONTEXT
+    from jpegtrace.grid.presence import PRESENCE_CONTEXT
 
     config = NetConfig(width=8, dilations=(1, 2, 1), grid_feature=True, grid_presence=True)
     model = QFNet(config)
@@ -237,7 +239,8 @@ def test_grid_presence_network_sees_a_fifth_channel_and_reaches_further(tmp_path
 
 
 def test_wide_grid_presence_is_a_channel_after_the_presence_and_reaches_furthest(tmp_path):
-    from jpegtrace.grid import PRESENCE_CONTEXT, WIDE_PRESENCE_CONTEXT
+    from jpegtrace.grid.presence import PRESENCE_CONTEXT
+    from jpegtrace.grid import WIDE_PRESENCE_CONTEXT
 
     config = NetConfig(width=8, dilations=(1, 2, 1), grid_presence=True, wide_grid_presence=True)
     model = QFNet(config)
@@ -254,7 +257,7 @@ def test_wide_grid_presence_is_a_channel_after_the_presence_and_reaches_furthest
 
 
 def test_quality_calibration_maps_piecewise_linearly_and_in_place():
-    from jpegtrace.model import QualityCalibration
+    from jpegtrace.nn.weights import QualityCalibration
 
     calibration = QualityCalibration((0.0, 0.5, 1.0), (0.1, 0.2, 1.0))
     values = np.array([[0.0, 0.25, 0.5], [0.75, 1.0, 0.5]], dtype=np.float32)
@@ -274,7 +277,8 @@ def test_quality_calibration_maps_piecewise_linearly_and_in_place():
 def test_quality_calibration_travels_with_the_weights(tmp_path):
     from safetensors.torch import save_file
 
-    from jpegtrace.model import QualityCalibration, average_models
+    from jpegtrace.nn.weights import QualityCalibration
+    from jpegtrace.nn.qfnet import average_models
 
     calibration = QualityCalibration((0.0, 0.3, 1.0), (0.0, 0.25, 0.9))
     model = QFNet(NetConfig(width=8, dilations=(1, 2, 1)), quality_calibration=calibration)

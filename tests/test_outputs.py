@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jpegtrace.inference import summarize
-from jpegtrace.outputs import atomic_path, write_csv, write_json, write_text
-from jpegtrace.reports import save_maps
+from jpegtrace.analysis import summarize
+from jpegtrace.io import atomic_path, write_csv, write_json, write_text
+from jpegtrace.eval.reports import save_maps
 
 
 def test_success_replaces_the_file(tmp_path):
@@ -44,7 +44,7 @@ def test_killed_writer_leaves_the_old_file(tmp_path):
     target.write_text("old")
     script = textwrap.dedent(f"""
         import os, sys, time
-        from jpegtrace.outputs import atomic_path
+        from jpegtrace.io import atomic_path
         with atomic_path({str(target)!r}) as tmp:
             with open(tmp, "w") as f:
                 f.write("half")
@@ -84,7 +84,7 @@ def test_interrupted_save_maps_keeps_old_maps(tmp_path, monkeypatch):
 
 
 def test_large_maps_are_drawn_as_block_means(tmp_path, monkeypatch):
-    from jpegtrace import reports
+    from jpegtrace.eval import reports
 
     values = np.random.default_rng(2).random((53, 31), dtype=np.float32)
     small = reports._preview(values, max_side=10)  # blocks of 6 x 6, the last ones partial

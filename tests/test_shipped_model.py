@@ -7,7 +7,7 @@ from PIL import Image
 from jpegtrace import analyze, load_model
 from jpegtrace.cli import main
 from jpegtrace.jpeg import jpeg_compress
-from jpegtrace.model import default_weights_path
+from jpegtrace.nn.weights import default_weights_path
 
 
 def test_shipped_weights_are_small_and_load():
@@ -21,7 +21,7 @@ def test_shipped_weights_are_small_and_load():
 
 
 def test_shipped_quality_calibration_moves_estimates_toward_the_truth(photos):
-    from jpegtrace.inference import analyze_array
+    from jpegtrace.analysis import analyze_array
 
     model = load_model()
     calibration, errors = model.quality_calibration, {True: [], False: []}

@@ -1,14 +1,15 @@
-"""The fast inference path (jpegtrace.engine) equals the plain eager network within 1e-4 (CPU only)."""
+"""The fast inference path (jpegtrace.nn.engine) equals the plain eager network within 1e-4 (CPU only)."""
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from jpegtrace import analyze, engine
-from jpegtrace.engine import FastNet, eager_predict_maps, supports
-from jpegtrace.inference import predict_maps
-from jpegtrace.model import NetConfig, QFNet
+from jpegtrace import analyze
+from jpegtrace.nn import engine
+from jpegtrace.nn.engine import FastNet, eager_predict_maps, supports
+from jpegtrace.analysis import predict_maps
+from jpegtrace.nn.qfnet import NetConfig, QFNet
 
 TOLERANCE = 1e-4
 
@@ -158,7 +159,7 @@ def test_bf16_option_runs_and_stays_close(model):
 
 
 def test_no_tf32_restores_the_cudnn_flag():
-    from jpegtrace.engine import no_tf32
+    from jpegtrace.nn.engine import no_tf32
 
     before = torch.backends.cudnn.allow_tf32
     with no_tf32():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from jpegtrace.model import load_weights
-from jpegtrace.train import TrainConfig, learning_rate, train
+from jpegtrace.nn.weights import load_weights
+from jpegtrace.train.config import TrainConfig
+from jpegtrace.train.loop import learning_rate, train
 
 
 def _config(image_folder, out, **overrides):
@@ -72,7 +73,7 @@ def test_validation_writes_scores_and_best_weights(image_folder, tmp_path):
 
 
 def test_a_log_that_gains_a_column_keeps_its_rows(tmp_path):
-    from jpegtrace.train import _append_csv
+    from jpegtrace.train.loop import _append_csv
 
     log = tmp_path / "val.csv"
     _append_csv(log, {"step": 1, "mae": "3.0"})
@@ -86,7 +87,7 @@ def test_a_log_that_gains_a_column_keeps_its_rows(tmp_path):
 
 
 def test_output_initialisation_starts_at_the_mean_labels(image_folder, tmp_path):
-    from jpegtrace.train import build_model, mean_labels
+    from jpegtrace.train.loop import build_model, mean_labels
 
     config = _config(image_folder, tmp_path)
     model = build_model(config)
@@ -102,8 +103,8 @@ def test_output_initialisation_starts_at_the_mean_labels(image_folder, tmp_path)
 
 
 def test_exported_weights_fold_the_training_parametrization(image_folder, tmp_path):
-    from jpegtrace.model import save_weights
-    from jpegtrace.train import build_model
+    from jpegtrace.nn.weights import save_weights
+    from jpegtrace.train.loop import build_model
 
     model = build_model(_config(image_folder, tmp_path, highpass_gain=10.0, lowpass_gain=0.1)).eval()
     assert any("parametrizations" in k for k in model.state_dict())
@@ -118,7 +119,7 @@ def test_exported_weights_fold_the_training_parametrization(image_folder, tmp_pa
 def test_an_exported_checkpoint_equals_the_final_weights(image_folder, tmp_path):
     from safetensors.torch import load_file
 
-    from jpegtrace.train import export_checkpoint
+    from jpegtrace.train.loop import export_checkpoint
 
     out = tmp_path / "run"
     final = train(_config(image_folder, out, steps=3, val_every=0), progress=False)
@@ -131,8 +132,8 @@ def test_an_exported_checkpoint_equals_the_final_weights(image_folder, tmp_path)
 
 
 def test_a_grid_feature_run_starts_from_trained_weights_computing_the_same_maps(image_folder, tmp_path):
-    from jpegtrace.model import save_weights
-    from jpegtrace.train import build_model
+    from jpegtrace.nn.weights import save_weights
+    from jpegtrace.train.loop import build_model
 
     source = train(_config(image_folder, tmp_path / "plain", steps=2), progress=False)
     config = _config(image_folder, tmp_path / "grid", steps=3, grid_feature=True, init_weights=str(source))
@@ -154,7 +155,7 @@ def test_a_grid_feature_run_starts_from_trained_weights_computing_the_same_maps(
 
 
 def test_the_grid_feature_gain_speeds_up_only_the_feature_kernels(image_folder, tmp_path):
-    from jpegtrace.train import build_model
+    from jpegtrace.train.loop import build_model
 
     source = train(_config(image_folder, tmp_path / "source", steps=2, grid_feature=True), progress=False)
     start = load_weights(source).layers[0].weight
@@ -174,7 +175,7 @@ def test_the_grid_feature_gain_speeds_up_only_the_feature_kernels(image_folder, 
 @pytest.mark.parametrize("had,added", [("grid_feature", "grid_presence"), ("grid_presence", "wide_grid_presence")])
 def test_a_run_adds_a_grid_input_to_a_network_with_another_without_changing_its_maps(had, added, image_folder,
                                                                                      tmp_path):
-    from jpegtrace.train import build_model
+    from jpegtrace.train.loop import build_model
 
     source = train(_config(image_folder, tmp_path / had, steps=2, **{had: True}), progress=False)
     config = _config(image_folder, tmp_path / "both", steps=2, **{had: True, added: True},

@@ -4,11 +4,12 @@ The main entry point is :func:`analyze`; see the README for the command-line too
 """
 
 from .errors import ImageReadError, JpegTraceError, ModelError
-from .grid import GridEvidence, find_jpeg_grid
-from .images import read_image
-from .inference import Analysis, analyze, load_model, predict_maps
+from .grid.check import GridEvidence, find_jpeg_grid
+from .io import read_image
+from .analysis import Analysis, analyze, load_model, predict_maps
 from .jpeg import jpeg_compress
-from .model import NetConfig, QFNet, load_weights, save_weights
+from .nn.qfnet import NetConfig, QFNet
+from .nn.weights import load_weights, save_weights
 
 __all__ = [
     "Analysis", "GridEvidence", "ImageReadError", "JpegTraceError", "ModelError", "NetConfig", "QFNet",

@@ -143,3 +143,8 @@ def camera_like_tables(quality: int, rng: np.random.Generator) -> tuple[np.ndarr
         luma = dc + (top - dc) * radius ** rng.uniform(0.8, 2.5)
         chroma = luma * rng.uniform(1.0, 2.0)
     return (np.clip(np.round(luma), 1, 255).astype(np.int64), np.clip(np.round(chroma), 1, 255).astype(np.int64))
+
+
+def to_grayscale(rgb: np.ndarray) -> np.ndarray:
+    """Luma of a uint8 RGB array, computed as libjpeg and Pillow do (ITU-R 601)."""
+    return np.asarray(Image.fromarray(rgb).convert("L"))

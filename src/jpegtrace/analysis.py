@@ -12,11 +12,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import engine
+from .nn import engine
 from .errors import JpegTraceError
-from .grid import GridEvidence, clipped_block_flag, find_jpeg_grid, grid_block_origin
-from .images import DEFAULT_MAX_PIXELS, as_analysis_array
-from .model import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet, QualityCalibration, load_weights
+from .grid.check import GridEvidence, find_jpeg_grid
+from .grid.clipped import clipped_block_flag, grid_block_origin
+from .io import DEFAULT_MAX_PIXELS, as_analysis_array
+from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
+from .nn.weights import QualityCalibration, load_weights
 
 #: Bounds the output pixels computed at once to about ``DEFAULT_TILE_SIZE ** 2``.
 DEFAULT_TILE_SIZE = 512
@@ -126,7 +128,7 @@ def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_
     image : ndarray of uint8, (H, W, 3)
     tile_size : int
         Bounds memory: about ``tile_size ** 2`` output pixels are computed at once. The result
-        equals a whole-image pass whatever its value (see :mod:`jpegtrace.engine`).
+        equals a whole-image pass whatever its value (see :mod:`jpegtrace.nn.engine`).
     device : str or torch.device, optional
         Where to run; the model's own device by default.
     precision : {'fp32', 'bf16', 'fp16'}
@@ -154,7 +156,7 @@ def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, .
 
     ``grid``, the result of :func:`jpegtrace.grid.find_jpeg_grid` on the same image, joins the
     verdict: the image counts as compressed when its mean flag is above 0.5 or a grid was found.
-    ``quality_calibration`` (a model's :attr:`~jpegtrace.model.QFNet.quality_calibration`) maps the
+    ``quality_calibration`` (a model's :attr:`~jpegtrace.nn.qfnet.QFNet.quality_calibration`) maps the
     clipped quality map before it becomes QF; the flag map is never changed here
     (:func:`analyze_array` joins the grid's evidence to it first, and passes the mean flag of the
     network's own map as ``network_mean_flag``).
@@ -263,7 +265,7 @@ def analyze_array(rgb: np.ndarray, model: QFNet, tile_size: int = DEFAULT_TILE_S
     Parameters
     ----------
     rgb : ndarray of uint8, (H, W, 3)
-        As :func:`jpegtrace.images.as_analysis_array` gives it.
+        As :func:`jpegtrace.io.as_analysis_array` gives it.
     model : QFNet
     tile_size, device, precision
         As for :func:`predict_maps`.

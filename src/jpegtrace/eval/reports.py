@@ -11,9 +11,9 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .grid import GRID_SCORE_THRESHOLD  # noqa: E402
-from .inference import Analysis  # noqa: E402
-from .outputs import save_figure  # noqa: E402
+from ..grid.check import GRID_SCORE_THRESHOLD
+from ..analysis import Analysis
+from ..io import save_figure
 
 QUALITY_CMAP = "viridis"
 FLAG_CMAP = "magma"
@@ -89,7 +89,7 @@ def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, s
     """
     from PIL import Image
 
-    from .outputs import atomic_path
+    from ..io import atomic_path
 
     import dataclasses
 
@@ -112,14 +112,14 @@ def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, s
 
 
 # --------------------------------------------------------------------------------------------
-# Result files of the experiments (see jpegtrace.experiments)
+# Result files of the experiments (see jpegtrace.eval)
 # --------------------------------------------------------------------------------------------
 
 def _write_image(array: np.ndarray, path: str | os.PathLike) -> Path:
     """Atomically write a uint8 array as PNG."""
     from PIL import Image
 
-    from .outputs import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
@@ -190,14 +190,14 @@ def table1_figure(summary: dict, title: str = "Share judged uncompressed (paper 
 
 def write_evaluation_report(out_dir: str | os.PathLike, records, summary: dict, failures=(),
                             settings: dict | None = None) -> dict[str, Path]:
-    """Write the results of :func:`jpegtrace.experiments.evaluate_files` into ``out_dir``.
+    """Write the results of :func:`jpegtrace.eval.evaluate_files` into ``out_dir``.
 
     Files: ``records.csv`` (one row per image and QF), ``per_quality.csv`` (Fig. 2's numbers),
     ``table1.csv``, ``failures.csv`` (unreadable files and why), ``summary.json`` (the summary,
     the settings and the failures), ``fig2_quality.png`` and ``table1.png``. Other files in
     ``out_dir`` are left alone.
     """
-    from .outputs import write_csv, write_json
+    from ..io import write_csv, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,14 +250,14 @@ def collage_figure(result, title: str | None = None):
 
 
 def write_collage_report(out_dir: str | os.PathLike, result, settings: dict | None = None) -> dict[str, Path]:
-    """Write the fake image of a :class:`~jpegtrace.experiments.CollageResult` and its scores.
+    """Write the fake image of a :class:`~jpegtrace.eval.CollageResult` and its scores.
 
     Files: ``fake.png``, ``mask.png``, ``fake_quality.png``, ``fake_flag.png``, ``fake_overlay.png``
     (colour-mapped maps as :func:`save_maps` makes them), ``collage.png`` (the four panels of
     Fig. 3), ``maps.npz`` (float32 ``quality_map`` and ``flag_map``, boolean ``mask``),
     ``scores.json`` and ``scores.csv``.
     """
-    from .outputs import atomic_path, write_csv, write_json
+    from ..io import atomic_path, write_csv, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -302,15 +302,15 @@ def benchmark_figure(records, title: str = "Localisation of pasted JPEG regions"
 
 def write_collage_benchmark_report(out_dir: str | os.PathLike, records, summary: dict, failures=(),
                                    settings: dict | None = None) -> dict[str, Path]:
-    """Write the results of :func:`jpegtrace.experiments.collage_benchmark` into ``out_dir``.
+    """Write the results of :func:`jpegtrace.eval.collage_benchmark` into ``out_dir``.
 
     Files: ``pairs.csv`` (one row per fake image), ``failures.csv``, ``summary.json`` (settings,
     mean scores overall, per QF and per mask shape, and the failures) and ``scores.png``.
     """
     from dataclasses import fields
 
-    from .experiments import CollageBenchmarkRecord
-    from .outputs import write_csv, write_json
+    from .collage import CollageBenchmarkRecord
+    from ..io import write_csv, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -459,14 +459,14 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
 def write_assessment_report(out_dir: str | os.PathLike, records, failures, summary: dict,
                             thumbnails: dict[str, tuple[str, str]] | None = None,
                             settings: dict | None = None) -> dict[str, Path]:
-    """Write the results of :func:`jpegtrace.experiments.assess_images` into ``out_dir``.
+    """Write the results of :func:`jpegtrace.eval.assess_images` into ``out_dir``.
 
     Files: ``table.csv`` (one row per image: file, width, height, mean QF, mean flag, grid score,
     verdict, grayscale, notes), ``failures.csv`` (file, reason), ``assessment.json`` (settings, counts,
     histogram, rows and failures), ``qf_histogram.png`` and ``index.html``; the thumbnails are
     written beforehand by :func:`save_thumbnails`.
     """
-    from .outputs import write_csv, write_json, write_text
+    from ..io import write_csv, write_json, write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,28 +1,15 @@
-"""Training data made online from never-compressed images.
-
-Every training batch is a pure function of ``(seed, batch_index)``: resuming at step ``n``
-replays exactly the batches an uninterrupted run would have seen, whatever the number of
-worker processes.
-"""
+"""x"""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 import torch
-from PIL import Image
-
 from .camera import camera_look
-from .jpeg import SUBSAMPLING_CODES, camera_like_tables, ijg_equivalent_quality, jpeg_compress
+from ..jpeg import SUBSAMPLING_CODES, camera_like_tables, ijg_equivalent_quality, jpeg_compress
 from .synthetic import TEXTURELESS_KINDS, TRAINING_FONTS, rescaled, synthetic_image
-
-IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".webp", ".gif", ".jpg", ".jpeg"}
-#: Lossless formats, the only ones a never-compressed training image can come in.
-LOSSLESS_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}
+from ..jpeg import to_grayscale
 
 
 @dataclass(frozen=True)
@@ -137,65 +124,6 @@ def quality_label(quality: int | None) -> tuple[float, float]:
     if quality is None:
         return 0.0, 0.0
     return (100 - quality) / 100.0, 1.0
-
-
-def list_images(folder: str | Path, split_csv: str | Path | None = None, subset: str | None = None,
-                suffixes: set[str] = IMAGE_SUFFIXES, recursive: bool = False,
-                exclude: str | Path | None = None) -> list[Path]:
-    """Image files of ``folder`` in sorted order, optionally those a split CSV assigns to ``subset``.
-
-    The split CSV has columns ``file`` and ``split`` (as ``shared/data/clean/split.csv``); with
-    ``recursive``, its ``file`` column holds paths relative to ``folder`` with ``/`` separators.
-
-    Parameters
-    ----------
-    folder : str or Path
-    split_csv : str or Path, optional
-    subset : str, optional
-        Keep the files the split CSV puts in this subset (e.g. ``val``).
-    suffixes : set of str
-        Lower-case file suffixes that count as images.
-    recursive : bool
-        Also list the files of sub-folders (sorted by their path relative to ``folder``).
-    exclude : str or Path, optional
-        A folder whose files are left out (e.g. an output folder inside ``folder``).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: not a directory")
-    candidates = folder.rglob("*") if recursive else folder.iterdir()
-    files = [p for p in candidates if p.suffix.lower() in suffixes and p.is_file()]
-    if exclude is not None:
-        excluded = Path(exclude).resolve()
-        files = [p for p in files if excluded not in p.resolve().parents]
-    files.sort(key=lambda p: p.relative_to(folder).as_posix())
-    if split_csv is not None and subset is not None:
-        with open(split_csv, newline="") as f:
-            chosen = {row["file"] for row in csv.DictReader(f) if row["split"] == subset}
-        files = [p for p in files if p.relative_to(folder).as_posix() in chosen]
-    return files
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Read a training image as uint8 RGB (training images are trusted, unlike analysed ones)."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def downscale(image: np.ndarray, factor: int) -> np.ndarray:
-    """Shrink a uint8 image ``factor`` times with a Lanczos filter.
-
-    This is how never-compressed images are made from photos that may once have been JPEGs
-    (as the paper did, and as ``shared/data/clean`` was made): averaging blocks of pixels wipes
-    out the 8x8 block structure and quantisation noise of earlier compression.
-    """
-    pil = Image.fromarray(image)
-    return np.asarray(pil.resize((pil.width // factor, pil.height // factor), Image.LANCZOS))
-
-
-def to_grayscale(rgb: np.ndarray) -> np.ndarray:
-    """Luma of a uint8 RGB array, computed as libjpeg and Pillow do (ITU-R 601)."""
-    return np.asarray(Image.fromarray(rgb).convert("L"))
 
 
 def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisConfig,

@@ -1,4 +1,4 @@
-"""Fast inference for :class:`~jpegtrace.model.QFNet`: channels-last layers streamed over the image.
+"""Fast inference for :class:`~jpegtrace.nn.qfnet.QFNet`: channels-last layers streamed over the image.
 
 :func:`predict_maps` (and so :func:`jpegtrace.analyze`) runs the network through
 :class:`FastNet`. Instead of cutting the image into overlapping tiles (each tile recomputes a
@@ -7,11 +7,10 @@ in horizontal strips and every layer keeps the last ``2 * dilation`` rows of its
 next strip. Each activation is then computed exactly once, whatever the image height, and a strip
 of every layer stays small enough for the CPU caches. Only images wider than a band (2048 columns
 on a CPU, ``tile_size ** 2 / 16`` on a GPU) are split into bands of columns, each with a halo of
-16 columns on either side (under 2 % more work). A network with grid inputs
-(``NetConfig.grid_feature``, ``NetConfig.grid_presence``, ``NetConfig.wide_grid_presence``) gets
-each strip's inputs from the strip's pixels and the rows above and below them that the inputs need
-(``NetConfig.input_context``: 11 and 12 for the grid feature, 27 and 26 with grid presence, 59 and
-58 with the wide one), and as many more columns of halo, so its maps too equal one whole pass.
+16 columns on either side (under 2 % more work). A network with the grid presence input
+(``NetConfig.grid_presence``) gets each strip's inputs from the strip's pixels and the rows above
+and below them that the input needs (``NetConfig.input_context``: 27 and 26), and as many more
+columns of halo, so its maps too equal one whole pass.
 
 Further speed-ups over the plain eager forward (kept as :func:`eager_predict_maps`, the
 reference the fast path is tested against within 1e-4):
@@ -21,8 +20,8 @@ reference the fast path is tested against within 1e-4):
 * the uint8 image goes to the device as uint8 and becomes float there, one strip at a time.
 
 Precision is fp32 by default. ``precision='bf16'`` (CPUs with AVX-512 BF16, recent GPUs; see
-:func:`bf16_is_fast`: emulated on AVX2-only CPUs, many times slower than fp32) or
-``'fp16'`` (GPUs) run the five inner convolutions in that type, about twice as fast, at the
+:func:`bf16_is_fast`: emulated on AVX2-only CPUs, many times slower than fp32) runs the five
+inner convolutions in bfloat16, about twice as fast, at the
 cost of small differences in the maps (see ``benchmarks/RESULTS.md``); the first layer (exact
 pixels in) and the last (maps out) stay fp32. On CUDA, fp32 also turns off TF32 so that GPU
 results match CPU ones.
@@ -38,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import network_input
+from .qfnet import network_input
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 #: Pixels per strip (and per batch chunk) the CPU path aims at: a layer's strip then stays in the
 #: caches. Measured on a 2-core AMD EPYC (Zen 4, 32 MiB L3), 2 threads: 16-32 Ki pixels per strip
 #: run at 90-97% of the fp32 matmul rate, 64 Ki at 80-95%, 128 Ki at 70%, whole 1 MP images at 85%.
@@ -117,7 +116,7 @@ class FastNet:
         Parametrized weights (as during training) are evaluated into plain ones.
     device : str or torch.device, optional
         Where to run; the model's own device by default.
-    precision : {'fp32', 'bf16', 'fp16'}
+    precision : {'fp32', 'bf16'}
         Arithmetic of the convolutions; fp32 (the default) matches the eager network.
     """
 
@@ -160,10 +159,10 @@ class FastNet:
         return y.relu_() if c.relu else y
 
     def _to_input(self, pixels: np.ndarray | torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
-        """uint8 ``(N, H, W, 3)`` pixels to the network's input (centred, and the grid feature when
+        """uint8 ``(N, H, W, 3)`` pixels to the network's input (centred, and the grid presence when
         the network has it), channels-last.
 
-        ``rows``: keep only these rows, the others being context for the grid feature.
+        ``rows``: keep only these rows, the others being context for the grid presence.
         """
         if isinstance(pixels, np.ndarray) and not pixels.flags.writeable:
             pixels = pixels.copy()
@@ -173,13 +172,6 @@ class FastNet:
         return network_input(x, self.config)[:, :, y0:y1].contiguous(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------------------ whole tensors
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Network output ``(N, 2, H, W)`` (float32) for a float batch ``(N, 3, H, W)`` in [0, 1]."""
-        return self._batched(images, lambda x: network_input(x.to(self.device, torch.float32), self.config).contiguous(
-            memory_format=torch.channels_last))
-
-    __call__ = forward
-
     def forward_uint8(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Network output ``(N, 2, H, W)`` for uint8 pixels ``(N, H, W, 3)`` (as a batch of patches).
 
@@ -312,7 +304,7 @@ def eager_predict_maps(model: nn.Module, image: np.ndarray, tile_size: int = 512
                        device: str | torch.device | None = None) -> np.ndarray:
     """The plain eager reference: overlapping square tiles through ``model`` in NCHW float32.
 
-    This is jpegtrace's original implementation of :func:`jpegtrace.inference.predict_maps`,
+    This is jpegtrace's original implementation of :func:`jpegtrace.analysis.predict_maps`,
     kept as the baseline of ``benchmarks/bench_inference.py`` and as the reference the fast
     path is tested against.
     """

@@ -1,4 +1,4 @@
-"""Reading images for analysis: any format Pillow reads, reduced to 8-bit RGB, with clear errors.
+"""Reading images for analysis (any format Pillow reads, reduced to 8-bit RGB, with clear errors), listing them, and writing result files atomically.
 
 The EXIF orientation is deliberately not applied: the JPEG block grid lives in the stored
 orientation, and rotating the pixels would move it.
@@ -18,6 +18,9 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator, Sequence
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -470,3 +473,134 @@ def _channels_equal(rgb: np.ndarray) -> bool:
         if not ((part[:, :, 0] == part[:, :, 1]).all() and (part[:, :, 1] == part[:, :, 2]).all()):
             return False
     return True
+
+
+# ------------------------------------------------------------------------------------------------
+# Listing images, and writing result files so that an interrupted run never leaves a half-written one
+# ------------------------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".webp", ".gif", ".jpg", ".jpeg"}
+
+
+#: Lossless formats, the only ones a never-compressed training image can come in.
+LOSSLESS_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}
+
+
+def list_images(folder: str | Path, split_csv: str | Path | None = None, subset: str | None = None,
+                suffixes: set[str] = IMAGE_SUFFIXES, recursive: bool = False,
+                exclude: str | Path | None = None) -> list[Path]:
+    """Image files of ``folder`` in sorted order, optionally those a split CSV assigns to ``subset``.
+
+    The split CSV has columns ``file`` and ``split`` (as ``shared/data/clean/split.csv``); with
+    ``recursive``, its ``file`` column holds paths relative to ``folder`` with ``/`` separators.
+
+    Parameters
+    ----------
+    folder : str or Path
+    split_csv : str or Path, optional
+    subset : str, optional
+        Keep the files the split CSV puts in this subset (e.g. ``val``).
+    suffixes : set of str
+        Lower-case file suffixes that count as images.
+    recursive : bool
+        Also list the files of sub-folders (sorted by their path relative to ``folder``).
+    exclude : str or Path, optional
+        A folder whose files are left out (e.g. an output folder inside ``folder``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a directory")
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    files = [p for p in candidates if p.suffix.lower() in suffixes and p.is_file()]
+    if exclude is not None:
+        excluded = Path(exclude).resolve()
+        files = [p for p in files if excluded not in p.resolve().parents]
+    files.sort(key=lambda p: p.relative_to(folder).as_posix())
+    if split_csv is not None and subset is not None:
+        with open(split_csv, newline="") as f:
+            chosen = {row["file"] for row in csv.DictReader(f) if row["split"] == subset}
+        files = [p for p in files if p.relative_to(folder).as_posix() in chosen]
+    return files
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Read a training image as uint8 RGB (training images are trusted, unlike analysed ones)."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def downscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Shrink a uint8 image ``factor`` times with a Lanczos filter.
+
+    This is how never-compressed images are made from photos that may once have been JPEGs
+    (as the paper did, and as ``shared/data/clean`` was made): averaging blocks of pixels wipes
+    out the 8x8 block structure and quantisation noise of earlier compression.
+    """
+    pil = Image.fromarray(image)
+    return np.asarray(pil.resize((pil.width // factor, pil.height // factor), Image.LANCZOS))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+
+    The rename is atomic on POSIX, so readers see either the old file or the complete new
+    one. On error (or Ctrl-C) the temporary file is removed and ``path`` is left untouched;
+    other files in the folder are never touched. Only a killed process can leave a hidden
+    ``.STEM.*.tmpSUFFIX`` file behind, never a broken ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:100]}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)
+        _fsync(tmp_path)  # the data is on disk before the name points at it
+        tmp_path.replace(path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write ``text`` (UTF-8) to ``path``."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    """Atomically write ``data`` as indented JSON."""
+    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[dict], fieldnames: Sequence[str] | None = None) -> Path:
+    """Atomically write a list of dicts as CSV (columns: ``fieldnames`` or the first row's keys)."""
+    fieldnames = list(fieldnames or (rows[0].keys() if rows else []))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)
+
+
+def save_figure(figure, path: str | os.PathLike, **kwargs) -> Path:
+    """Atomically save a matplotlib figure as PNG."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", **kwargs)
+    return Path(path)

@@ -1,0 +1,48 @@
+"""The ``jpegtrace`` command: one parser, one sub-command per module of :mod:`jpegtrace.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from ..errors import JpegTraceError
+from .analyze import add_analyze
+from .assess import add_assess
+from .calibrate import add_calibrate
+from .collage import add_collage, add_collage_benchmark
+from .common import PROG, error, error_of
+from .evaluate import add_evaluate
+from .train import add_train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Find JPEG compression in images from their pixels alone: a per-pixel map of the JPEG "
+                    "quality factor and of whether each region was ever JPEG-compressed, even in PNG, BMP "
+                    "or TIFF files.")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_analyze(sub)
+    add_train(sub)
+    add_evaluate(sub)
+    add_collage(sub)
+    add_collage_benchmark(sub)
+    add_assess(sub)
+    add_calibrate(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return args.func(args)
+    except JpegTraceError as exc:
+        error(error_of(exc))
+        return 2
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130

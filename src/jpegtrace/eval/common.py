@@ -1,0 +1,41 @@
+"""What the experiments share: named file lists, failures, progress."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+#: QFs at which Table 1 reports the share of images judged uncompressed.
+TABLE1_QUALITIES = (97, 98, 99, 100)
+
+
+Progress = Callable[[Iterable], Iterable]
+
+
+Files = Mapping[str, "str | os.PathLike"] | Sequence["str | os.PathLike"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file an experiment could not use and the one-line reason; the run went on without it."""
+
+    file: str
+    reason: str
+
+
+def _named_files(files: Files) -> list[tuple[str, Path]]:
+    """``(name, path)`` pairs: a mapping gives its own names, a sequence is named by its paths."""
+    if isinstance(files, Mapping):
+        return [(str(name), Path(path)) for name, path in files.items()]
+    named = []
+    for path in files:
+        text = os.fsdecode(path)
+        named.append((text.encode("utf-8", "backslashreplace").decode("utf-8"), Path(text)))
+    return named
+
+
+def _wrap(progress: Progress | None, items):
+    return progress(items) if progress is not None else items

@@ -1,0 +1,151 @@
+"""The whole-image JPEG grid check: is an 8x8 block grid of an earlier JPEG in the pixels?
+
+The check scores each of the 64 possible grid offsets by how close the DCT coefficients of the
+blocks at that offset lie to integers (see :mod:`jpegtrace.grid.dct`), and calls a grid found when
+one offset stands far above the rest.
+
+This catches what the network cannot: JPEGs at QF 97-100 (most of all 4:4:4 and grayscale ones,
+whose pixels differ from the source by about one grey level) leave their grid in the coefficients
+even where the flag map is unsure. It looks at the whole image, so it says nothing about where in
+the image the compression is; the flag map does that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dct import _DCT_2D, CHUNK_BLOCKS, MIN_ABS_COEFFICIENT, luma
+
+#: Score above which a grid counts as found, chosen on the train split of ``shared/data/clean``:
+#: its 169 never-compressed images score at most 4.6 (RGB and grayscale versions; median 2.4).
+#: On the val split, JPEGs at QF 97-100 score 9.6 or more whatever the subsampling and grid
+#: offset (see the model card in ``jpegtrace/weights/README.md``).
+GRID_SCORE_THRESHOLD = 8.0
+#: Blocks with a pixel at 0 or 255 (clipped by the decoder) or a pixel standard deviation at or
+#: below this many grey levels (flat: all their AC coefficients are near zero, hence near
+#: integers, compressed or not) are left out.
+MIN_BLOCK_STD = 1.0
+#: Fewest coefficients at the best offset for the score to mean anything.
+MIN_COEFFICIENTS = 256
+#: Larger images (over about 0.26 MP) are checked on evenly spaced rows of blocks only, bounding
+#: the cost: 4,096 blocks per offset already give a QF-98 JPEG a score of about 100.
+DEFAULT_MAX_BLOCKS = 4096
+
+
+@dataclass(frozen=True)
+class GridEvidence:
+    """Result of :func:`find_jpeg_grid`.
+
+    Attributes
+    ----------
+    score : float
+        How many standard errors the best grid offset's integer-closeness stands above the median
+        of the other 63 offsets. Near 0 to 4 for never-compressed images.
+    grid_offset : (int, int)
+        ``(dy, dx)`` of the best offset: where pixel (0, 0) falls inside its 8x8 block, as in
+        :func:`jpegtrace.jpeg.jpeg_compress` ((0, 0) for an uncropped JPEG).
+    coefficients : int
+        DCT coefficients the score at the best offset rests on.
+    threshold : float
+        Score above which :attr:`found` is true.
+    """
+
+    score: float
+    grid_offset: tuple[int, int]
+    coefficients: int
+    threshold: float = GRID_SCORE_THRESHOLD
+
+    @property
+    def found(self) -> bool:
+        """True when the image carries a JPEG block grid."""
+        return self.score > self.threshold
+
+
+def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums: np.ndarray,
+               counts: np.ndarray) -> None:
+    """Add, for each of the 64 offsets, sum(cos 2 pi c) and the count of used coefficients ``c``
+    of the blocks whose first row is ``8 * b + row offset`` for ``b`` in ``block_rows``.
+
+    ``y`` and ``clipped`` hold image rows ``8 * block_rows[0]`` onwards, 7 rows more than the blocks need.
+    """
+    first = 8 * int(block_rows[0])
+    for row in range(8):
+        starts = 8 * block_rows[:, None] - first + row + np.arange(8)
+        starts = starts[starts[:, -1] < y.shape[0]]  # block rows that fit at this offset
+        if len(starts) == 0:
+            continue
+        for col in range(8):
+            cols = (y.shape[1] - col) // 8
+            if cols <= 0:
+                continue
+            window = np.s_[col:col + 8 * cols]
+            blocks = y[starts.ravel(), window].reshape(len(starts), 8, cols, 8)
+            unclipped = ~clipped[starts.ravel(), window].reshape(len(starts), 8, cols, 8).any(axis=(1, 3))
+            if not unclipped.any():
+                continue
+            # One matrix product for all blocks; the level shift of JPEG only moves DC, left out.
+            ac = (blocks.transpose(0, 2, 1, 3)[unclipped].reshape(-1, 64) @ _DCT_2D)[:, 1:]
+            # The AC energy of an orthonormal DCT is 64 times the pixel variance of the block.
+            ac = ac[np.einsum("ij,ij->i", ac, ac) > 64 * MIN_BLOCK_STD ** 2]
+            ac = ac[np.abs(ac) > MIN_ABS_COEFFICIENT]
+            distance = ac - np.rint(ac)  # to the nearest integer, exact in float32
+            sums[row, col] += float(np.cos(np.float32(2 * np.pi) * distance).sum(dtype=np.float64))
+            counts[row, col] += ac.size
+
+
+def find_jpeg_grid(image: np.ndarray, threshold: float = GRID_SCORE_THRESHOLD,
+                   max_blocks: int = DEFAULT_MAX_BLOCKS) -> GridEvidence:
+    """Look for the 8x8 block grid of an earlier JPEG compression in the luma's DCT coefficients.
+
+    Parameters
+    ----------
+    image : ndarray of uint8
+        ``(H, W, 3)`` RGB or ``(H, W)`` grayscale, as decoded (no resampling since the JPEG).
+    threshold : float
+        Score above which the grid counts as found; the default keeps never-compressed photos
+        well below it.
+    max_blocks : int
+        Bound on the blocks looked at per offset (evenly spaced rows of blocks in larger images).
+
+    Returns
+    -------
+    GridEvidence
+        Score 0 when fewer than a few hundred usable coefficients exist (tiny, flat or clipped
+        images): no evidence either way.
+
+    Notes
+    -----
+    Scaling, rotation or filtering after the JPEG erase the grid, as does heavy clipping. The
+    score compares the best offset with the others, so content that looks integer-like at every
+    offset (smooth synthetic gradients do) does not raise it.
+    """
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got {image.dtype}")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        # checked here too: an image smaller than a block never reaches luma()
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+    if max_blocks < 1:
+        raise ValueError("max_blocks must be positive")
+    height, width = image.shape[:2]
+    block_rows = np.arange(0, (height - 8) // 8 + 1 if height >= 8 else 0)
+    per_row = max(1, width // 8)
+    step = max(1, -(-len(block_rows) * per_row // max_blocks))
+    block_rows = block_rows[::step]  # evenly spaced rows of blocks in large images
+    sums = np.zeros((8, 8))
+    counts = np.zeros((8, 8), dtype=np.int64)
+    rows_per_chunk = max(1, CHUNK_BLOCKS // per_row)
+    for i in range(0, len(block_rows), rows_per_chunk):
+        chunk = block_rows[i:i + rows_per_chunk]
+        band = np.s_[8 * int(chunk[0]):min(height, 8 * int(chunk[-1]) + 15)]
+        y, clipped = luma(image[band])
+        _band_sums(y, clipped, chunk, sums, counts)
+    # Under no grid cos(2 pi c) has mean 0 and variance 1/2, so this is a z statistic per offset.
+    z = np.divide(sums, np.sqrt(counts / 2), out=np.zeros((8, 8)), where=counts > 0)
+    best = np.unravel_index(int(np.argmax(z)), z.shape)
+    if counts[best] < MIN_COEFFICIENTS:
+        return GridEvidence(0.0, (0, 0), int(counts[best]), threshold)
+    score = float(z[best] - np.median(np.delete(z.ravel(), np.ravel_multi_index(best, z.shape))))
+    offset = ((8 - int(best[0])) % 8, (8 - int(best[1])) % 8)
+    return GridEvidence(score, offset, int(counts[best]), threshold)

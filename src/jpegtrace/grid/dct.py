@@ -1,0 +1,121 @@
+"""The 8x8 DCT of JPEG, the decoder's luma and the per-block statistic every grid tool builds on.
+
+A JPEG decoder rebuilds each 8x8 block of the luma from integer multiples of the quantisation
+steps and rounds the result to 8-bit pixels. Taking the DCT of the same blocks again gives back
+those integers up to the rounding, whatever the quality factor; off the JPEG's grid, and in a
+never-compressed image, the fractional parts of the coefficients are spread evenly.
+
+The definitions here are frozen: :func:`block_scores` and :data:`MIN_ABS_COEFFICIENT` feed the
+shipped network's grid-presence input (:mod:`jpegtrace.grid.presence`), so changing them changes
+what the trained weights see; ``tests/test_grid.py`` pins the presence channel's values on a fixed
+image, and a change there means retraining.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Coefficients at most this far from zero are left out for the same reason. An integer cut
+#: keeps the statistic unbiased: a JPEG's coefficient n + e (rounding error e) near the cut is
+#: kept for e > 0 as often as for e < 0, and cos(2 pi e) is even; a cut at 0.5 would keep only
+#: zeros pushed past it by their rounding, which count against the grid.
+MIN_ABS_COEFFICIENT = 1.0
+
+_JFIF_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _dct_matrix() -> np.ndarray:
+    k = np.arange(8)
+    matrix = np.sqrt(2 / 8) * np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / 16)
+    matrix[0] /= np.sqrt(2)
+    return matrix  # orthonormal DCT-II, the transform of JPEG
+
+
+#: The 2-D DCT of a block flattened row by row: ``block.reshape(64) @ _DCT_2D``. float32 keeps the
+#: coefficients within about 1e-3 of exact.
+_DCT_2D = np.kron(_dct_matrix(), _dct_matrix()).T.astype(np.float32)
+#: Blocks transformed at once: bounds the memory of the check, whatever the image size.
+CHUNK_BLOCKS = 256
+
+
+def luma(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """JFIF luma of uint8 pixels, rounded to integers as a decoder's is, and where pixels are clipped.
+
+    Parameters
+    ----------
+    image : ndarray of uint8
+        ``(H, W, 3)`` RGB or ``(H, W)`` grayscale.
+
+    Returns
+    -------
+    luma : ndarray of float32, (H, W)
+    clipped : ndarray of bool, (H, W)
+        Pixels with a channel at 0 or 255.
+    """
+    if image.ndim == 2:
+        return image.astype(np.float32), _clipped(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")
+    # Recomputing the luma from decoded RGB undoes the colour conversion exactly up to the RGB
+    # rounding (about 0.2), so rounding recovers the decoder's integer luma almost everywhere.
+    y = np.rint(image @ _JFIF_LUMA.astype(np.float32))
+    return y, _clipped(image)
+
+
+def _clipped(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: pixels of an RGB or grayscale uint8 image with a channel at 0 or 255."""
+    clipped = (image == 0) | (image == 255)
+    return clipped.any(axis=2) if clipped.ndim == 3 else clipped
+
+
+#: Block positions transformed at once by :func:`block_scores`: 63 coefficient maps of this many
+#: pixels (4 MiB) stay in the CPU caches, about 3x faster than in one go.
+SCORE_CHUNK_PIXELS = 16 * 1024
+
+
+def _ac_basis():
+    import torch
+
+    # The 63 AC basis images as convolution kernels: conv2d of the luma gives at each position the
+    # DCT coefficients of the 8x8 block starting there.
+    return torch.from_numpy(np.ascontiguousarray(_DCT_2D.T[1:].reshape(63, 1, 8, 8)))
+
+
+def luma_tensor(pixels):
+    """Rounded JFIF luma ``(N, 1, H, W)`` of 8-bit RGB values ``(N, 3, H, W)`` in a float tensor."""
+    import torch
+
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=pixels.device)
+    with torch.autocast(pixels.device.type, enabled=False):  # bfloat16 would not round to the right level
+        return torch.round(torch.einsum("nchw,c->nhw", pixels.float(), weights))[:, None]
+
+
+def block_scores(luma):
+    """z statistic of the 8x8 block around each pixel (rows and columns -3..+4): how close to
+    integers its AC coefficients lie, the per-block score that
+    :func:`jpegtrace.grid.presence.grid_presence` and the clipped blocks build on.
+
+    ``luma`` is ``(N, 1, H, W)`` integer-valued luma in 0..255 (:func:`luma_tensor`), float32; returns ``(N, 1, H, W)`` float32, 0
+    where the block would leave the image. About N(0, 1) in a never-compressed image; in a
+    JPEG, positive on its grid (about 2 at QF 100 in textured blocks, more at lower QFs).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    n, _, height, width = luma.shape
+    if height < 8 or width < 8:
+        return luma.new_zeros((n, 1, height, width), dtype=torch.float32)
+    basis = _ac_basis().to(luma.device)
+    luma = luma.float()
+    z = luma.new_empty((n, 1, height - 7, width - 7))
+    rows = max(1, SCORE_CHUNK_PIXELS // (n * width))
+    with torch.autocast(luma.device.type, enabled=False):  # fractional parts need fp32
+        for y0 in range(0, height - 7, rows):
+            y1 = min(height - 7, y0 + rows)
+            coefficients = F.conv2d(luma[:, :, y0:y1 + 7], basis)
+            used = coefficients.abs() > MIN_ABS_COEFFICIENT
+            squared = coefficients.sub_(torch.round(coefficients)).square_().masked_fill_(~used, 0.0)
+            counts = used.sum(dim=1, keepdim=True, dtype=torch.float32)
+            z[:, :, y0:y1] = (counts - 12 * squared.sum(dim=1, keepdim=True)) / torch.sqrt(
+                counts.clamp_(min=1.0) * 0.8)
+    return F.pad(z, (3, 4, 3, 4))  # the value of the block covering -3..+4 around each pixel

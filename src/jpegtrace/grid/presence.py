@@ -1,0 +1,77 @@
+"""The shipped network's grid-presence input channel: whether a JPEG block grid covers each pixel.
+
+Frozen: the shipped weights were trained on exactly these values. ``tests/test_grid.py`` pins them
+on a fixed image; a change here (or in :func:`jpegtrace.grid.dct.block_scores`) means retraining.
+"""
+
+from __future__ import annotations
+
+from .dct import block_scores
+
+
+#: Blocks on a side of the lattice whose scores :func:`grid_presence` sums: 5 x 5 = 25 blocks,
+#: 40 x 40 pixels, give a QF-100 JPEG's grid about 5 standard errors over a textured area.
+PRESENCE_LATTICE = 5
+#: The value :func:`grid_presence` subtracts: about the median, over 96-pixel patches of the
+#: train split of ``shared/data/clean``, of the strongest of 64 grid phases in a never-compressed
+#: image (2.3, the expected maximum of 64 standard normal values being 2.4).
+PRESENCE_NULL = 2.3
+#: Divides the result, and the ceiling it is clipped to after that: never-compressed images
+#: then give about 0 (within 0.25 almost everywhere), JPEGs at QF 98-100 1 to 4, and lower QFs,
+#: whose grid the RGB channels show anyway, no more than 4.
+PRESENCE_SCALE, PRESENCE_CEILING = 2.0, 4.0
+
+
+def _presence_context(lattice_size: int) -> tuple[int, int]:
+    # the window of phases reaches 8 before and 6 after (two 8-pixel windows), the lattice 8 pixels
+    # per block either way, and the block 3 before and 4 after
+    return 8 + 8 * (lattice_size // 2) + 3, 6 + 8 * (lattice_size // 2) + 4
+
+
+#: Rows (and columns) of context :func:`grid_presence` needs before and after a pixel: 27 and 26.
+PRESENCE_CONTEXT = _presence_context(PRESENCE_LATTICE)
+
+
+def grid_presence(luma, scores=None):
+    """Per-pixel evidence that a JPEG block grid covers the pixel, whatever its phase.
+
+    The block scores (:func:`block_scores`) are summed over a lattice of 5 x 5 blocks 8 pixels
+    apart, divided by 5 (about N(0, 1) without a grid). Each of the 64 grid phases in an 8 x 8
+    window is compared with the window's mean, and the pixel takes the strongest phase of the
+    8 x 8 window around it: every pixel under a JPEG's grid gets the evidence, so the network reads "a
+    grid is here" directly instead of finding the one phase in 64 that carries it.
+
+    Parameters
+    ----------
+    luma : torch.Tensor
+        ``(N, 1, H, W)`` integer-valued luma in 0..255 (:func:`luma_tensor`), float32.
+    scores : torch.Tensor, optional
+        :func:`block_scores` of ``luma``, when already computed.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(N, 1, H, W)`` float32, ``(strongest phase - PRESENCE_NULL) / PRESENCE_SCALE`` clipped
+        to at most :data:`PRESENCE_CEILING`: about 0 in a never-compressed image, 1 or more in a
+        JPEG at QF 98-100 over a textured area. A pixel's value depends on the luma from
+        :data:`PRESENCE_CONTEXT` pixels before to after it.
+    """
+    if scores is None:
+        scores = block_scores(luma)
+    return _strongest_phase(scores, PRESENCE_LATTICE)
+
+
+def _strongest_phase(scores, lattice_size: int):
+    """The presence of :func:`grid_presence` from a lattice of ``lattice_size`` blocks on a side."""
+    import torch
+    import torch.nn.functional as F
+
+    height, width = scores.shape[2:]
+    k = lattice_size
+    with torch.autocast(scores.device.type, enabled=False):
+        lattice = F.conv2d(scores, torch.full((1, 1, k, k), 1.0 / k, device=scores.device),
+                           padding=8 * (k // 2), dilation=8)
+        # Windows covering -4..+3 around each pixel: its 64 phases, and their strongest.
+        phase_mean = F.avg_pool2d(lattice, 8, stride=1, padding=4, count_include_pad=False)[:, :, :height, :width]
+        strongest = F.max_pool2d(lattice - phase_mean, 8, stride=1, padding=4)[:, :, :height, :width]
+        return ((strongest - PRESENCE_NULL) / PRESENCE_SCALE).clamp_(max=PRESENCE_CEILING)
