@@ -123,7 +123,7 @@ def main(argv=None) -> int:
             record(case, "eager", side * side, seconds)
         for precision in precisions:
             load.start()
-            seconds, out = timed(lambda: predict_maps(model, image, args.tile_size, device, precision),
+            seconds, out = timed(lambda: predict_maps(model, image, tile_size=args.tile_size, device=device, precision=precision),
                                  device, reps, warmup=0)
             diff = None if reference is None else float(np.abs(out - reference).max())
             qf = None if reference is None or precision == "fp32" else qf_difference(out, reference)

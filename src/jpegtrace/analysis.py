@@ -6,7 +6,6 @@ import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +13,7 @@ from PIL import Image
 
 from .nn import engine
 from .errors import JpegTraceError
+from .evidence import MIN_EVIDENCE_SHARE, evidence_map
 from .grid.check import GridEvidence, find_jpeg_grid
 from .grid.clipped import clipped_block_flag, grid_block_origin
 from .io import DEFAULT_MAX_PIXELS, as_analysis_array
@@ -24,9 +24,47 @@ from .nn.weights import QualityCalibration, load_weights
 DEFAULT_TILE_SIZE = 512
 
 
-def whole_image_verdict(mean_flag: float, grid_found: bool = False) -> bool:
-    """The whole-image verdict: mean flag above 0.5 (the paper's rule) or a JPEG grid found."""
-    return mean_flag > 0.5 or grid_found
+# The verdicts, one vocabulary for every output (text, JSON, CSV, reports).
+NEVER_COMPRESSED = "never compressed"
+COMPRESSED = "compressed"
+NO_EVIDENCE = "no evidence"
+VERDICTS = (NEVER_COMPRESSED, COMPRESSED, NO_EVIDENCE)
+
+
+def judge(mean_flag: float | None, *, grid_found: bool = False,
+          evidence_share: float = 1.0) -> str:
+    """The whole-image verdict, one of :data:`VERDICTS`.
+
+    Parameters
+    ----------
+    mean_flag : float or None
+        Mean flag over the pixels with evidence (None when none has any).
+    grid_found : bool
+        The JPEG grid check found a grid: compressed, whatever the flag says.
+    evidence_share : float
+        Share of pixels with evidence (:func:`jpegtrace.evidence.evidence_map`).
+
+    Notes
+    -----
+    A found grid is evidence in itself. Without it, an image with evidence in fewer than
+    :data:`~jpegtrace.evidence.MIN_EVIDENCE_SHARE` of its pixels gets "no evidence"; otherwise the
+    paper's rule decides: compressed when the mean flag is above 0.5.
+    """
+    if grid_found:
+        return COMPRESSED
+    if mean_flag is None or evidence_share < MIN_EVIDENCE_SHARE:
+        return NO_EVIDENCE
+    return COMPRESSED if mean_flag > 0.5 else NEVER_COMPRESSED
+
+
+def weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> float | None:
+    """Mean of ``values`` weighted by ``weights`` (plain mean when None); None when the weights sum to 0."""
+    if weights is None:
+        return float(values.mean(dtype=np.float64))
+    total = float(weights.sum(dtype=np.float64))
+    if total <= 0.0:
+        return None
+    return float(np.vdot(values.ravel().astype(np.float64), weights.ravel().astype(np.float64)) / total)
 
 
 @dataclass(frozen=True)
@@ -40,13 +78,18 @@ class Analysis:
     flag_map : ndarray of float32, (H, W)
         Estimated probability-like compression flag per pixel, 0..1: the network's, raised in
         clipped blocks where ``grid`` found a JPEG grid all around (see :func:`join_grid_evidence`).
-    mean_quality : float
-        Mean of ``quality_map``: the whole-image QF estimate.
-    mean_flag : float
-        Mean of ``flag_map``.
-    compressed : bool
-        The whole-image verdict: True when ``mean_flag > 0.5`` (the paper's rule) or when
-        ``grid`` found the block grid of a JPEG.
+    verdict : str
+        The whole-image verdict (:func:`judge`): "never compressed", "compressed" or "no evidence".
+    mean_quality : float or None
+        Mean of ``quality_map`` weighted by ``evidence_map``: the whole-image QF estimate; None
+        when the verdict is "no evidence".
+    mean_flag : float or None
+        Mean of ``flag_map`` weighted by ``evidence_map``; None when no pixel has evidence.
+    evidence_map : ndarray of float32, (H, W) or None
+        Where the pixels can carry JPEG evidence, 0..1 (:func:`jpegtrace.evidence.evidence_map`);
+        None when it was not computed (then every pixel counts fully).
+    evidence_share : float
+        Mean of ``evidence_map`` (1 when it was not computed).
     grayscale : bool
         The image was analysed as grayscale (its three channels are equal).
     notes : tuple of str
@@ -61,23 +104,31 @@ class Analysis:
 
     quality_map: np.ndarray
     flag_map: np.ndarray
-    mean_quality: float
-    mean_flag: float
-    compressed: bool
+    verdict: str
+    mean_quality: float | None
+    mean_flag: float | None
+    evidence_map: np.ndarray | None = None
+    evidence_share: float = 1.0
     grayscale: bool = False
     notes: tuple[str, ...] = field(default=())
     grid: GridEvidence | None = None
     network_mean_flag: float | None = None
 
     @property
-    def flag_judged_compressed(self) -> bool:
-        """The paper's verdict from the flag map: ``mean_flag > 0.5``."""
-        return whole_image_verdict(self.mean_flag)
+    def compressed(self) -> bool:
+        """Whether the verdict is "compressed"."""
+        return self.verdict == COMPRESSED
 
     @property
-    def network_judged_compressed(self) -> bool:
-        """The paper's verdict from the network's own flag map, before the grid's evidence joined it."""
-        return whole_image_verdict(self.mean_flag if self.network_mean_flag is None else self.network_mean_flag)
+    def flag_verdict(self) -> str:
+        """The verdict from the flag map alone (the paper's rule), without the grid check."""
+        return judge(self.mean_flag, evidence_share=self.evidence_share)
+
+    @property
+    def network_verdict(self) -> str:
+        """The verdict from the network's own flag map, before the grid's evidence joined it."""
+        flag = self.mean_flag if self.network_mean_flag is None else self.network_mean_flag
+        return judge(flag, evidence_share=self.evidence_share)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -85,8 +136,9 @@ class Analysis:
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_model(path: str | None, mtime_ns: int, device: str) -> QFNet:
-    return to_device(load_weights(path), device)
+def _shipped_model(device: str) -> QFNet:
+    # Only analyze() uses this copy, and never hands it out: callers get their own from load_model.
+    return to_device(load_weights(), device)
 
 
 def to_device(model: QFNet, device: str) -> QFNet:
@@ -98,10 +150,10 @@ def to_device(model: QFNet, device: str) -> QFNet:
         raise JpegTraceError(None, f"cannot use device {device!r}: {reason}") from None
 
 
-def load_model(weights: str | os.PathLike | None = None, device: str = "cpu") -> QFNet:
-    """The network from a safetensors file (default: the shipped model), loaded once and reused.
+def load_model(weights: str | os.PathLike | None = None, *, device: str = "cpu") -> QFNet:
+    """The network of a safetensors file (default: the shipped model), on ``device``, in eval mode.
 
-    Repeated calls with the same file (unchanged on disk) and device return the same module.
+    Each call returns a model of its own: changing it changes nothing elsewhere.
 
     Raises
     ------
@@ -110,15 +162,10 @@ def load_model(weights: str | os.PathLike | None = None, device: str = "cpu") ->
     JpegTraceError
         When ``device`` does not exist or is not available.
     """
-    path = None if weights is None else os.fspath(weights)
-    try:
-        mtime = Path(path).stat().st_mtime_ns if path is not None else 0
-    except (OSError, ValueError):
-        mtime = 0  # load_weights says what is wrong with the path
-    return _cached_model(path, mtime, str(device))
+    return to_device(load_weights(weights), str(device))
 
 
-def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_SIZE,
+def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE,
                  device: str | torch.device | None = None, precision: str = "fp32") -> np.ndarray:
     """Raw network output for one uint8 image, computed strip by strip.
 
@@ -148,18 +195,19 @@ def predict_maps(model: QFNet, image: np.ndarray, tile_size: int = DEFAULT_TILE_
     return engine.eager_predict_maps(model, image, tile_size=tile_size, device=device)
 
 
-def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, ...] = (),
+def summarize(raw_maps: np.ndarray, *, grayscale: bool = False, notes: tuple[str, ...] = (),
               inplace: bool = False, grid: GridEvidence | None = None,
               quality_calibration: QualityCalibration | None = None,
-              network_mean_flag: float | None = None) -> Analysis:
+              network_mean_flag: float | None = None, evidence: np.ndarray | None = None) -> Analysis:
     """Turn raw network maps ``(2, H, W)`` into an :class:`Analysis` (maps clipped to [0, 1] first).
 
     ``grid``, the result of :func:`jpegtrace.grid.find_jpeg_grid` on the same image, joins the
-    verdict: the image counts as compressed when its mean flag is above 0.5 or a grid was found.
-    ``quality_calibration`` (a model's :attr:`~jpegtrace.nn.qfnet.QFNet.quality_calibration`) maps the
-    clipped quality map before it becomes QF; the flag map is never changed here
-    (:func:`analyze_array` joins the grid's evidence to it first, and passes the mean flag of the
-    network's own map as ``network_mean_flag``).
+    verdict (:func:`judge`). ``quality_calibration`` (a model's
+    :attr:`~jpegtrace.nn.qfnet.QFNet.quality_calibration`) maps the clipped quality map before it
+    becomes QF; the flag map is never changed here (:func:`analyze_array` joins the grid's evidence
+    to it first, and passes the mean flag of the network's own map as ``network_mean_flag``).
+    ``evidence`` (:func:`jpegtrace.evidence.evidence_map` of the image) weighs the means and decides
+    "no evidence"; without it every pixel counts fully.
     With ``inplace=True`` a float32 ``raw_maps`` is overwritten and the returned maps are views
     of it, so no image-sized copy is made (what :func:`analyze` does for large images).
     """
@@ -173,11 +221,13 @@ def summarize(raw_maps: np.ndarray, grayscale: bool = False, notes: tuple[str, .
         quality = quality_calibration(quality, out=quality)
     quality_map = np.subtract(1.0, quality, out=quality)  # QF = 100 * (1 - normalised quality)
     quality_map *= 100.0
-    mean_flag = float(flag.mean(dtype=np.float64))
-    return Analysis(quality_map=quality_map, flag_map=flag,
-                    mean_quality=float(quality_map.mean(dtype=np.float64)), mean_flag=mean_flag,
-                    compressed=whole_image_verdict(mean_flag, grid is not None and grid.found),
-                    grayscale=grayscale, notes=tuple(notes), grid=grid, network_mean_flag=network_mean_flag)
+    share = 1.0 if evidence is None else float(evidence.mean(dtype=np.float64))
+    mean_flag = weighted_mean(flag, evidence)
+    verdict = judge(mean_flag, grid_found=grid is not None and grid.found, evidence_share=share)
+    mean_quality = weighted_mean(quality_map, evidence) if verdict != NO_EVIDENCE else None
+    return Analysis(quality_map=quality_map, flag_map=flag, verdict=verdict, mean_quality=mean_quality,
+                    mean_flag=mean_flag, evidence_map=evidence, evidence_share=share, grayscale=grayscale,
+                    notes=tuple(notes), grid=grid, network_mean_flag=network_mean_flag)
 
 
 def join_grid_evidence(flag_map: np.ndarray, image: np.ndarray, grid: GridEvidence) -> None:
@@ -206,7 +256,7 @@ def join_grid_evidence(flag_map: np.ndarray, image: np.ndarray, grid: GridEviden
     np.maximum(covered, blocks[:, None, :, None], out=covered)
 
 
-def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | None = None,
+def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | None = None, *,
             tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
             max_pixels: int = DEFAULT_MAX_PIXELS, grid_check: bool = True) -> Analysis:
     """Find JPEG compression in an image, pixel by pixel.
@@ -252,12 +302,12 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     """
     rgb, grayscale, notes = as_analysis_array(image, max_pixels=max_pixels)
     if model is None:
-        model = load_model(device=device or "cpu")
+        model = _shipped_model(device or "cpu")
     return analyze_array(rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
                          grayscale=grayscale, notes=notes)
 
 
-def analyze_array(rgb: np.ndarray, model: QFNet, tile_size: int = DEFAULT_TILE_SIZE,
+def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TILE_SIZE,
                   device: str | torch.device | None = None, precision: str = "fp32", grid_check: bool = True,
                   grayscale: bool = False, notes: Sequence[str] = ()) -> Analysis:
     """:func:`analyze` of an 8-bit RGB array already read: the network's maps, the grid check, the summary.
@@ -275,11 +325,13 @@ def analyze_array(rgb: np.ndarray, model: QFNet, tile_size: int = DEFAULT_TILE_S
         Passed on to the :class:`Analysis`: what reading the image found and did.
     """
     grid = find_jpeg_grid(rgb) if grid_check else None
+    evidence = evidence_map(rgb)
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision)
     network_mean_flag = None
     if grid is not None and grid.found:
         flag = np.clip(raw[FLAG_CHANNEL], 0.0, 1.0, out=raw[FLAG_CHANNEL])
-        network_mean_flag = float(flag.mean(dtype=np.float64))
+        network_mean_flag = weighted_mean(flag, evidence)
         join_grid_evidence(flag, rgb, grid)
     return summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
-                     quality_calibration=model.quality_calibration, network_mean_flag=network_mean_flag)
+                     quality_calibration=model.quality_calibration, network_mean_flag=network_mean_flag,
+                     evidence=evidence)

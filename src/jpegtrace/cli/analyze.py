@@ -80,21 +80,27 @@ def run_analyze(args) -> int:
             error(f"{shown}: {reason}")
             records.append({"file": shown, "ok": False, "error": reason})
             continue
-        verdict = "compressed" if result.compressed else "uncompressed"
         record = {"file": shown, "ok": True, "height": int(result.shape[0]), "width": int(result.shape[1]),
-                  "estimated_quality": round(result.mean_quality, 2), "mean_flag": round(result.mean_flag, 4),
+                  "verdict": result.verdict, "estimated_quality": _rounded(result.mean_quality, 2),
+                  "mean_flag": _rounded(result.mean_flag, 4), "evidence_share": round(result.evidence_share, 4),
                   "compressed": result.compressed, "grayscale": result.grayscale, "notes": list(result.notes)}
-        if result.grid is not None:
+        if result.grid is not None:  # the offset means something only where a grid was found
             record["grid"] = {"score": round(result.grid.score, 2), "found": result.grid.found,
-                              "offset": list(result.grid.grid_offset)}
+                              "offset": list(result.grid.grid_offset) if result.grid.found else None}
         if maps:
             record["maps"] = maps
         records.append(record)
         if not args.json:
             extra = f"  ({'; '.join(result.notes)})" if result.notes else ""
             grid = "" if result.grid is None else f"\tgrid {result.grid.score:5.1f}"
-            print(f"{shown}\tQF {result.mean_quality:5.1f}\tflag {result.mean_flag:.2f}{grid}\t{verdict}{extra}",
+            quality = "QF    -" if result.mean_quality is None else f"QF {result.mean_quality:5.1f}"
+            flag = "flag    -" if result.mean_flag is None else f"flag {result.mean_flag:.2f}"
+            print(f"{shown}\t{quality}\t{flag}\tevidence {result.evidence_share:4.0%}{grid}\t{result.verdict}{extra}",
                   flush=True)
     if args.json:
         print(json.dumps({"images": records, "failed": failed}, indent=2, ensure_ascii=False))
     return 1 if failed else 0
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ..errors import ImageReadError
 from ..io import as_analysis_array
-from ..analysis import DEFAULT_TILE_SIZE, Analysis, analyze_array
+from ..analysis import COMPRESSED, NEVER_COMPRESSED, NO_EVIDENCE, DEFAULT_TILE_SIZE, Analysis, analyze_array
 from ..nn.qfnet import QFNet
 from .common import Failure, Files, Progress, _named_files, _wrap
 
@@ -23,22 +23,27 @@ class AssessmentRecord:
     file: str
     height: int
     width: int
-    mean_quality: float
-    mean_flag: float
-    compressed: bool
+    mean_quality: float | None
+    mean_flag: float | None
+    verdict: str
+    evidence_share: float = 1.0
     grayscale: bool = False
     notes: tuple[str, ...] = field(default=())
     grid_score: float | None = None
 
     @property
-    def verdict(self) -> str:
-        return "compressed" if self.compressed else "uncompressed"
+    def compressed(self) -> bool:
+        """Whether the verdict is "compressed"."""
+        return self.verdict == COMPRESSED
 
     def as_row(self) -> dict:
-        """The record as a flat dict for CSV and JSON."""
+        """The record as a flat dict for CSV and JSON (``""`` for what is None)."""
+        def number(value, digits):
+            return "" if value is None else round(value, digits)
+
         return {"file": self.file, "width": self.width, "height": self.height,
-                "mean_quality": round(self.mean_quality, 2), "mean_flag": round(self.mean_flag, 4),
-                "grid_score": "" if self.grid_score is None else round(self.grid_score, 2),
+                "mean_quality": number(self.mean_quality, 2), "mean_flag": number(self.mean_flag, 4),
+                "evidence_share": round(self.evidence_share, 4), "grid_score": number(self.grid_score, 2),
                 "verdict": self.verdict, "grayscale": self.grayscale, "notes": "; ".join(self.notes)}
 
 
@@ -83,7 +88,8 @@ def assess_images(model: QFNet, files: Files, tile_size: int = DEFAULT_TILE_SIZE
         grid = analysis.grid
         records.append(AssessmentRecord(file=name, height=int(rgb.shape[0]), width=int(rgb.shape[1]),
                                         mean_quality=analysis.mean_quality, mean_flag=analysis.mean_flag,
-                                        compressed=analysis.compressed, grayscale=grayscale, notes=notes,
+                                        verdict=analysis.verdict, evidence_share=analysis.evidence_share,
+                                        grayscale=grayscale, notes=notes,
                                         grid_score=None if grid is None else grid.score))
         if on_result is not None:
             on_result(name, rgb, analysis)
@@ -97,7 +103,7 @@ def summarize_assessment(records: Sequence[AssessmentRecord], failures: Sequence
     Returns
     -------
     dict
-        ``n_files`` (analysed and failed), ``n_analysed``, ``n_compressed``, ``n_uncompressed``,
+        ``n_files`` (analysed and failed), ``n_analysed``, ``n_compressed``, ``n_uncompressed`` (never compressed), ``n_no_evidence``,
         ``n_grayscale``, ``n_failed``, ``share_compressed``, ``mean_quality_compressed`` (None
         when none is compressed), ``histogram``: ``edges`` (bin edges in QF, the last bin closed)
         and ``counts``.
@@ -109,7 +115,8 @@ def summarize_assessment(records: Sequence[AssessmentRecord], failures: Sequence
         "n_files": len(records) + len(failures),
         "n_analysed": len(records),
         "n_compressed": len(compressed),
-        "n_uncompressed": len(records) - len(compressed),
+        "n_uncompressed": sum(r.verdict == NEVER_COMPRESSED for r in records),
+        "n_no_evidence": sum(r.verdict == NO_EVIDENCE for r in records),
         "n_grayscale": sum(r.grayscale for r in records),
         "n_failed": len(failures),
         "share_compressed": round(len(compressed) / len(records), 4) if records else None,

@@ -8,7 +8,7 @@ import numpy as np
 from ..jpeg import to_grayscale
 from ..errors import ImageReadError
 from ..io import as_analysis_array
-from ..analysis import DEFAULT_TILE_SIZE, analyze_array, whole_image_verdict
+from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NO_EVIDENCE, Analysis, analyze_array
 from ..jpeg import jpeg_compress
 from ..nn.qfnet import QFNet
 from .common import Failure, Files, Progress, TABLE1_QUALITIES, _named_files, _wrap
@@ -26,49 +26,47 @@ QF_MAE_MAX_QUALITY = 95
 class EvaluationRecord:
     """One analysed test image: ``quality`` is the true QF, None for the uncompressed original.
 
-    ``grid_score`` is the score of :func:`jpegtrace.grid.find_jpeg_grid` (None when the check was
-    not run) and ``grid_found`` whether it found a JPEG grid. ``mean_flag`` is the mean of the
-    analysis's flag map; ``network_mean_flag`` that of the network's own, before the grid's
-    evidence joined it in clipped blocks (None when it is ``mean_flag``).
+    ``verdict`` is the analysis's (:func:`jpegtrace.analysis.judge`), ``flag_verdict`` the one of
+    its flag map alone (the paper's rule) and ``network_verdict`` the one of the network's own
+    flag map, before the grid's evidence joined it in clipped blocks. ``grid_score`` is the score
+    of :func:`jpegtrace.grid.find_jpeg_grid` (None when the check was not run).
+    ``estimated_quality`` and ``mean_flag`` are None when no pixel carries evidence.
     """
 
     image: str
     quality: int | None
-    estimated_quality: float
-    mean_flag: float
+    estimated_quality: float | None
+    mean_flag: float | None
+    verdict: str
+    flag_verdict: str
+    network_verdict: str
+    evidence_share: float = 1.0
     grid_score: float | None = None
-    grid_found: bool = False
     network_mean_flag: float | None = None
 
     @property
-    def judged_compressed(self) -> bool:
-        """The verdict of :func:`jpegtrace.analyze`: mean flag above 0.5 or a JPEG grid found."""
-        return whole_image_verdict(self.mean_flag, self.grid_found)
-
-    @property
-    def flag_judged_compressed(self) -> bool:
-        """The paper's verdict from the flag map: mean flag above 0.5."""
-        return whole_image_verdict(self.mean_flag)
-
-    @property
-    def network_judged_compressed(self) -> bool:
-        """The paper's verdict from the network's own flag map: its mean above 0.5."""
-        return whole_image_verdict(self.mean_flag if self.network_mean_flag is None else self.network_mean_flag)
+    def compressed(self) -> bool:
+        """Whether the analysis's verdict is "compressed"."""
+        return self.verdict == COMPRESSED
 
     @property
     def abs_error(self) -> float | None:
-        """``|estimated - true QF|``; None for the uncompressed original."""
-        return None if self.quality is None else abs(self.estimated_quality - self.quality)
+        """``|estimated - true QF|``; None for the uncompressed original or without an estimate."""
+        if self.quality is None or self.estimated_quality is None:
+            return None
+        return abs(self.estimated_quality - self.quality)
 
     def as_row(self) -> dict:
-        """The record as a flat dict for CSV and JSON (true QF ``""`` for the original)."""
-        return {"image": self.image, "quality": "" if self.quality is None else self.quality,
-                "estimated_quality": round(self.estimated_quality, 4), "mean_flag": round(self.mean_flag, 4),
-                "network_mean_flag": round(self.mean_flag if self.network_mean_flag is None
-                                           else self.network_mean_flag, 4),
-                "grid_score": "" if self.grid_score is None else round(self.grid_score, 2),
-                "judged_compressed": self.judged_compressed,
-                "abs_error": "" if self.abs_error is None else round(self.abs_error, 4)}
+        """The record as a flat dict for CSV and JSON (``""`` for what is None)."""
+        def number(value, digits):
+            return "" if value is None else round(value, digits)
+
+        return {"image": self.image, "quality": number(self.quality, 0),
+                "estimated_quality": number(self.estimated_quality, 4), "mean_flag": number(self.mean_flag, 4),
+                "network_mean_flag": number(self.mean_flag if self.network_mean_flag is None
+                                            else self.network_mean_flag, 4),
+                "evidence_share": round(self.evidence_share, 4), "grid_score": number(self.grid_score, 2),
+                "verdict": self.verdict, "abs_error": number(self.abs_error, 4)}
 
 
 def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Sequence[int | None],
@@ -111,12 +109,17 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         source = to_grayscale(images[name]) if grayscale else images[name]
         test = _test_image(source, quality, subsampling, grid_offset)
         result = analyze_array(test, model, tile_size=tile_size, device=device, grid_check=grid_check)
-        grid = result.grid
-        records.append(EvaluationRecord(name, quality, result.mean_quality, result.mean_flag,
-                                        grid_score=None if grid is None else grid.score,
-                                        grid_found=grid is not None and grid.found,
-                                        network_mean_flag=result.network_mean_flag))
+        records.append(record_of(name, quality, result))
     return records
+
+
+def record_of(image: str, quality: int | None, result: Analysis) -> EvaluationRecord:
+    """The :class:`EvaluationRecord` of one analysed test image."""
+    return EvaluationRecord(image, quality, result.mean_quality, result.mean_flag, verdict=result.verdict,
+                            flag_verdict=result.flag_verdict, network_verdict=result.network_verdict,
+                            evidence_share=result.evidence_share,
+                            grid_score=None if result.grid is None else result.grid.score,
+                            network_mean_flag=result.network_mean_flag)
 
 
 def _test_image(source: np.ndarray, quality: int | None, subsampling: str,
@@ -187,7 +190,8 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
         ``per_quality``: list of dicts with ``quality`` (None for the originals, listed last),
         ``n``, ``mean_estimate``, ``std_estimate`` (population standard deviation), ``mae``,
         ``mean_flag``, ``judged_uncompressed`` (share of images not judged compressed: mean flag
-        at most 0.5 and no JPEG grid found), ``flag_judged_uncompressed`` (share whose mean
+        at most 0.5 and no JPEG grid found, or no evidence), ``no_evidence`` (share whose verdict
+        is "no evidence", which have no estimate), ``flag_judged_uncompressed`` (share whose mean
         flag is at most 0.5, the paper's rule) and ``network_judged_uncompressed`` (the same for
         the network's own flag map, before the grid's evidence joined it);
         ``table1``: the ``per_quality`` rows of QF 97, 98, 99, 100 and the originals that were
@@ -204,23 +208,27 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
     per_quality = []
     for quality in sorted(by_quality, key=lambda q: 101 if q is None else q):
         rs = by_quality[quality]
-        est = np.array([r.estimated_quality for r in rs])
+        # Images without evidence have no estimate: their share is the row's "no_evidence".
+        est = np.array([r.estimated_quality for r in rs if r.estimated_quality is not None], dtype=np.float64)
+        flags = [r.mean_flag for r in rs if r.mean_flag is not None]
         row = {"quality": quality, "n": len(rs),
-               "mean_estimate": float(est.mean()), "std_estimate": float(est.std()),
-               "mae": None if quality is None else float(np.abs(est - quality).mean()),
-               "mean_flag": float(np.mean([r.mean_flag for r in rs])),
-               "judged_uncompressed": float(np.mean([not r.judged_compressed for r in rs])),
-               "flag_judged_uncompressed": float(np.mean([not r.flag_judged_compressed for r in rs])),
-               "network_judged_uncompressed": float(np.mean([not r.network_judged_compressed for r in rs]))}
+               "mean_estimate": float(est.mean()) if est.size else None,
+               "std_estimate": float(est.std()) if est.size else None,
+               "mae": None if quality is None or not est.size else float(np.abs(est - quality).mean()),
+               "mean_flag": float(np.mean(flags)) if flags else None,
+               "judged_uncompressed": float(np.mean([r.verdict != COMPRESSED for r in rs])),
+               "flag_judged_uncompressed": float(np.mean([r.flag_verdict != COMPRESSED for r in rs])),
+               "network_judged_uncompressed": float(np.mean([r.network_verdict != COMPRESSED for r in rs])),
+               "no_evidence": float(np.mean([r.verdict == NO_EVIDENCE for r in rs]))}
         per_quality.append(row)
     shares = ("judged_uncompressed", "flag_judged_uncompressed", "network_judged_uncompressed")
     table1 = [{"quality": row["quality"], "label": "without JPEG" if row["quality"] is None else f"QF {row['quality']}",
                "n": row["n"], **{key: row[key] for key in shares}}
               for row in per_quality if row["quality"] is None or row["quality"] in TABLE1_QUALITIES]
     compressed = [r for r in records if r.quality is not None]
-    errors = [r.abs_error for r in compressed if r.quality <= QF_MAE_MAX_QUALITY]
-    all_errors = [r.abs_error for r in compressed]
-    correct = [r.judged_compressed == (r.quality is not None) for r in records]
+    errors = [r.abs_error for r in compressed if r.quality <= QF_MAE_MAX_QUALITY and r.abs_error is not None]
+    all_errors = [r.abs_error for r in compressed if r.abs_error is not None]
+    correct = [r.compressed == (r.quality is not None) for r in records]
     clean = [r for r in records if r.quality is None]
     return {
         "per_quality": per_quality,
@@ -228,7 +236,7 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
         "qf_mae": float(np.mean(errors)) if errors else None,
         "qf_mae_all_qualities": float(np.mean(all_errors)) if all_errors else None,
         "detection_accuracy": float(np.mean(correct)) if correct else None,
-        "clean_judged_uncompressed": float(np.mean([not r.judged_compressed for r in clean])) if clean else None,
+        "clean_judged_uncompressed": float(np.mean([not r.compressed for r in clean])) if clean else None,
         "n_images": len({r.image for r in records}),
         "n_records": len(records),
     }

@@ -33,14 +33,15 @@ def _map_figure(values: np.ndarray, title: str, label: str, vmin: float, vmax: f
 
 def quality_map_figure(analysis: Analysis, title: str = "estimated JPEG quality"):
     """Figure of the quality map in QF units (0..100) with a colour bar."""
-    return _map_figure(analysis.quality_map, f"{title} (mean QF {analysis.mean_quality:.1f})",
+    shown = "no QF: no evidence" if analysis.mean_quality is None else f"mean QF {analysis.mean_quality:.1f}"
+    return _map_figure(analysis.quality_map, f"{title} ({shown})",
                        "quality factor (100 = lossless or never compressed)", 0, 100, QUALITY_CMAP)
 
 
 def flag_map_figure(analysis: Analysis, title: str = "JPEG compression flag"):
     """Figure of the compression-flag map (0..1) with a colour bar."""
-    verdict = "compressed" if analysis.compressed else "uncompressed"
-    return _map_figure(analysis.flag_map, f"{title} (mean {analysis.mean_flag:.2f}: {verdict})",
+    mean = "-" if analysis.mean_flag is None else f"{analysis.mean_flag:.2f}"
+    return _map_figure(analysis.flag_map, f"{title} (mean {mean}: {analysis.verdict})",
                        "compression flag (1 = ever JPEG-compressed)", 0, 1, FLAG_CMAP)
 
 
@@ -169,6 +170,10 @@ def evaluation_figure(summary: dict, title: str = "JPEG quality estimation (pape
     return fig
 
 
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def table1_figure(summary: dict, title: str = "Share judged uncompressed (paper Table 1)"):
     """Bar chart of the share of images judged uncompressed at QF 97-100 and without JPEG."""
     rows = summary["table1"]
@@ -204,7 +209,7 @@ def write_evaluation_report(out_dir: str | os.PathLike, records, summary: dict, 
     written = {
         "records": write_csv(out / "records.csv", [r.as_row() for r in records],
                              ["image", "quality", "estimated_quality", "mean_flag", "network_mean_flag", "grid_score",
-                              "judged_compressed", "abs_error"]),
+                              "evidence_share", "verdict", "abs_error"]),
         "per_quality": write_csv(out / "per_quality.csv", [_json_value(r) for r in summary["per_quality"]],
                                  ["quality", "n", "mean_estimate", "std_estimate", "mae", "mean_flag",
                                   "judged_uncompressed", "flag_judged_uncompressed", "network_judged_uncompressed"]),
@@ -340,7 +345,7 @@ def qf_histogram_figure(summary: dict, title: str = "Estimated JPEG quality of t
     ax.set_xlabel("estimated quality factor (mean of the quality map)")
     ax.set_ylabel("images")
     ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.set_title(f"{title}\n{summary['n_compressed']} compressed, {summary['n_uncompressed']} uncompressed"
+    ax.set_title(f"{title}\n{summary['n_compressed']} compressed, {summary['n_uncompressed']} never compressed"
                  f" of {summary['n_analysed']} images" + (f"; {summary['n_failed']} unreadable" if summary["n_failed"] else ""),
                  fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
@@ -394,7 +399,8 @@ th { background: #f4f4f4; position: sticky; top: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img.thumb { max-width: 160px; max-height: 160px; image-rendering: auto; }
 .compressed { color: #b00020; font-weight: 600; }
-.uncompressed { color: #0a7a2f; font-weight: 600; }
+.never-compressed { color: #0a7a2f; font-weight: 600; }
+.no-evidence { color: #666; font-style: italic; }
 .gray { background: #eee; border-radius: 3px; padding: 1px 4px; font-size: 0.85em; }
 .failed td { color: #8a4b00; }
 """
@@ -421,7 +427,8 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
     parts.append(
         f"<p><b>{summary['n_compressed']}</b> images judged JPEG-compressed (mean flag above 0.5, or a "
         f"JPEG block grid found in the DCT coefficients: grid score above {GRID_SCORE_THRESHOLD:g}), "
-        f"<b>{summary['n_uncompressed']}</b> judged uncompressed, of {summary['n_analysed']} analysed"
+        f"<b>{summary['n_uncompressed']}</b> never compressed, <b>{summary['n_no_evidence']}</b> without evidence, "
+        f"of {summary['n_analysed']} analysed"
         f" ({summary['n_grayscale']} grayscale); {summary['n_failed']} "
         f"{'file' if summary['n_failed'] == 1 else 'files'} could not be read."
         + (f" Mean estimated QF of the compressed ones: {mean_q:.1f}." if mean_q is not None else "") + "</p>")
@@ -441,10 +448,10 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
         gray = ' <span class="gray">grayscale</span>' if r.grayscale else ""
         parts.append(
             f"<tr><td class=num>{i}</td><td>{thumb_html}</td><td>{flag_html}</td><td>{escape(r.file)}</td>"
-            f"<td class=num>{r.width}×{r.height}</td><td class=num>{r.mean_quality:.1f}</td>"
-            f"<td class=num>{r.mean_flag:.3f}</td>"
+            f"<td class=num>{r.width}×{r.height}</td><td class=num>{_number(r.mean_quality, 1)}</td>"
+            f"<td class=num>{_number(r.mean_flag, 3)}</td>"
             f"<td class=num>{'' if r.grid_score is None else f'{r.grid_score:.1f}'}</td>"
-            f"<td class={r.verdict}>{r.verdict}{gray}</td>"
+            f"<td class={r.verdict.replace(' ', '-')}>{r.verdict}{gray}</td>"
             f"<td>{escape('; '.join(r.notes))}</td></tr>")
     parts.append("</tbody></table>")
     if failures:
@@ -473,7 +480,7 @@ def write_assessment_report(out_dir: str | os.PathLike, records, failures, summa
     rows = [r.as_row() for r in records]
     written = {
         "table": write_csv(out / "table.csv", rows,
-                           ["file", "width", "height", "mean_quality", "mean_flag", "grid_score", "verdict",
+                           ["file", "width", "height", "mean_quality", "mean_flag", "evidence_share", "grid_score", "verdict",
                             "grayscale", "notes"]),
         "failures": write_csv(out / "failures.csv", _failure_rows(failures), ["file", "reason"]),
         "summary": write_json(out / "assessment.json", {"settings": settings or {}, **summary, "images": rows,

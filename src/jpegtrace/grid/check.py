@@ -27,6 +27,9 @@ GRID_SCORE_THRESHOLD = 8.0
 #: below this many grey levels (flat: all their AC coefficients are near zero, hence near
 #: integers, compressed or not) are left out.
 MIN_BLOCK_STD = 1.0
+#: Blocks with at most this many grey levels are piecewise constant (3 x 3 cells of a 4x upscale or
+#: of pixel art at most) and left out, as are repeated blocks: see :func:`_informative_blocks`.
+MAX_PIECEWISE_LEVELS = 9
 #: Fewest coefficients at the best offset for the score to mean anything.
 MIN_COEFFICIENTS = 256
 #: Larger images (over about 0.26 MP) are checked on evenly spaced rows of blocks only, bounding
@@ -64,11 +67,13 @@ class GridEvidence:
 
 
 def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums: np.ndarray,
-               counts: np.ndarray) -> None:
+               counts: np.ndarray, seen: list[list[set]]) -> None:
     """Add, for each of the 64 offsets, sum(cos 2 pi c) and the count of used coefficients ``c``
     of the blocks whose first row is ``8 * b + row offset`` for ``b`` in ``block_rows``.
 
     ``y`` and ``clipped`` hold image rows ``8 * block_rows[0]`` onwards, 7 rows more than the blocks need.
+    ``seen[row][col]`` holds the hashes of the blocks already counted at that offset (repeats are
+    left out, see :func:`_informative_blocks`).
     """
     first = 8 * int(block_rows[0])
     for row in range(8):
@@ -85,14 +90,45 @@ def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums:
             unclipped = ~clipped[starts.ravel(), window].reshape(len(starts), 8, cols, 8).any(axis=(1, 3))
             if not unclipped.any():
                 continue
+            pixels = _informative_blocks(blocks.transpose(0, 2, 1, 3)[unclipped].reshape(-1, 64), seen[row][col])
             # One matrix product for all blocks; the level shift of JPEG only moves DC, left out.
-            ac = (blocks.transpose(0, 2, 1, 3)[unclipped].reshape(-1, 64) @ _DCT_2D)[:, 1:]
+            ac = (pixels @ _DCT_2D)[:, 1:]
             # The AC energy of an orthonormal DCT is 64 times the pixel variance of the block.
             ac = ac[np.einsum("ij,ij->i", ac, ac) > 64 * MIN_BLOCK_STD ** 2]
             ac = ac[np.abs(ac) > MIN_ABS_COEFFICIENT]
             distance = ac - np.rint(ac)  # to the nearest integer, exact in float32
             sums[row, col] += float(np.cos(np.float32(2 * np.pi) * distance).sum(dtype=np.float64))
             counts[row, col] += ac.size
+
+
+def _informative_blocks(pixels: np.ndarray, seen: set) -> np.ndarray:
+    """The rows of ``pixels`` (blocks of 64 luma values) that can tell a grid from none: neither
+    piecewise constant (at most :data:`MAX_PIECEWISE_LEVELS` grey levels) nor a repeat of another,
+    in this call or of one whose hash is in ``seen`` (which gains the hashes of those kept).
+
+    Notes
+    -----
+    The score treats coefficients as independent draws, which holds for photos. Pixel art,
+    nearest-neighbour upscales and flat graphics make blocks of a few constant cells, whose
+    coefficients are fixed multiples of integer steps; tiled patterns, checkerboards and text on a
+    pitch of 8 or 16 pixels repeat the same block thousands of times. Either way a handful of
+    coefficient values counts as thousands of draws, and an offset can score far above the rest
+    with no JPEG. A JPEG's blocks (textured ones hold dozens of levels) are neither.
+    """
+    ordered = np.sort(pixels, axis=1)
+    levels = 1 + np.count_nonzero(np.diff(ordered, axis=1), axis=1)
+    pixels = pixels[levels > MAX_PIECEWISE_LEVELS]
+    # A 64-bit hash of the block's integer levels (wrapping products: any fixed odd weights do).
+    hashes = (pixels.astype(np.int64) * _HASH_WEIGHTS).sum(axis=1)
+    keep = np.zeros(len(pixels), dtype=bool)
+    for i, h in enumerate(hashes.tolist()):
+        if h not in seen:
+            seen.add(h)
+            keep[i] = True
+    return pixels[keep]
+
+
+_HASH_WEIGHTS = np.random.default_rng(0).integers(1, 2**62, size=64, dtype=np.int64) | 1
 
 
 def find_jpeg_grid(image: np.ndarray, threshold: float = GRID_SCORE_THRESHOLD,
@@ -135,12 +171,13 @@ def find_jpeg_grid(image: np.ndarray, threshold: float = GRID_SCORE_THRESHOLD,
     block_rows = block_rows[::step]  # evenly spaced rows of blocks in large images
     sums = np.zeros((8, 8))
     counts = np.zeros((8, 8), dtype=np.int64)
+    seen = [[set() for _ in range(8)] for _ in range(8)]
     rows_per_chunk = max(1, CHUNK_BLOCKS // per_row)
     for i in range(0, len(block_rows), rows_per_chunk):
         chunk = block_rows[i:i + rows_per_chunk]
         band = np.s_[8 * int(chunk[0]):min(height, 8 * int(chunk[-1]) + 15)]
         y, clipped = luma(image[band])
-        _band_sums(y, clipped, chunk, sums, counts)
+        _band_sums(y, clipped, chunk, sums, counts, seen)
     # Under no grid cos(2 pi c) has mean 0 and variance 1/2, so this is a z statistic per offset.
     z = np.divide(sums, np.sqrt(counts / 2), out=np.zeros((8, 8)), where=counts > 0)
     best = np.unravel_index(int(np.argmax(z)), z.shape)
