@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 import numpy as np
-from ..jpeg import to_grayscale
+from ..jpeg import camera_like_tables, ijg_equivalent_quality, to_grayscale
 from ..errors import ImageReadError
 from ..io import as_analysis_array
 from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NO_EVIDENCE, Analysis, analyze_array
@@ -69,11 +71,11 @@ class EvaluationRecord:
                 "verdict": self.verdict, "abs_error": number(self.abs_error, 4)}
 
 
-def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Sequence[int | None],
+def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Sequence[int | None], *,
                    subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0),
                    grayscale: bool = False, device: str | None = None,
                    progress: Iterable | None = None, tile_size: int = DEFAULT_TILE_SIZE,
-                   grid_check: bool = True) -> list[EvaluationRecord]:
+                   grid_check: bool = True, camera_tables_seed: int | None = None) -> list[EvaluationRecord]:
     """Compress every image at every QF, analyse it and record the whole-image estimates.
 
     Parameters
@@ -95,6 +97,10 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         Side of the region the network computes at once (does not change the result).
     grid_check : bool
         Also run the JPEG grid check of :mod:`jpegtrace.grid` on every test image.
+    camera_tables_seed : int, optional
+        Compress with random camera-like tables (:func:`jpegtrace.jpeg.camera_like_tables`) drawn
+        around each QF from this seed, one per image and QF, instead of the IJG tables; the true QF
+        of a record is then the IJG-equivalent QF of its luma table.
 
     Returns
     -------
@@ -107,7 +113,13 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
     records = []
     for name, quality in (progress(jobs) if progress else jobs):
         source = to_grayscale(images[name]) if grayscale else images[name]
-        test = _test_image(source, quality, subsampling, grid_offset)
+        tables = None
+        if camera_tables_seed is not None and quality is not None:
+            # One table per (image, QF), the same whatever else is evaluated.
+            rng = np.random.default_rng((camera_tables_seed, zlib.crc32(name.encode()), int(quality)))
+            tables = camera_like_tables(int(quality), rng)
+            quality = ijg_equivalent_quality(tables[0])
+        test = _test_image(source, quality, subsampling, grid_offset, tables)
         result = analyze_array(test, model, tile_size=tile_size, device=device, grid_check=grid_check)
         records.append(record_of(name, quality, result))
     return records
@@ -123,9 +135,11 @@ def record_of(image: str, quality: int | None, result: Analysis) -> EvaluationRe
 
 
 def _test_image(source: np.ndarray, quality: int | None, subsampling: str,
-                grid_offset: tuple[int, int]) -> np.ndarray:
-    """``source`` JPEG-compressed at ``quality`` (as it is for None), as the RGB array the network takes."""
-    test = source if quality is None else jpeg_compress(source, int(quality), subsampling, grid_offset)
+                grid_offset: tuple[int, int], tables=None) -> np.ndarray:
+    """``source`` JPEG-compressed at ``quality`` or with ``tables`` (as it is for None), as the RGB array
+    the network takes."""
+    test = source if quality is None else jpeg_compress(source, int(quality), subsampling, grid_offset,
+                                                        qtables=tables)
     return np.repeat(test[:, :, None], 3, axis=2) if test.ndim == 2 else test
 
 
