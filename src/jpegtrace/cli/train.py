@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from .common import error, warn_if_bf16_is_slow
+from .common import error, warn_if_bf16_is_slow, positive_int_arg
 
 
 def add_train(sub) -> None:
@@ -24,6 +24,8 @@ def add_train(sub) -> None:
     p.add_argument("--split", metavar="CSV",
                    help="CSV with columns file,split: train on 'train', validate on 'val' (overrides the config's)")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder for checkpoints, logs and weights")
+    p.add_argument("--stop-at", type=positive_int_arg, metavar="STEP",
+                   help="stop at this step with a checkpoint, as if interrupted (the schedule still ends at steps)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in RUN_DIR from its checkpoint, with its saved settings")
     p.set_defaults(func=run_train)
@@ -55,7 +57,7 @@ def run_train(args) -> int:
         return 2
     warn_if_bf16_is_slow(config.precision, config.device)
     try:
-        path = train(config, resume=args.resume)
+        path = train(config, resume=args.resume, stop_at=args.stop_at)
     except KeyboardInterrupt:
         return 130
     except FileNotFoundError as exc:

@@ -177,15 +177,16 @@ def validate(model: QFNet, images: dict[str, np.ndarray], device: str = "cpu",
 def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     """Write the weights of a run's ``checkpoint.pt`` as a plain safetensors file, e.g. to compare steps.
 
-    The file records the step, as the weights ``train`` writes do.
+    The file records the step and the run's resolved config, as the weights ``train`` writes do.
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = build_model(dataclasses.replace(TrainConfig.from_checkpoint(state), init_weights=None))
+    config = TrainConfig.from_checkpoint(state)
+    model = build_model(dataclasses.replace(config, init_weights=None))
     model.load_state_dict(state["model"])
-    return save_weights(model, out, {"step": str(state["step"])})
+    return save_weights(model, out, {"step": str(state["step"]), "train_config": config.to_toml()})
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> Path:
+def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> Path:
     """Train (or resume training) a :class:`QFNet`; returns the path of the exported weights.
 
     Writes into ``config.out``: ``checkpoint.pt`` (every ``checkpoint_every`` steps, on Ctrl-C
@@ -270,8 +271,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
                 scores = validate(model, val_images, device=str(device), collage_files=val_files)
                 if best is None or scores["val_qf_mae"] < best:
                     best = scores["val_qf_mae"]
-                    save_weights(model, out / "best.safetensors", {"step": str(step), "val_qf_mae": f"{best:.4f}"})
-                save_weights(model, out / f"step-{step}.safetensors", {"step": str(step)})
+                    save_weights(model, out / "best.safetensors", {"step": str(step), "val_qf_mae": f"{best:.4f}",
+                                                                   "train_config": config.to_toml()})
+                save_weights(model, out / f"step-{step}.safetensors", {"step": str(step), "train_config": config.to_toml()})
                 _append_csv(out / "val.csv", {"step": step, **{k: f"{v:.4f}" for k, v in scores.items()}})
                 bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
             if step % config.checkpoint_every == 0 or stop["requested"]:
@@ -288,4 +290,4 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, stop
         signal.signal(signal.SIGTERM, previous_handler)
     bar.close()
     _save_checkpoint(checkpoint_path, model, optimizer, step, config, best)
-    return save_weights(model, out / "model.safetensors", {"step": str(step)})
+    return save_weights(model, out / "model.safetensors", {"step": str(step), "train_config": config.to_toml()})
