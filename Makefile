@@ -1,9 +1,10 @@
-# jpegtrace: `make demo` sets everything up and analyses a collaged image; `make test` runs the tests.
+# jpegtrace: `make demo` sets everything up and analyses a collaged image; `make test` runs every test (CI),
+# `make check` the fast ones (the inner loop).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo check test bench clean
 
 $(BIN)/jpegtrace: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +18,9 @@ install: $(BIN)/jpegtrace
 demo: install
 	$(BIN)/python scripts/demo.py --out demo
 	$(BIN)/jpegtrace analyze demo/clean.png demo/fake.png --maps demo
+
+check: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 test: install
 	$(BIN)/python -m pytest -q

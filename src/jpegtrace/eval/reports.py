@@ -5,11 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 from ..grid.check import GRID_SCORE_THRESHOLD
 from ..analysis import Analysis
@@ -19,11 +15,29 @@ QUALITY_CMAP = "viridis"
 FLAG_CMAP = "magma"
 
 
+def _subplots(*grid, figsize, **options):
+    """A figure of its own (no pyplot state, no global backend) and its axes, as ``plt.subplots`` gives them.
+
+    matplotlib is imported here, by the functions that draw, and nowhere at import time.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(*grid, **options)
+
+
+def _colormap(name: str):
+    from matplotlib import colormaps
+
+    return colormaps[name]
+
+
 def _map_figure(values: np.ndarray, title: str, label: str, vmin: float, vmax: float, cmap: str):
     height, width = values.shape
     scale = 6.0 / max(height, width)
-    fig, ax = plt.subplots(figsize=(max(2.5, width * scale) + 1.2, max(2.0, height * scale) + 0.6),
-                           layout="constrained")
+    fig, ax = _subplots(figsize=(max(2.5, width * scale) + 1.2, max(2.0, height * scale) + 0.6))
     shown = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_title(title)
     ax.set_axis_off()
@@ -51,7 +65,7 @@ def overlay(rgb: np.ndarray, flag_map: np.ndarray, strength: float = 0.6) -> np.
     Computed a strip of rows at a time, so a large image needs little memory beyond the result.
     """
     out = np.empty(rgb.shape[:2] + (3,), dtype=np.uint8)
-    cmap = plt.get_cmap(FLAG_CMAP)
+    cmap = _colormap(FLAG_CMAP)
     rows = max(1, (1 << 20) // max(1, rgb.shape[1]))
     for y0 in range(0, rgb.shape[0], rows):
         part = slice(y0, y0 + rows)
@@ -68,8 +82,11 @@ def overlay(rgb: np.ndarray, flag_map: np.ndarray, strength: float = 0.6) -> np.
 PREVIEW_SIDE = 1024
 
 
-def _preview(values: np.ndarray, max_side: int = PREVIEW_SIDE) -> np.ndarray:
-    """``values`` reduced by block means to at most ``max_side`` pixels a side (unchanged if smaller)."""
+def _preview(values: np.ndarray, max_side: int | None = None) -> np.ndarray:
+    """``values`` reduced by block means to at most ``max_side`` pixels a side (unchanged if smaller);
+    :data:`PREVIEW_SIDE` (read at call time) by default."""
+    if max_side is None:
+        max_side = PREVIEW_SIDE
     height, width = values.shape
     k = -(-max(height, width) // max_side)
     if k <= 1:
@@ -104,7 +121,6 @@ def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, s
     for kind, make in (("quality", quality_map_figure), ("flag", flag_map_figure)):
         fig = make(shown)
         written[kind] = save_figure(fig, out_dir / f"{stem}_{kind}.png", dpi=100)
-        plt.close(fig)
     path = out_dir / f"{stem}_overlay.png"
     with atomic_path(path) as tmp:
         Image.fromarray(overlay(rgb, analysis.flag_map)).save(tmp, format="PNG")
@@ -147,7 +163,7 @@ def _json_value(value):
 def evaluation_figure(summary: dict, title: str = "JPEG quality estimation (paper Fig. 2)"):
     """Estimated against true QF: mean and standard deviation over the images, and the identity line."""
     rows = [r for r in summary["per_quality"] if r["quality"] is not None]
-    fig, ax = plt.subplots(figsize=(5.2, 5.0), layout="constrained")
+    fig, ax = _subplots(figsize=(5.2, 5.0))
     ax.plot([0, 100], [0, 100], color="0.6", linestyle="--", linewidth=1, label="identity (perfect estimate)")
     if rows:
         ax.errorbar([r["quality"] for r in rows], [r["mean_estimate"] for r in rows],
@@ -177,7 +193,7 @@ def _number(value: float | None, digits: int) -> str:
 def table1_figure(summary: dict, title: str = "Share judged uncompressed (paper Table 1)"):
     """Bar chart of the share of images judged uncompressed at QF 97-100 and without JPEG."""
     rows = summary["table1"]
-    fig, ax = plt.subplots(figsize=(5.2, 3.4), layout="constrained")
+    fig, ax = _subplots(figsize=(5.2, 3.4))
     labels = [r["label"] for r in rows]
     shares = [r["judged_uncompressed"] for r in rows]
     colours = ["tab:green" if r["quality"] is None else "tab:red" for r in rows]
@@ -223,7 +239,6 @@ def write_evaluation_report(out_dir: str | os.PathLike, records, summary: dict, 
     for key, make, name in (("figure", evaluation_figure, "fig2_quality.png"), ("table1_figure", table1_figure, "table1.png")):
         fig = make(summary)
         written[key] = save_figure(fig, out / name, dpi=120)
-        plt.close(fig)
     return written
 
 
@@ -234,7 +249,7 @@ def collage_figure(result, title: str | None = None):
     analysis = result.analysis
     height, width = result.mask.shape
     panel = 3.2 * min(1.6, max(0.6, width / height))
-    fig, axes = plt.subplots(1, 4, figsize=(4 * panel + 1.0, 3.6), layout="constrained")
+    fig, axes = _subplots(1, 4, figsize=(4 * panel + 1.0, 3.6))
     axes[0].imshow(result.fake, interpolation="nearest")
     axes[0].set_title("fake image")
     axes[1].imshow(result.mask, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -271,7 +286,6 @@ def write_collage_report(out_dir: str | os.PathLike, result, settings: dict | No
     written.update(save_maps(result.analysis, result.fake, out, "fake"))
     fig = collage_figure(result)
     written["figure"] = save_figure(fig, out / "collage.png", dpi=120)
-    plt.close(fig)
     with atomic_path(out / "maps.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, quality_map=result.analysis.quality_map, flag_map=result.analysis.flag_map,
@@ -288,7 +302,7 @@ def benchmark_figure(records, title: str = "Localisation of pasted JPEG regions"
     qualities = sorted({r.quality for r in records})
     thresholds = sorted({r.threshold for r in records})
     above = f"flag > {thresholds[0]:g}" if len(thresholds) == 1 else "flag > each pair's threshold"
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6), layout="constrained", sharey=True)
+    fig, axes = _subplots(1, 3, figsize=(10, 3.6), sharey=True)
     for ax, key, label in zip(axes, ("iou", "f1", "auc"), (f"IoU ({above})", f"F1 ({above})", "pixel AUC")):
         groups = []
         for q in qualities:
@@ -328,7 +342,6 @@ def write_collage_benchmark_report(out_dir: str | os.PathLike, records, summary:
     }
     fig = benchmark_figure(records)
     written["figure"] = save_figure(fig, out / "scores.png", dpi=120)
-    plt.close(fig)
     return written
 
 
@@ -338,7 +351,7 @@ def qf_histogram_figure(summary: dict, title: str = "Estimated JPEG quality of t
     """Histogram of the estimated QF over the images judged compressed, with the counts in the title."""
     hist = summary["histogram"]
     edges = np.asarray(hist["edges"])
-    fig, ax = plt.subplots(figsize=(6.0, 3.6), layout="constrained")
+    fig, ax = _subplots(figsize=(6.0, 3.6))
     ax.bar(edges[:-1], hist["counts"], width=np.diff(edges), align="edge", color="tab:blue", edgecolor="white")
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, max(1, max(hist["counts"], default=0)) * 1.1)
@@ -373,7 +386,7 @@ def flag_thumbnail(flag_map: np.ndarray, size: int = 160) -> np.ndarray:
     target = _resize_to(size, *flag_map.shape)
     resample = Image.Resampling.BOX if target[0] < flag_map.shape[1] else Image.Resampling.NEAREST
     small = np.asarray(Image.fromarray(flag_map.astype(np.float32), mode="F").resize(target, resample))
-    colour = plt.get_cmap(FLAG_CMAP)(np.clip(small, 0, 1))[:, :, :3]
+    colour = _colormap(FLAG_CMAP)(np.clip(small, 0, 1))[:, :, :3]
     return np.round(colour * 255).astype(np.uint8)
 
 
@@ -488,7 +501,6 @@ def write_assessment_report(out_dir: str | os.PathLike, records, failures, summa
     }
     fig = qf_histogram_figure(summary)
     written["histogram"] = save_figure(fig, out / "qf_histogram.png", dpi=120)
-    plt.close(fig)
     written["html"] = write_text(out / "index.html", assessment_html(
         records, failures, summary, thumbnails, source=(settings or {}).get("folder")))
     return written
