@@ -44,7 +44,6 @@ from jpegtrace.nn.qfnet import QFNet, flops_per_pixel
 from jpegtrace.train.config import TrainConfig
 from jpegtrace.train.loop import map_losses, train
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clean"
 
 
 def sample_folder(tmp: Path) -> Path:
@@ -104,7 +103,7 @@ def _load_note(load: OtherLoad, workers: int = 0) -> str:
 def main(argv=None) -> int:
     defaults = TrainConfig(data="", out="")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of never-compressed images")
+    parser.add_argument("--data", required=True, help="folder of never-compressed images")
     parser.add_argument("--split", help="split CSV (train images only); default: the folder's split.csv if any")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")

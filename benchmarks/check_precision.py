@@ -27,12 +27,11 @@ from jpegtrace.jpeg import jpeg_compress
 from jpegtrace.nn.qfnet import QFNet
 from jpegtrace.nn.weights import default_weights_path, load_weights
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clean"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder with the evaluation images")
+    parser.add_argument("--data", required=True, help="folder with the evaluation images")
     parser.add_argument("--split", help="split CSV (default: the folder's split.csv; its 'val' images are used)")
     parser.add_argument("--images", type=int, default=8, help="evaluation images to use (default 8)")
     parser.add_argument("--qualities", default="none,10,50,90,98", help="QFs to test ('none': uncompressed)")

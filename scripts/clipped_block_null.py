@@ -19,15 +19,15 @@ import numpy as np
 from jpegtrace.io import list_images, load_rgb
 from jpegtrace.grid.clipped import QUADRANT_RAMP, block_evidence
 
-CLEAN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "clean"
 OFFSETS = ((0, 0), (3, 5))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="folder of never-compressed images with its split.csv")
     parser.add_argument("--subset", default="train", choices=("train", "val"))
     args = parser.parse_args()
-    paths = list_images(CLEAN, CLEAN / "split.csv", args.subset)
+    paths = list_images(args.data, Path(args.data) / "split.csv", args.subset)
     values = np.concatenate([block_evidence(load_rgb(p), offset).weakest_quadrant.ravel()
                              for p in paths for offset in OFFSETS])
     levels = (50, 99, 99.9, 99.99, 100)
