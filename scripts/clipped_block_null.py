@@ -1,11 +1,11 @@
-"""The null of the clipped blocks' flag: where ``jpegtrace.grid.QUADRANT_RAMP`` comes from.
+"""The null of the clipped blocks' flag: where ``jpegtrace.grid.clipped.QUADRANT_RAMP`` comes from.
 
 Usage:
-    python scripts/clipped_block_null.py [--subset train]
+    python scripts/clipped_block_null.py --data ../shared/data/clean [--subset train]
 
 Reads every block of the never-compressed images of the subset (``shared/data/clean``, train by
 default) at two made-up grid offsets, (0, 0) and (3, 5), and prints percentiles of the weakest
-quadrant evidence (``jpegtrace.grid.block_evidence``). The ramp of ``clipped_block_flag``
+quadrant evidence (``jpegtrace.grid.clipped.block_evidence``). The ramp of ``clipped_block_flag``
 starts at the 99.9th percentile and reaches 1 at the maximum.
 """
 
