@@ -211,15 +211,24 @@ def test_bf16_on_a_cpu_without_bf16_arithmetic_is_warned_of(capsys, monkeypatch,
                          "runs emulated, many times slower than fp32"] if warned else [])
 
 
-def test_bf16_is_fast_follows_the_cpus_avx512():
-    from pathlib import Path
-
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_is_fast_follows_onednns_bf16_check(monkeypatch, native):
+    """Whatever this machine's CPU: the check oneDNN makes (AVX-512 BW, VL and DQ for native bf16) is
+    replaced by one that answers ``native``."""
     from jpegtrace.nn.engine import bf16_is_fast
 
-    assert bf16_is_fast("cuda") is True  # no CUDA needed: only the device type is read
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        pytest.skip("no /proc/cpuinfo to compare with")
-    flags = set(cpuinfo.read_text().split())
-    # oneDNN runs bf16 natively from AVX-512 (BW, VL, DQ) on; without it, emulated.
-    assert bf16_is_fast("cpu") == ({"avx512bw", "avx512vl", "avx512dq"} <= flags)
+    asked = []
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: asked.append(1) or native)
+    assert bf16_is_fast("cpu") is native and bf16_is_fast() is native and len(asked) == 2
+    assert bf16_is_fast("cuda") is True and len(asked) == 2  # no CUDA needed: only the device type is read
+
+
+@pytest.mark.parametrize("error", [AttributeError, RuntimeError])
+def test_bf16_is_fast_trusts_the_user_when_torch_cannot_tell(monkeypatch, error):
+    from jpegtrace.nn.engine import bf16_is_fast
+
+    def no_check():
+        raise error("no such check in this torch")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", no_check)
+    assert bf16_is_fast("cpu") is True

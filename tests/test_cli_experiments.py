@@ -12,7 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+from jpegtrace.analysis import VERDICTS
 from jpegtrace.cli import main
+from jpegtrace.evidence import MIN_EVIDENCE_SHARE
 from jpegtrace.nn.qfnet import NetConfig, QFNet
 from jpegtrace.nn.weights import save_weights
 
@@ -72,15 +74,23 @@ def test_evaluate_writes_fig2_table1_and_is_deterministic(folder, weights, tmp_p
     assert summary["qf_mae"] == pytest.approx(np.mean(errors), abs=1e-3)
     # the grid check scored every test image and joined the verdict; the paper's rule is reported beside it
     assert all(r["grid_score"] != "" for r in records)
-    for r in records:
-        grid_found = float(r["grid_score"]) > 8
-        assert (r["judged_compressed"] == "True") == (float(r["mean_flag"]) > 0.5 or grid_found)
+    for r in records:  # the verdict of analysis.judge: a grid found, else the evidence, else the mean flag
+        if float(r["grid_score"]) > 8:
+            expected = "compressed"
+        elif r["mean_flag"] == "" or float(r["evidence_share"]) < MIN_EVIDENCE_SHARE:
+            expected = "no evidence"
+        else:
+            expected = "compressed" if float(r["mean_flag"]) > 0.5 else "never compressed"
+        assert r["verdict"] == expected and 0 <= float(r["evidence_share"]) <= 1
+    for quality in ("10", "100", ""):
+        no_evidence = [r["verdict"] == "no evidence" for r in records if r["quality"] == quality]
+        assert float(per_q[quality]["no_evidence"]) == pytest.approx(np.mean(no_evidence), abs=1e-4)
     assert all(float(r["grid_score"]) > 8 for r in records if r["quality"] in ("98", "100"))
     assert float(per_q["100"]["judged_uncompressed"]) == 0.0
     flag_alone = [float(r["mean_flag"]) <= 0.5 for r in records if r["quality"] == "100"]
     assert float(per_q["100"]["flag_judged_uncompressed"]) == pytest.approx(np.mean(flag_alone), abs=1e-4)
     assert "(flag alone)" in captured.out
-    verdicts = [(r["judged_compressed"] == "True") == (r["quality"] != "") for r in records]
+    verdicts = [(r["verdict"] == "compressed") == (r["quality"] != "") for r in records]
     assert summary["detection_accuracy"] == pytest.approx(np.mean(verdicts), abs=1e-4)
     # same images and QFs: same numbers
     for name in ("records.csv", "per_quality.csv", "table1.csv"):
@@ -261,14 +271,16 @@ def test_assess_lists_unreadable_files_marks_grayscale_and_writes_the_page(folde
                                           "more/photo.jpg"]
     assert [r["grayscale"] for r in table] == ["False", "False", "False", "True", "False"]
     assert table[3]["width"] == "60" and table[3]["height"] == "60"
-    assert all(r["verdict"] in ("compressed", "uncompressed") for r in table)
+    assert all(r["verdict"] in VERDICTS and 0 <= float(r["evidence_share"]) <= 1 for r in table)
     assert all(float(r["grid_score"]) >= 0 for r in table)
     assert _csv(out / "failures.csv") == [
         {"file": "broken.png", "reason": "not an image file (unrecognised or corrupt format)"}]
     report = json.loads((out / "assessment.json").read_text())
     assert report["n_analysed"] == 5 and report["n_failed"] == 1 and report["n_grayscale"] == 1
-    assert report["n_compressed"] + report["n_uncompressed"] == 5
-    assert report["n_compressed"] == sum(r["verdict"] == "compressed" for r in table)
+    assert report["n_compressed"] + report["n_uncompressed"] + report["n_no_evidence"] == 5
+    for key, verdict in (("n_compressed", "compressed"), ("n_uncompressed", "never compressed"),
+                         ("n_no_evidence", "no evidence")):
+        assert report[key] == sum(r["verdict"] == verdict for r in table)
     assert sum(report["histogram"]["counts"]) == report["n_compressed"]
     assert (out / "qf_histogram.png").stat().st_size > 0
     page = (out / "index.html").read_text()

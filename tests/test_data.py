@@ -134,9 +134,11 @@ def test_high_quality_subsampling_applies_to_the_high_qf_share_only(photo, monke
 
     encoded = []  # (QF, subsampling) of every JPEG made
     real = jpegtrace.train.data.jpeg_compress
-    monkeypatch.setattr(jpegtrace.train.data, "jpeg_compress",
-                        lambda image, quality, subsampling: encoded.append((quality, subsampling))
-                        or real(image, quality, subsampling))
+    def recording(image, quality, subsampling, *args, **kwargs):  # grid offset, qtables passed on
+        encoded.append((quality, subsampling))
+        return real(image, quality, subsampling, *args, **kwargs)
+
+    monkeypatch.setattr(jpegtrace.train.data, "jpeg_compress", recording)
     config = SynthesisConfig(patch_size=16, grayscale_fraction=0.0, high_quality_fraction=0.5,
                              high_quality_subsampling="4:4:4")
     rng = np.random.default_rng(4)

@@ -19,7 +19,7 @@ from jpegtrace.eval.audit import assess_images, summarize_assessment
 from jpegtrace.eval.calibration import calibrate_flag_threshold
 from jpegtrace.eval.collage import collage_benchmark, fit_image, make_collage, run_collage, summarize_collage_benchmark
 from jpegtrace.eval.metrics import localization_scores, pixel_auc
-from jpegtrace.analysis import predict_maps
+from jpegtrace.analysis import VERDICTS, judge, predict_maps
 from jpegtrace.jpeg import jpeg_compress
 from jpegtrace.nn.qfnet import NetConfig, QFNet
 
@@ -44,7 +44,9 @@ def _records():
     rows = [("a", 10, 20.0, 0.9), ("b", 10, 10.0, 0.8), ("a", 90, 80.0, 0.7), ("b", 90, 90.0, 0.6),
             ("a", 98, 99.0, 0.4), ("b", 98, 97.0, 0.6), ("a", 100, 100.0, 0.2), ("b", 100, 99.0, 0.3),
             ("a", None, 100.0, 0.1), ("b", None, 99.0, 0.7)]
-    return [EvaluationRecord(*row) for row in rows]
+    # no grid check in these: every verdict is the paper's rule on the mean flag
+    return [EvaluationRecord(*row, verdict=judge(row[3]), flag_verdict=judge(row[3]), network_verdict=judge(row[3]))
+            for row in rows]
 
 
 def test_summary_has_fig2_rows_table1_shares_and_overall_scores():
@@ -66,8 +68,32 @@ def test_summary_has_fig2_rows_table1_shares_and_overall_scores():
 
 
 def test_summary_without_low_qualities_has_no_qf_mae():
-    summary = summarize_evaluation([EvaluationRecord("a", 98, 97.0, 0.9)])
+    summary = summarize_evaluation([EvaluationRecord("a", 98, 97.0, 0.9, "compressed", "compressed", "compressed")])
     assert summary["qf_mae"] is None and summary["table1"][0]["quality"] == 98
+
+
+def test_summary_leaves_images_without_evidence_out_of_the_estimates_and_counts_them():
+    def record(image, quality, estimate, flag, verdict, share=1.0):
+        return EvaluationRecord(image, quality, estimate, flag, verdict, verdict, verdict, evidence_share=share)
+
+    none = "no evidence"
+    records = [record("a", 90, 80.0, 0.7, "compressed"), record("b", 90, None, None, none, 0.01),
+               record("a", None, None, None, none, 0.0), record("b", None, 99.0, 0.2, "never compressed")]
+    summary = summarize_evaluation(records)
+    by_q = {r["quality"]: r for r in summary["per_quality"]}
+    assert (by_q[90]["n"], by_q[90]["mean_estimate"], by_q[90]["mae"], by_q[90]["mean_flag"]) == (2, 80.0, 10.0, 0.7)
+    assert by_q[90]["judged_uncompressed"] == 0.5 and by_q[90]["no_evidence"] == 0.5
+    assert (by_q[None]["mean_estimate"], by_q[None]["mean_flag"], by_q[None]["no_evidence"]) == (99.0, 0.2, 0.5)
+    assert by_q[None]["judged_uncompressed"] == 1.0  # "no evidence" is not "compressed"
+    assert summary["qf_mae"] == pytest.approx(10.0) and summary["qf_mae_all_qualities"] == pytest.approx(10.0)
+    assert summary["detection_accuracy"] == pytest.approx(0.75) and summary["clean_judged_uncompressed"] == 1.0
+    row = records[1].as_row()
+    assert (row["estimated_quality"], row["mean_flag"], row["abs_error"]) == ("", "", "")
+    assert (row["verdict"], row["evidence_share"]) == (none, 0.01) and not records[1].compressed
+    assert "judged_compressed" not in row and records[0].as_row()["verdict"] == "compressed"
+    only_none = summarize_evaluation([records[1]])["per_quality"][0]
+    assert (only_none["mean_estimate"], only_none["std_estimate"], only_none["mae"], only_none["mean_flag"]) == \
+        (None, None, None, None)
 
 
 def test_evaluate_files_reads_lazily_and_lists_unreadable_files(tiny_model, small_files):
@@ -317,18 +343,26 @@ def test_assess_images_marks_grayscale_and_lists_unreadable_files(tiny_model, sm
     assert len(failures) == 1 and "not an image" in failures[0].reason
     summary = summarize_assessment(records, failures)
     assert summary["n_files"] == 5 and summary["n_failed"] == 1 and summary["n_grayscale"] == 1
-    assert summary["n_compressed"] + summary["n_uncompressed"] == 4
+    assert summary["n_compressed"] + summary["n_uncompressed"] + summary["n_no_evidence"] == 4
+    assert summary["n_no_evidence"] == 0  # crops of photos: all carry evidence
+    assert all(r.verdict in VERDICTS and r.compressed == (r.verdict == "compressed") for r in records)
     assert sum(summary["histogram"]["counts"]) == summary["n_compressed"]
 
 
 def test_assessment_histogram_counts_only_compressed_images():
     from jpegtrace.eval.audit import AssessmentRecord
 
-    records = [AssessmentRecord("a", 8, 8, 32.0, 0.9, True), AssessmentRecord("b", 8, 8, 34.0, 0.8, True),
-               AssessmentRecord("c", 8, 8, 77.0, 0.7, True), AssessmentRecord("d", 8, 8, 99.0, 0.1, False),
-               AssessmentRecord("e", 8, 8, 100.0, 0.6, True)]
+    yes, no = "compressed", "never compressed"
+    records = [AssessmentRecord("a", 8, 8, 32.0, 0.9, yes), AssessmentRecord("b", 8, 8, 34.0, 0.8, yes),
+               AssessmentRecord("c", 8, 8, 77.0, 0.7, yes), AssessmentRecord("d", 8, 8, 99.0, 0.1, no),
+               AssessmentRecord("e", 8, 8, 100.0, 0.6, yes),
+               AssessmentRecord("f", 8, 8, None, None, "no evidence", evidence_share=0.0)]
     summary = summarize_assessment(records)
     counts = dict(zip(summary["histogram"]["edges"], summary["histogram"]["counts"]))
     assert counts[30.0] == 2 and counts[75.0] == 1 and counts[95.0] == 1  # QF 100 falls in the last bin
     assert sum(summary["histogram"]["counts"]) == 4
     assert summary["mean_quality_compressed"] == pytest.approx((32 + 34 + 77 + 100) / 4, abs=0.01)
+    assert (summary["n_compressed"], summary["n_uncompressed"], summary["n_no_evidence"]) == (4, 1, 1)
+    assert records[0].compressed and not records[3].compressed and not records[5].compressed
+    row = records[5].as_row()
+    assert (row["mean_quality"], row["mean_flag"], row["verdict"], row["evidence_share"]) == ("", "", "no evidence", 0.0)

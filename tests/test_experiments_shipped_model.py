@@ -79,7 +79,7 @@ def test_assess_tells_a_jpeg_from_a_clean_image(tmp_path, photos):
     assert main(["assess", str(folder), "--out", str(out), "--quiet"]) == 0
     with open(out / "table.csv", newline="") as f:
         rows = {r["file"]: r for r in csv.DictReader(f)}
-    assert rows["clean.png"]["verdict"] == "uncompressed"
+    assert rows["clean.png"]["verdict"] == "never compressed"
     assert rows["was_jpeg.jpg"]["verdict"] == "compressed"
     assert abs(float(rows["was_jpeg.jpg"]["mean_quality"]) - 30) < 20
     report = json.loads((out / "assessment.json").read_text())

@@ -100,89 +100,25 @@ def test_a_found_grid_makes_the_verdict_compressed_whatever_the_flag():
     plain = summarize(raw)
     checked = summarize(raw, grid=find_jpeg_grid(image))
     assert not plain.compressed and plain.grid is None
-    assert checked.compressed and not checked.flag_judged_compressed and checked.grid.found
+    assert plain.verdict == "never compressed"
+    assert checked.compressed and checked.flag_verdict == "never compressed" and checked.grid.found
 
 
 def test_evaluation_records_both_verdicts():
     images = {"made": textured(64, 64)}
     records = evaluate_model(QFNet(), images, [None, 100], subsampling="4:4:4")
     clean, jpeg = records
-    assert clean.grid_score is not None and not clean.grid_found
-    assert jpeg.grid_found and jpeg.judged_compressed
+    assert clean.grid_score is not None and clean.grid_score <= GRID_SCORE_THRESHOLD
+    assert jpeg.grid_score > GRID_SCORE_THRESHOLD and jpeg.verdict == "compressed" and jpeg.compressed
     summary = summarize_evaluation(records)
     row = summary["per_quality"][0]
     assert row["quality"] == 100 and row["judged_uncompressed"] == 0.0
-    assert row["flag_judged_uncompressed"] == float(not jpeg.flag_judged_compressed)
+    assert row["flag_judged_uncompressed"] == float(jpeg.flag_verdict != "compressed")
     unchecked = evaluate_model(QFNet(), images, [100], subsampling="4:4:4", grid_check=False)
-    assert unchecked[0].grid_score is None and unchecked[0].judged_compressed == unchecked[0].flag_judged_compressed
-    assert EvaluationRecord("x", None, 100.0, 0.1, grid_score=20.0, grid_found=True).as_row()["grid_score"] == 20.0
-
-
-# ------------------------------------------------------------------------------------------------
-# The per-pixel grid feature (an input channel of networks with NetConfig.grid_feature)
-# ------------------------------------------------------------------------------------------------
-
-from jpegtrace.grid import FEATURE_SCALE
-
-
-def _feature(image):
-    import torch
-
-    from jpegtrace.grid import grid_feature
-    from jpegtrace.grid.dct import luma_tensor
-
-    pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
-    return grid_feature(luma_tensor(pixels))[0, 0].numpy()
-
-
-def _phase_means(feature):
-    """Mean feature at each of the 64 (row, column) phases modulo 8."""
-    return np.array([[feature[dy::8, dx::8].mean() for dx in range(8)] for dy in range(8)])
-
-
-@pytest.mark.parametrize("quality,subsampling,offset", [(100, "4:4:4", (0, 0)), (99, "4:4:4", (3, 5)),
-                                                          (98, "4:2:0", (6, 1)), (50, "4:2:0", (0, 0))])
-def test_feature_spikes_on_the_jpeg_grid_only(quality, subsampling, offset):
-    clean = _phase_means(_feature(textured()))
-    phases = _phase_means(_feature(jpeg_compress(textured(), quality, subsampling, grid_offset=offset)))
-    # A pixel's block covers rows -3..+4 around it, so the grid's blocks sit at pixels 3 past a grid line.
-    expected = ((3 - offset[0]) % 8, (3 - offset[1]) % 8)
-    assert np.unravel_index(np.argmax(phases), phases.shape) == expected
-    others = np.delete(phases.ravel(), np.ravel_multi_index(expected, phases.shape))
-    # In units of a QF-100 JPEG's spikes (about 2.5 before the feature's scale).
-    unit = FEATURE_SCALE * 2.5
-    assert phases[expected] > others.max() + 0.035 * unit and phases[expected] - np.median(others) > 0.06 * unit
-    assert np.abs(clean).max() < 0.08 * unit
-
-
-def test_feature_of_a_strip_with_its_context_equals_the_whole_image():
-    import torch
-
-    from jpegtrace.grid import FEATURE_CONTEXT, grid_feature
-    from jpegtrace.grid.dct import luma_tensor
-
-    image = jpeg_compress(textured(90, 70), 95, "4:4:4")
-    luma_rows = luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
-    whole = grid_feature(luma_rows)
-    before, after = FEATURE_CONTEXT
-    for y0, y1 in [(0, 5), (5, 30), (40, 41), (60, 90)]:
-        c0, c1 = max(0, y0 - before), min(90, y1 + after)
-        strip = grid_feature(luma_rows[:, :, c0:c1])[:, :, y0 - c0:y1 - c0]
-        assert torch.allclose(strip, whole[:, :, y0:y1], atol=1e-5), (y0, y1)
-    assert torch.equal(grid_feature(luma_rows[:, :, :7]), torch.zeros(1, 1, 7, 70))  # no whole block
-
-
-def test_feature_is_computed_in_fp32_under_bf16_autocast():
-    import torch
-
-    from jpegtrace.grid import grid_feature
-    from jpegtrace.grid.dct import luma_tensor
-
-    pixels = torch.from_numpy(np.array(jpeg_compress(textured(64, 64), 99, "4:4:4"))).permute(2, 0, 1)[None].float()
-    exact = grid_feature(luma_tensor(pixels))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        under_autocast = grid_feature(luma_tensor(pixels))
-    assert under_autocast.dtype == torch.float32 and torch.allclose(under_autocast, exact, atol=1e-5)
+    assert unchecked[0].grid_score is None and unchecked[0].verdict == unchecked[0].flag_verdict
+    record = EvaluationRecord("x", None, 100.0, 0.1, verdict="compressed", flag_verdict="never compressed",
+                              network_verdict="never compressed", grid_score=20.0)
+    assert record.compressed and record.as_row()["grid_score"] == 20.0 and record.as_row()["verdict"] == "compressed"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -212,14 +148,13 @@ def test_presence_covers_a_near_lossless_jpeg_and_not_its_source(quality, subsam
     assert jpeg.max() <= PRESENCE_CEILING
 
 
-@pytest.mark.parametrize("wide", [False, True])
-def test_presence_of_a_strip_with_its_context_equals_the_whole_image(wide):
+def test_presence_of_a_strip_with_its_context_equals_the_whole_image():
     import torch
 
     from jpegtrace import grid
 
-    presence = grid.wide_grid_presence if wide else grid.grid_presence
-    before, after = grid.WIDE_PRESENCE_CONTEXT if wide else grid.PRESENCE_CONTEXT
+    presence = grid.grid_presence
+    before, after = grid.PRESENCE_CONTEXT
     image = jpeg_compress(textured(200, 70), 97, "4:4:4", grid_offset=(2, 3))
     luma_rows = grid.luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
     whole = presence(luma_rows)
@@ -231,43 +166,6 @@ def test_presence_of_a_strip_with_its_context_equals_the_whole_image(wide):
     y0, y1, half = 90, 100, before // 2
     short = presence(luma_rows[:, :, y0 - half:y1 + after])[:, :, half:half + y1 - y0]
     assert not torch.allclose(short, whole[:, :, y0:y1], atol=1e-5)
-
-
-def saturated(height=160, width=200, seed=0):
-    """A never-compressed image with pixels at 0 or 255 in almost every 8x8 block (a quarter of
-    its pixels), as in a photo of bright windows or saturated stripes: its JPEGs' decoder clips too."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = 128 + 110 * np.sin(xx / 3.0 + yy / 5.0) + 20 * np.sin(yy / 7.0)
-    rgb = base[:, :, None] + np.array([30.0, 0.0, -30.0]) + rng.normal(0, 4, (height, width, 3))
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-
-
-def test_wide_presence_finds_the_grid_of_a_clipped_near_lossless_jpeg_that_the_presence_misses():
-    import torch
-
-    from jpegtrace.grid.presence import grid_presence
-    from jpegtrace.grid.dct import luma_tensor
-    from jpegtrace.grid import wide_grid_presence
-
-    def both(image):
-        luma = luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
-        return grid_presence(luma)[0, 0].numpy(), wide_grid_presence(luma)[0, 0].numpy()
-
-    source = saturated()
-    clipped = ((source == 0) | (source == 255)).any(axis=2)
-    assert clipped.reshape(20, 8, 25, 8).any(axis=(1, 3)).mean() > 0.95  # of the grid's blocks
-    inner = np.s_[30:-30, 30:-30]
-    clean_presence, clean_wide = both(source)
-    jpeg_presence, jpeg_wide = both(jpeg_compress(source, 97, "4:4:4", grid_offset=(3, 5)))
-    assert np.mean(jpeg_presence[inner] > 0.5) < 0.6  # the 25-block presence misses much of it
-    assert np.mean(jpeg_wide[inner] > 1.0) > 0.95
-    # without a grid the wide presence stays near 0, at the borders too (it counts the blocks inside)
-    assert np.mean(clean_wide > 0.5) < 0.05 and abs(np.median(clean_wide)) < 0.3
-    for image in (textured(), data.astronaut()[::2, ::2]):
-        wide = both(image)[1]  # its values are alike over 100 pixels: a chance high covers more
-        assert np.mean(wide > 0.5) < 0.1 and abs(np.median(wide)) < 0.3
-        assert abs(np.median(wide[:16])) < 0.3 and abs(np.median(wide[:, -16:])) < 0.3
 
 
 # ------------------------------------------------------------------------------------------------
@@ -358,13 +256,13 @@ def test_a_clean_region_pasted_into_a_jpeg_keeps_its_inner_blocks_unmarked():
 
 
 def test_clipped_block_flag_of_bands_equals_one_pass(monkeypatch):
-    import jpegtrace.grid as grid
+    import jpegtrace.grid.clipped as clipped
 
     jpeg = jpeg_compress(partly_clipped(200, 96, seed=2), 98, "4:4:4", grid_offset=(6, 1))
-    evidence = grid.find_jpeg_grid(jpeg)
-    one_pass = grid.block_evidence(jpeg, evidence.grid_offset)
-    monkeypatch.setattr(grid, "_BAND_PIXELS", 8 * 96 * 3)  # three rows of blocks per band
-    banded = grid.block_evidence(jpeg, evidence.grid_offset)
+    evidence = find_jpeg_grid(jpeg)
+    one_pass = clipped.block_evidence(jpeg, evidence.grid_offset)
+    monkeypatch.setattr(clipped, "_BAND_PIXELS", 8 * 96 * 3)  # three rows of blocks per band
+    banded = clipped.block_evidence(jpeg, evidence.grid_offset)
     np.testing.assert_allclose(banded.weakest_quadrant, one_pass.weakest_quadrant, atol=1e-9)
     np.testing.assert_allclose(banded.local_deficit, one_pass.local_deficit, atol=1e-9)
     np.testing.assert_array_equal(banded.clipped_pixels, one_pass.clipped_pixels)
@@ -384,7 +282,7 @@ def test_analysis_raises_the_networks_flag_in_clipped_blocks_only():
     assert checked.grid.found and alone.grid is None and alone.network_mean_flag is None
     np.testing.assert_array_equal(checked.quality_map, alone.quality_map)
     assert checked.network_mean_flag == pytest.approx(alone.mean_flag)
-    assert checked.network_judged_compressed == alone.flag_judged_compressed
+    assert checked.network_verdict == alone.flag_verdict
     assert np.all(checked.flag_map >= alone.flag_map) and checked.mean_flag > alone.mean_flag + 0.2
     raised = checked.flag_map > alone.flag_map
     clipped = block_evidence(jpeg, (3, 5)).clipped_pixels >= CLIPPED_BLOCK_PIXELS
@@ -410,7 +308,7 @@ def test_collages_and_their_threshold_calibration_score_the_raised_flag_map(tmp_
     assert checked.flag_inside > alone.flag_inside + 0.2 and checked.flag_outside == pytest.approx(alone.flag_outside)
     Image.fromarray(source).save(tmp_path / "a.png")
     Image.fromarray(np.ascontiguousarray(source[:, ::-1])).save(tmp_path / "b.png")
-    import jpegtrace.eval as experiments
+    import jpegtrace.eval.calibration as calibration
 
     seen = []
 
@@ -418,8 +316,8 @@ def test_collages_and_their_threshold_calibration_score_the_raised_flag_map(tmp_
         seen.append(grid_check)
         return analyze_array(*args, grid_check=grid_check, **kwargs)
 
-    analyze_array = experiments.analyze_array
-    monkeypatch.setattr(experiments, "analyze_array", recording)
+    analyze_array = calibration.analyze_array
+    monkeypatch.setattr(calibration, "analyze_array", recording)
     for grid_check in (True, False):
         calibrate_flag_threshold(model, [tmp_path / "a.png", tmp_path / "b.png"], pairs=2, thresholds=(0.5,),
                                  grid_check=grid_check)

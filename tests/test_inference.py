@@ -135,11 +135,12 @@ def test_network_never_sees_more_than_a_tile_and_its_halo(random_model, monkeypa
 
 
 def test_analysis_allocates_no_image_sized_copies(random_model):
-    """numpy memory (traced) stays at the two float32 maps plus small per-tile buffers."""
+    """numpy memory (traced) stays at the three float32 maps (quality, flag, evidence) plus small
+    per-tile buffers."""
     import tracemalloc
 
     image = np.random.default_rng(2).integers(0, 256, size=(480, 400), dtype=np.uint8)  # grayscale
-    maps_bytes = 2 * 4 * image.size
+    maps_bytes = 3 * 4 * image.size
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -147,7 +148,7 @@ def test_analysis_allocates_no_image_sized_copies(random_model):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert result.grayscale and result.quality_map.shape == image.shape
+    assert result.grayscale and result.quality_map.shape == result.evidence_map.shape == image.shape
     assert peak < maps_bytes + 3 * image.size, f"{peak} bytes traced for {maps_bytes} bytes of maps"
 
 

@@ -40,36 +40,19 @@ def test_flops_per_pixel_matches_paper_network():
     assert abs(flops_per_pixel() - 374e3) < 5e3
 
 
-def test_grid_feature_network_sees_a_fourth_channel_and_reaches_further():
-    model = QFNet(NetConfig(grid_feature=True)).double()
-    assert model.layers[0].in_channels == 4
-    assert model.receptive_field == 33 + 23
-    assert flops_per_pixel(model.config) == flops_per_pixel() + 2 * 9 * 64 + 2 * 63 * 64
-    with torch.no_grad():  # make the feature's kernels the only way in, to see how far it reaches
-        model.layers[0].weight[:, :3] = 0
-    # Textured, compressed pixels: the feature then varies with every pixel of its blocks.
-    from jpegtrace.jpeg import jpeg_compress
+@pytest.mark.parametrize("removed", ["grid_feature", "wide_grid_presence"])
+def test_weights_of_a_network_on_a_removed_input_are_refused_in_one_line(tmp_path, removed):
+    from safetensors.torch import save_file
 
-    rng = np.random.default_rng(0)
-    image = jpeg_compress(rng.integers(0, 256, (81, 81, 3), dtype=np.uint8), 99, "4:4:4")
-    base = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].double() / 255
-    reference = model(base)[0, :, 40, 40]
-    reached = []
-    for y in range(81):  # the feature passes no gradient: change one row of pixels at a time
-        changed = base.clone()
-        changed[0, :, y, :] = (changed[0, :, y, :] * 255 + 37) % 256 / 255
-        reached.append(not torch.allclose(model(changed)[0, :, 40, 40], reference))
-    rows = np.flatnonzero(reached)
-    assert (rows.min(), rows.max()) == (40 - 16 - 11, 40 + 16 + 12)
-
-
-def test_grid_feature_travels_with_the_weights_and_old_files_lack_it(tmp_path):
-    model = QFNet(NetConfig(width=8, dilations=(1, 2, 1), grid_feature=True))
-    loaded = load_weights(save_weights(model, tmp_path / "w.safetensors"))
-    assert loaded.config.grid_feature and loaded.layers[0].in_channels == 4
-    x = torch.rand(1, 3, 30, 26)
-    assert torch.equal(model.eval()(x), loaded(x))
-    assert NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0.5}').grid_feature is False
+    tensors = {k: v.clone() for k, v in QFNet(NetConfig(width=8, dilations=(1, 2, 1))).state_dict().items()}
+    net = '{"width": 8, "dilations": [1, 2, 1], "input_offset": 0.5, "grid_presence": false, "%s": %s}'
+    save_file(tensors, str(tmp_path / "removed.safetensors"), metadata={"net_config": net % (removed, "true")})
+    with pytest.raises(ModelError, match="no longer computes") as info:
+        load_weights(tmp_path / "removed.safetensors")
+    assert removed in str(info.value) and "\n" not in str(info.value)
+    # files that name the input but leave it off (written before it was removed) still load
+    save_file(tensors, str(tmp_path / "off.safetensors"), metadata={"net_config": net % (removed, "false")})
+    assert load_weights(tmp_path / "off.safetensors").config == NetConfig(width=8, dilations=(1, 2, 1))
 
 
 def test_width_and_dilations_are_parameters():
@@ -149,7 +132,7 @@ def test_wrong_dtype_non_finite_and_directory_are_refused(tmp_path):
     "not json", "[1, 2]", '{"width": 64}', '{"width": 1000000000, "dilations": [1], "input_offset": 0}',
     '{"width": 8, "dilations": [], "input_offset": 0}', '{"width": 8, "dilations": [0], "input_offset": 0}',
     '{"width": 8, "dilations": [1], "input_offset": "nan"}',
-    '{"width": 8, "dilations": [1], "input_offset": 0, "grid_feature": "yes"}',
+    '{"width": 8, "dilations": [1], "input_offset": 0, "grid_presence": "yes"}',
 ])
 def test_bad_net_config_is_refused_without_building_a_network(tmp_path, net_config):
     from safetensors.torch import save_file
@@ -175,22 +158,6 @@ def test_flag_threshold_travels_with_the_weights(tmp_path):
             load_weights(tmp_path / "bad.safetensors")
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         QFNet(flag_threshold=1.5)
-
-
-def test_averaged_model_has_the_mean_weights():
-    from jpegtrace.nn.qfnet import average_models
-
-    torch.manual_seed(0)
-    config = NetConfig(width=4, dilations=(1, 2, 1))
-    a, b = QFNet(config, flag_threshold=0.6), QFNet(config)
-    mean = average_models([a, b])
-    for key, value in mean.state_dict().items():
-        torch.testing.assert_close(value, (a.state_dict()[key] + b.state_dict()[key]) / 2)
-    assert mean.config == config and mean.flag_threshold == 0.6
-    with pytest.raises(ValueError, match="different shapes"):
-        average_models([a, QFNet(NetConfig(width=8, dilations=(1, 2, 1)))])
-    with pytest.raises(ValueError, match="no models"):
-        average_models([])
 
 
 def test_shape_mismatch_is_found_before_building_the_network(tmp_path):
@@ -219,14 +186,13 @@ def test_pickled_weights_are_refused_and_never_unpickled(tmp_path):
     assert not marker.exists()
 
 
-def test_grid_presence_network_sees_a_fifth_channel_and_reaches_further(tmp_path):
-    from jpegtrace.grid import FEATURE_CONTEXT
+def test_grid_presence_network_sees_a_fourth_channel_and_reaches_further(tmp_path):
     from jpegtrace.grid.presence import PRESENCE_CONTEXT
 
-    config = NetConfig(width=8, dilations=(1, 2, 1), grid_feature=True, grid_presence=True)
+    config = NetConfig(width=8, dilations=(1, 2, 1), grid_presence=True)
     model = QFNet(config)
-    assert config.extra_inputs == ("grid_feature", "grid_presence") and model.layers[0].in_channels == 5
-    assert config.input_context == PRESENCE_CONTEXT and PRESENCE_CONTEXT > FEATURE_CONTEXT
+    assert config.extra_inputs == ("grid_presence",) and model.layers[0].in_channels == 4
+    assert config.input_context == PRESENCE_CONTEXT and NetConfig().input_context == (0, 0)
     assert model.receptive_field == 1 + 2 * 4 + sum(PRESENCE_CONTEXT)
     assert NetConfig(grid_presence=True).in_channels == 4
     loaded = load_weights(save_weights(model, tmp_path / "w.safetensors"))
@@ -236,24 +202,6 @@ def test_grid_presence_network_sees_a_fifth_channel_and_reaches_further(tmp_path
     assert NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0.5}').grid_presence is False
     with pytest.raises(ValueError, match="grid_presence"):
         NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0, "grid_presence": 1}')
-
-
-def test_wide_grid_presence_is_a_channel_after_the_presence_and_reaches_furthest(tmp_path):
-    from jpegtrace.grid.presence import PRESENCE_CONTEXT
-    from jpegtrace.grid import WIDE_PRESENCE_CONTEXT
-
-    config = NetConfig(width=8, dilations=(1, 2, 1), grid_presence=True, wide_grid_presence=True)
-    model = QFNet(config)
-    assert config.extra_inputs == ("grid_presence", "wide_grid_presence") and model.layers[0].in_channels == 5
-    assert config.input_context == WIDE_PRESENCE_CONTEXT == (59, 58) and WIDE_PRESENCE_CONTEXT > PRESENCE_CONTEXT
-    assert model.receptive_field == 1 + 2 * 4 + 59 + 58
-    loaded = load_weights(save_weights(model, tmp_path / "w.safetensors"))
-    assert loaded.config == config
-    x = torch.rand(1, 3, 40, 36)
-    assert torch.equal(model.eval()(x), loaded(x))
-    # files written before the channel existed read as networks without it
-    assert NetConfig.from_json('{"width": 8, "dilations": [1], "input_offset": 0.5, "grid_presence": true}') == \
-        NetConfig(width=8, dilations=(1,), grid_presence=True)
 
 
 def test_quality_calibration_maps_piecewise_linearly_and_in_place():
@@ -278,12 +226,10 @@ def test_quality_calibration_travels_with_the_weights(tmp_path):
     from safetensors.torch import save_file
 
     from jpegtrace.nn.weights import QualityCalibration
-    from jpegtrace.nn.qfnet import average_models
 
     calibration = QualityCalibration((0.0, 0.3, 1.0), (0.0, 0.25, 0.9))
     model = QFNet(NetConfig(width=8, dilations=(1, 2, 1)), quality_calibration=calibration)
     assert load_weights(save_weights(model, tmp_path / "w.safetensors")).quality_calibration == calibration
-    assert average_models([model, model]).quality_calibration is None  # fitted to other weights
     # another file's metadata passed on as it is: what describes the network comes from the model
     plain = QFNet(model.config, flag_threshold=0.65)
     from safetensors import safe_open

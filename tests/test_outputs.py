@@ -92,8 +92,18 @@ def test_large_maps_are_drawn_as_block_means(tmp_path, monkeypatch):
     assert small[0, 0] == pytest.approx(values[:6, :6].mean(), rel=1e-5)
     assert small[-1, -1] == pytest.approx(values[48:, 30:].mean(), rel=1e-5)
     assert reports._preview(values, max_side=53) is values
-    monkeypatch.setattr(reports, "PREVIEW_SIDE", 10)
+    monkeypatch.setattr(reports, "PREVIEW_SIDE", 10)  # read when save_maps runs, not when _preview was defined
+    drawn = []
+    for name in ("quality_map_figure", "flag_map_figure"):
+        def recording(analysis, make=getattr(reports, name)):
+            drawn.append((analysis.quality_map.shape, analysis.flag_map.shape))
+            return make(analysis)
+
+        monkeypatch.setattr(reports, name, recording)
     rgb = np.zeros((53, 31, 3), np.uint8)
-    written = save_maps(summarize(np.stack([values, values])), rgb, tmp_path, "big")
+    result = summarize(np.stack([values, values]))
+    written = save_maps(result, rgb, tmp_path, "big")
+    assert drawn == [((9, 6), (9, 6))] * 2  # both figures drew the block means
+    assert result.quality_map.shape == (53, 31)  # the analysis itself is left whole
     assert Image.open(written["overlay"]).size == (31, 53)  # the overlay keeps full resolution
     assert all(p.stat().st_size > 0 for p in written.values())

@@ -131,37 +131,40 @@ def test_an_exported_checkpoint_equals_the_final_weights(image_folder, tmp_path)
     assert load_weights(exported).config == load_weights(final).config
 
 
-def test_a_grid_feature_run_starts_from_trained_weights_computing_the_same_maps(image_folder, tmp_path):
+def test_a_run_adding_the_grid_presence_starts_from_trained_weights_computing_the_same_maps(image_folder, tmp_path):
     from jpegtrace.nn.weights import save_weights
     from jpegtrace.train.loop import build_model
 
     source = train(_config(image_folder, tmp_path / "plain", steps=2), progress=False)
-    config = _config(image_folder, tmp_path / "grid", steps=3, grid_feature=True, init_weights=str(source))
+    config = _config(image_folder, tmp_path / "grid", steps=3, grid_presence=True, init_weights=str(source))
     model = build_model(config).eval()
     assert model.layers[0].weight.shape[1] == 4 and not model.layers[0].weight[:, 3].any()
     x = torch.rand(1, 3, 40, 36)
     assert torch.allclose(model(x), load_weights(source)(x), atol=1e-5)
 
     weights = train(config, progress=False)
-    assert load_weights(weights).config.grid_feature
+    assert load_weights(weights).config.grid_presence
     assert load_weights(weights).layers[0].weight[:, 3].abs().sum() > 0  # the new kernels learn
     # A resumed run takes its weights from the checkpoint, even once the first weights are gone.
     Path(source).unlink()
     train(dataclasses.replace(config, steps=4), resume=True, progress=False)
     assert max(_losses(tmp_path / "grid")) == 4
+    kept = str(save_weights(load_weights(weights), tmp_path / "w.safetensors"))
     with pytest.raises(ValueError, match="another shape"):
-        build_model(_config(image_folder, tmp_path, width=4, init_weights=str(save_weights(
-            load_weights(weights), tmp_path / "w.safetensors"))))
+        build_model(_config(image_folder, tmp_path, width=4, grid_presence=True, init_weights=kept))
+    # Channels keep their places: weights with the presence cannot start a network without it.
+    with pytest.raises(ValueError, match="must be the first"):
+        build_model(_config(image_folder, tmp_path, init_weights=kept))
 
 
-def test_the_grid_feature_gain_speeds_up_only_the_feature_kernels(image_folder, tmp_path):
+def test_the_grid_input_gain_speeds_up_only_the_presence_kernels(image_folder, tmp_path):
     from jpegtrace.train.loop import build_model
 
-    source = train(_config(image_folder, tmp_path / "source", steps=2, grid_feature=True), progress=False)
+    source = train(_config(image_folder, tmp_path / "source", steps=2, grid_presence=True), progress=False)
     start = load_weights(source).layers[0].weight
     changes = {}
     for gain in (1.0, 10.0):
-        config = _config(image_folder, tmp_path / f"gain{gain}", steps=1, grid_feature=True,
+        config = _config(image_folder, tmp_path / f"gain{gain}", steps=1, grid_presence=True,
                          grid_feature_gain=gain, init_weights=str(source))
         x = torch.rand(1, 3, 40, 36)
         assert torch.allclose(build_model(config).eval()(x), load_weights(source)(x), atol=1e-5)
@@ -170,47 +173,3 @@ def test_the_grid_feature_gain_speeds_up_only_the_feature_kernels(image_folder, 
     # One Adam step moves each raw weight by about the learning rate, whatever its gradient.
     assert 8 < changes[10.0][0] / changes[1.0][0] < 12
     assert torch.allclose(changes[10.0][1], changes[1.0][1], rtol=0.05)
-
-
-@pytest.mark.parametrize("had,added", [("grid_feature", "grid_presence"), ("grid_presence", "wide_grid_presence")])
-def test_a_run_adds_a_grid_input_to_a_network_with_another_without_changing_its_maps(had, added, image_folder,
-                                                                                     tmp_path):
-    from jpegtrace.train.loop import build_model
-
-    source = train(_config(image_folder, tmp_path / had, steps=2, **{had: True}), progress=False)
-    config = _config(image_folder, tmp_path / "both", steps=2, **{had: True, added: True},
-                     grid_feature_gain=10.0, init_weights=str(source))
-    model = build_model(config).eval()
-    assert model.layers[0].weight.shape[1] == 5 and not model.layers[0].weight[:, 4].any()
-    x = torch.rand(1, 3, 64, 60)
-    assert torch.allclose(model(x), load_weights(source)(x), atol=1e-5)
-    trained = load_weights(train(config, progress=False))
-    assert getattr(trained.config, added) and trained.layers[0].weight[:, 4].abs().sum() > 0
-    # Channels keep their places: weights with one input cannot start a network with only the other.
-    with pytest.raises(ValueError, match="must be the first"):
-        build_model(_config(image_folder, tmp_path, **{added: True}, init_weights=str(source)))
-
-
-def test_only_grid_inputs_trains_the_grid_kernels_and_nothing_else(image_folder, tmp_path):
-    source = train(_config(image_folder, tmp_path / "plain", steps=2), progress=False)
-    config = _config(image_folder, tmp_path / "only", steps=3, grid_presence=True, grid_feature_gain=10.0,
-                     only_grid_inputs=True, init_weights=str(source))
-    before, after = load_weights(source).state_dict(), load_weights(train(config, progress=False)).state_dict()
-    assert after["layers.0.weight"][:, 3:].abs().sum() > 0  # the presence kernels grew from zero
-    torch.testing.assert_close(after["layers.0.weight"][:, :3], before["layers.0.weight"], rtol=0, atol=1e-6)
-    for name, value in before.items():
-        if name != "layers.0.weight":
-            torch.testing.assert_close(after[name], value, rtol=0, atol=0)
-    # and it resumes as it started
-    resumed = train(dataclasses.replace(config, steps=4), resume=True, progress=False)
-    assert load_weights(resumed).state_dict()["layers.2.weight"].equal(before["layers.2.weight"])
-
-
-def test_only_grid_inputs_without_a_grid_input_is_refused(image_folder, tmp_path, capsys):
-    from jpegtrace.cli import main
-
-    folder, split = image_folder
-    assert main(["train", "--data", str(folder), "--split", str(split), "--out", str(tmp_path / "r"),
-                 "--only-grid-inputs", "--steps", "1"]) == 2
-    assert capsys.readouterr().err.strip() == ("jpegtrace: error: train: --only-grid-inputs needs --grid-feature, "
-                                               "--grid-presence or --wide-grid-presence")

@@ -64,7 +64,8 @@ def weighted_mean(values: np.ndarray, weights: np.ndarray | None) -> float | Non
     total = float(weights.sum(dtype=np.float64))
     if total <= 0.0:
         return None
-    return float(np.vdot(values.ravel().astype(np.float64), weights.ravel().astype(np.float64)) / total)
+    # float64 products without float64 copies of the maps (einsum casts in small buffers)
+    return float(np.einsum("i,i->", values.reshape(-1), weights.reshape(-1), dtype=np.float64) / total)
 
 
 @dataclass(frozen=True)

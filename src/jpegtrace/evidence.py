@@ -30,6 +30,10 @@ EVIDENCE_RAMP = (0.6, 1.2)
 MIN_EVIDENCE_SHARE = 0.05
 
 
+#: Pixels of the image converted to luma at once by :func:`evidence_map`.
+_LUMA_BAND_PIXELS = 1 << 16
+
+
 def evidence_map(image: np.ndarray, *, sigma: float = DETAIL_SIGMA, window: int = WINDOW,
                  ramp: tuple[float, float] = EVIDENCE_RAMP) -> np.ndarray:
     """How much each pixel's neighbourhood can show of a JPEG, 0 (nothing: flat, saturated, smooth) to 1.
@@ -62,9 +66,19 @@ def evidence_map(image: np.ndarray, *, sigma: float = DETAIL_SIGMA, window: int 
        estimation based on convolutional neural network", Electronic Imaging 2019: the network
        that this map qualifies.
     """
-    y, _ = luma(image)
-    y = y.astype(np.float32, copy=False)
-    detail = y - ndimage.gaussian_filter(y, sigma, mode="reflect")
-    rms = np.sqrt(np.maximum(ndimage.uniform_filter(detail * detail, size=window, mode="reflect"), 0.0))
+    # In place, two image-sized float32 arrays at most (as analyze's memory bound needs); luma
+    # converts its input to float, so it gets a band of rows at a time.
+    y = np.empty(image.shape[:2], np.float32)
+    rows = max(1, _LUMA_BAND_PIXELS // max(1, image.shape[1] if image.ndim > 1 else 1))  # luma refuses 1-D
+    for r in range(0, image.shape[0], rows):
+        y[r:r + rows] = luma(image[r:r + rows])[0]
+    detail = ndimage.gaussian_filter(y, sigma, mode="reflect")
+    np.subtract(y, detail, out=detail)
+    np.multiply(detail, detail, out=detail)
+    rms = ndimage.uniform_filter(detail, size=window, mode="reflect", output=y)
+    del detail
+    np.sqrt(np.maximum(rms, 0.0, out=rms), out=rms)
     low, high = ramp
-    return np.clip((rms - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    rms -= low
+    rms /= high - low
+    return np.clip(rms, 0.0, 1.0, out=rms)

@@ -34,8 +34,8 @@ def add_train(sub) -> None:
 def run_train(args) -> int:
     import torch
 
-    from .train.config import TrainConfig, load_config
-    from .train.loop import train
+    from ..train.config import TrainConfig, load_config
+    from ..train.loop import train
 
     checkpoint = Path(args.out) / "checkpoint.pt"
     # The folders are those of this command: a run folder may have been copied or moved since.

@@ -73,7 +73,7 @@ def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums:
 
     ``y`` and ``clipped`` hold image rows ``8 * block_rows[0]`` onwards, 7 rows more than the blocks need.
     ``seen[row][col]`` holds the hashes of the blocks already counted at that offset (repeats are
-    left out, see :func:`_informative_blocks`).
+    left out, see :func:`_informative_blocks`), as a list of one sorted int64 array.
     """
     first = 8 * int(block_rows[0])
     for row in range(8):
@@ -101,10 +101,11 @@ def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums:
             counts[row, col] += ac.size
 
 
-def _informative_blocks(pixels: np.ndarray, seen: set) -> np.ndarray:
+def _informative_blocks(pixels: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
     """The rows of ``pixels`` (blocks of 64 luma values) that can tell a grid from none: neither
     piecewise constant (at most :data:`MAX_PIECEWISE_LEVELS` grey levels) nor a repeat of another,
-    in this call or of one whose hash is in ``seen`` (which gains the hashes of those kept).
+    in this call or of one whose hash is in ``seen[0]`` (a sorted int64 array, replaced by one that
+    also holds the hashes of those kept: 8 bytes a block, where a set of Python ints took about 70).
 
     Notes
     -----
@@ -121,10 +122,12 @@ def _informative_blocks(pixels: np.ndarray, seen: set) -> np.ndarray:
     # A 64-bit hash of the block's integer levels (wrapping products: any fixed odd weights do).
     hashes = (pixels.astype(np.int64) * _HASH_WEIGHTS).sum(axis=1)
     keep = np.zeros(len(pixels), dtype=bool)
-    for i, h in enumerate(hashes.tolist()):
-        if h not in seen:
-            seen.add(h)
-            keep[i] = True
+    unique, first = np.unique(hashes, return_index=True)  # sorted, with the first of each in this call
+    known = seen[0]
+    at = np.searchsorted(known, unique)
+    new = known[at.clip(max=known.size - 1)] != unique if known.size else np.ones(len(unique), dtype=bool)
+    keep[first[new]] = True
+    seen[0] = np.insert(known, at[new], unique[new])  # still sorted
     return pixels[keep]
 
 
@@ -171,7 +174,7 @@ def find_jpeg_grid(image: np.ndarray, threshold: float = GRID_SCORE_THRESHOLD,
     block_rows = block_rows[::step]  # evenly spaced rows of blocks in large images
     sums = np.zeros((8, 8))
     counts = np.zeros((8, 8), dtype=np.int64)
-    seen = [[set() for _ in range(8)] for _ in range(8)]
+    seen = [[[np.empty(0, np.int64)] for _ in range(8)] for _ in range(8)]
     rows_per_chunk = max(1, CHUNK_BLOCKS // per_row)
     for i in range(0, len(block_rows), rows_per_chunk):
         chunk = block_rows[i:i + rows_per_chunk]

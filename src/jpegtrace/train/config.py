@@ -12,6 +12,10 @@ from .data import SynthesisConfig
 from ..nn.qfnet import NetConfig
 
 
+#: Settings of finished experiments, removed (see docs/model/runs.md).
+REMOVED_SETTINGS = ("grid_feature", "wide_grid_presence", "only_grid_inputs")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; saved in every checkpoint.
@@ -138,8 +142,16 @@ class TrainConfig:
 
     @classmethod
     def from_checkpoint(cls, state: dict) -> "TrainConfig":
-        """The config saved in a loaded ``checkpoint.pt``."""
-        return cls.from_values(state["config"])
+        """The config saved in a loaded ``checkpoint.pt``.
+
+        Settings of finished experiments that this version removed are dropped when they were off,
+        and refused (ValueError) when the run used them.
+        """
+        values = dict(state["config"])
+        for name in REMOVED_SETTINGS:
+            if values.pop(name, False):
+                raise ValueError(f"the run used {name!r}, which this version of jpegtrace no longer has")
+        return cls.from_values(values)
 
     @classmethod
     def from_values(cls, values: dict) -> "TrainConfig":
