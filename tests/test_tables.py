@@ -48,3 +48,104 @@ def test_camera_like_tables_compress_through_libjpeg_and_are_seeded():
     assert decoded.shape == image.shape and not np.array_equal(decoded, image)
     standard = jpeg_compress(image, 75, qtables=[ijg_table(75), ijg_table(75, chroma=True)])
     assert np.array_equal(standard, jpeg_compress(image, 75))  # IJG tables given = the quality setting
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading the table back from the pixels (jpegtrace.tables)
+# ------------------------------------------------------------------------------------------------
+
+from jpegtrace.tables import estimate_luma_table, estimate_tables_by_window, format_table  # noqa: E402
+
+#: The 15 lowest-frequency positions (by u + v, then row), where every table has its most readable steps.
+LOWEST_15 = np.argsort(np.add.outer(np.arange(8), np.arange(8)).ravel(), kind="stable")[:15]
+
+
+@pytest.fixture(scope="module")
+def large_photo():
+    from skimage import data
+
+    from jpegtrace.io import downscale
+
+    return downscale(data.astronaut(), 2)  # 256 x 256, never compressed
+
+
+@pytest.mark.parametrize("quality", [30, 50, 75, 90])
+@pytest.mark.parametrize("subsampling,offset", [("4:2:0", (0, 0)), ("4:4:4", (3, 5))])
+def test_an_ijg_table_is_read_exactly_aligned_or_cropped(large_photo, quality, subsampling, offset):
+    estimate = estimate_luma_table(jpeg_compress(large_photo, quality, subsampling, offset))
+    assert estimate is not None and estimate.grid_offset == offset
+    known = estimate.known
+    assert known.sum() >= 8 and np.array_equal(estimate.steps[known], ijg_table(quality)[known])  # none wrong
+    assert estimate.ijg_quality == quality and estimate.describe() == f"QF {quality} (table, IJG)"
+
+
+def test_a_non_standard_table_is_read_where_readable_and_never_wrong(large_photo):
+    rng = np.random.default_rng(8)
+    for quality in (60, 85):
+        luma, chroma = camera_like_tables(quality, rng)
+        estimate = estimate_luma_table(jpeg_compress(large_photo, 1, "4:2:0", qtables=[luma, chroma]))
+        assert estimate is not None
+        read, true = estimate.steps.ravel()[LOWEST_15], luma.ravel()[LOWEST_15]
+        assert np.all((read == 0) | (read == true)) and (read > 0).sum() >= 10
+        assert abs(estimate.equivalent_quality - ijg_equivalent_quality(luma)) <= 3
+
+
+def test_never_compressed_images_have_no_table(large_photo):
+    from jpegtrace.train.synthetic import HELD_OUT_FONTS, KINDS, synthetic_image
+
+    assert estimate_luma_table(large_photo) is None
+    assert estimate_luma_table(large_photo, grid_offset=(0, 0)) is None  # even read at a made-up grid
+    rng = np.random.default_rng(31)
+    for kind in KINDS:
+        assert estimate_luma_table(synthetic_image(rng, 200, 240, kind=kind, fonts=HELD_OUT_FONTS)[0]) is None
+
+
+def test_a_pasted_region_reports_its_own_table_and_offset(large_photo):
+    from skimage import data
+
+    background = jpeg_compress(large_photo, 92)
+    other = np.asarray(Image.fromarray(data.coffee()).resize((256, 256), Image.LANCZOS))
+    donor = jpeg_compress(other, 50, grid_offset=(5, 2))
+    collage = background.copy()
+    collage[128:, 128:] = donor[128:, 128:]  # the lower right quarter from another JPEG, another grid
+    regions = {(r.y, r.x): r.table for r in estimate_tables_by_window(collage, window=128)}
+    assert regions[(128, 128)].ijg_quality == 50 and regions[(128, 128)].grid_offset == (5, 2)
+    assert regions[(0, 0)].ijg_quality == 92 and regions[(0, 0)].grid_offset == (0, 0)
+
+
+def test_the_table_prints_as_jpegsnoop_does():
+    steps = ijg_table(50).copy()
+    steps[7, 7] = 0
+    text = format_table(steps, np.ones((8, 8)))
+    assert text.splitlines()[0].split()[:8] == ["16", "11", "10", "16", "24", "40", "51", "61"]
+    assert text.splitlines()[7].split()[7] == "?" and len(text.splitlines()) == 8
+
+
+def test_analyze_quotes_the_tables_qf_and_says_so(large_photo):
+    from jpegtrace import analyze
+
+    result = analyze(jpeg_compress(large_photo, 75))
+    assert result.table is not None and result.quality_source == "table (IJG)" and result.headline_quality == 75
+    clean = analyze(large_photo)
+    assert clean.table is None and clean.quality_source == "network" and clean.headline_quality == clean.mean_quality
+
+
+def test_the_tables_command_reads_pixels_and_the_files_own_tables(tmp_path, large_photo):
+    import json
+    import subprocess
+    import sys
+
+    first = tmp_path / "first.jpg"
+    Image.fromarray(large_photo).save(first, quality=70)
+    png = tmp_path / "first.png"
+    Image.open(first).save(png)
+    resaved = tmp_path / "resaved.jpg"
+    Image.open(first).save(resaved, quality=95)  # a JPEG re-saved from an older one
+    run = subprocess.run([sys.executable, "-m", "jpegtrace.cli", "tables", str(png), str(first), "--json"],
+                         capture_output=True, text=True, check=True)
+    pixels, own = [json.loads(line) for line in run.stdout.splitlines()]
+    assert pixels["pixels"]["ijg_quality"] == 70 and pixels["file_tables"] is None
+    assert own["file_tables"][0] == ijg_table(70).tolist()
+    text = subprocess.run([sys.executable, "-m", "jpegtrace.cli", "tables", str(resaved)], capture_output=True,
+                          text=True, check=True).stdout
+    assert "re-saved from an older JPEG" in text

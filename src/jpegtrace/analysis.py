@@ -14,12 +14,15 @@ from PIL import Image
 from .nn import engine
 from .errors import JpegTraceError
 from .evidence import MIN_EVIDENCE_SHARE, evidence_map
+from .tables import TableEstimate, estimate_luma_table
 from .grid.check import GridEvidence, find_jpeg_grid
 from .grid.clipped import clipped_block_flag, grid_block_origin
 from .io import DEFAULT_MAX_PIXELS, as_analysis_array
 from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
 from .nn.weights import QualityCalibration, load_weights
 
+#: Steps a non-standard table must have read for its IJG-equivalent QF to be the headline QF.
+MIN_TABLE_STEPS_FOR_QF = 15
 #: Bounds the output pixels computed at once to about ``DEFAULT_TILE_SIZE ** 2``.
 DEFAULT_TILE_SIZE = 512
 
@@ -101,6 +104,10 @@ class Analysis:
     network_mean_flag : float or None
         Mean of the network's flag map before the grid's evidence joined it; None when no grid
         was found (or looked for), the flag map then being the network's.
+    table : TableEstimate or None
+        The last JPEG's luma quantisation table read from the pixels at the grid found
+        (:func:`jpegtrace.tables.estimate_luma_table`); None without a grid or when too few steps
+        can be read.
     """
 
     quality_map: np.ndarray
@@ -114,6 +121,32 @@ class Analysis:
     notes: tuple[str, ...] = field(default=())
     grid: GridEvidence | None = None
     network_mean_flag: float | None = None
+    table: TableEstimate | None = None
+
+    @property
+    def headline_quality(self) -> float | None:
+        """The whole-image QF to quote: the table's where it is read with confidence, else the maps'.
+
+        An IJG table read from the pixels gives the exact QF; a non-standard one read at
+        :data:`MIN_TABLE_STEPS_FOR_QF` frequencies or more its IJG-equivalent QF; otherwise (no grid,
+        few steps readable) it is ``mean_quality``. :attr:`quality_source` says which.
+        """
+        source = self.quality_source
+        if source == "table (IJG)":
+            return float(self.table.ijg_quality)
+        if source == "table (non-standard)":
+            return float(self.table.equivalent_quality)
+        return self.mean_quality
+
+    @property
+    def quality_source(self) -> str:
+        """Where :attr:`headline_quality` comes from: "table (IJG)", "table (non-standard)" or "network"."""
+        if self.table is not None and self.verdict == COMPRESSED:
+            if self.table.ijg_quality is not None:
+                return "table (IJG)"
+            if self.table.equivalent_quality is not None and self.table.known.sum() >= MIN_TABLE_STEPS_FOR_QF:
+                return "table (non-standard)"
+        return "network"
 
     @property
     def compressed(self) -> bool:
@@ -199,7 +232,8 @@ def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TI
 def summarize(raw_maps: np.ndarray, *, grayscale: bool = False, notes: tuple[str, ...] = (),
               inplace: bool = False, grid: GridEvidence | None = None,
               quality_calibration: QualityCalibration | None = None,
-              network_mean_flag: float | None = None, evidence: np.ndarray | None = None) -> Analysis:
+              network_mean_flag: float | None = None, evidence: np.ndarray | None = None,
+              table: TableEstimate | None = None) -> Analysis:
     """Turn raw network maps ``(2, H, W)`` into an :class:`Analysis` (maps clipped to [0, 1] first).
 
     ``grid``, the result of :func:`jpegtrace.grid.find_jpeg_grid` on the same image, joins the
@@ -228,7 +262,7 @@ def summarize(raw_maps: np.ndarray, *, grayscale: bool = False, notes: tuple[str
     mean_quality = weighted_mean(quality_map, evidence) if verdict != NO_EVIDENCE else None
     return Analysis(quality_map=quality_map, flag_map=flag, verdict=verdict, mean_quality=mean_quality,
                     mean_flag=mean_flag, evidence_map=evidence, evidence_share=share, grayscale=grayscale,
-                    notes=tuple(notes), grid=grid, network_mean_flag=network_mean_flag)
+                    notes=tuple(notes), grid=grid, network_mean_flag=network_mean_flag, table=table)
 
 
 def join_grid_evidence(flag_map: np.ndarray, image: np.ndarray, grid: GridEvidence) -> None:
@@ -328,11 +362,12 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
     grid = find_jpeg_grid(rgb) if grid_check else None
     evidence = evidence_map(rgb)
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision)
-    network_mean_flag = None
+    network_mean_flag = table = None
     if grid is not None and grid.found:
         flag = np.clip(raw[FLAG_CHANNEL], 0.0, 1.0, out=raw[FLAG_CHANNEL])
         network_mean_flag = weighted_mean(flag, evidence)
         join_grid_evidence(flag, rgb, grid)
+        table = estimate_luma_table(rgb, grid_offset=grid.grid_offset)
     return summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
                      quality_calibration=model.quality_calibration, network_mean_flag=network_mean_flag,
-                     evidence=evidence)
+                     evidence=evidence, table=table)

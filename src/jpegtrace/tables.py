@@ -252,3 +252,76 @@ def match_ijg(steps: np.ndarray) -> tuple[int | None, int | None]:
     # The nearest QF over the known steps alone; unknown ones then take that QF's own step.
     nearest = min(range(1, 101), key=lambda q: float(np.mean((np.log(ijg_table(q)[known]) - np.log(read)) ** 2)))
     return ijg, ijg_equivalent_quality(np.where(known, steps, ijg_table(nearest)))
+
+
+@dataclass(frozen=True)
+class RegionTable:
+    """The table read in one window of an image (:func:`estimate_tables_by_window`)."""
+
+    y: int
+    x: int
+    height: int
+    width: int
+    table: TableEstimate
+
+    def as_dict(self) -> dict:
+        return {"box": [self.y, self.x, self.height, self.width], **self.table.as_dict()}
+
+
+#: Grid score above which a tile of :func:`estimate_tables_by_window` is read at its best offset: the
+#: never-compressed maximum (see :data:`jpegtrace.grid.check.GRID_SCORE_THRESHOLD`), since a 128-pixel
+#: tile of a QF-50 JPEG scores only 7-8; the table's own tests then decide.
+WINDOW_GRID_SCORE = 4.6
+
+
+def estimate_tables_by_window(image: np.ndarray, *, window: int = 128) -> list[RegionTable]:
+    """The table of every ``window`` x ``window`` tile (stride ``window``) with a grid and a table of its own.
+
+    Each tile is checked and read on its own, grid offset included, so a region pasted from a JPEG with
+    another table or another grid offset reports its own. Tiles whose grid scores at most
+    :data:`WINDOW_GRID_SCORE`, or with too few steps read, are left out. Offsets are given in the whole
+    image's coordinates.
+    """
+    out = []
+    height, width = image.shape[:2]
+    for y in range(0, max(1, height - window + 1), window):
+        for x in range(0, max(1, width - window + 1), window):
+            tile = image[y:y + window, x:x + window]
+            grid = find_jpeg_grid(tile, threshold=WINDOW_GRID_SCORE)
+            table = estimate_luma_table(tile, grid_offset=grid.grid_offset) if grid.found else None
+            if table is None:
+                continue
+            # the tile's offset (where its pixel (0, 0) falls in its block) in image coordinates
+            dy, dx = table.grid_offset
+            offset = ((dy - y) % 8, (dx - x) % 8)
+            out.append(RegionTable(y, x, tile.shape[0], tile.shape[1],
+                                   TableEstimate(table.steps, table.confidence, offset, table.blocks,
+                                                 table.ijg_quality, table.equivalent_quality)))
+    return out
+
+
+def format_table(steps: np.ndarray, confidence: np.ndarray | None = None) -> str:
+    """An 8x8 table as rows of steps, ``?`` where unknown (as JPEGsnoop prints the DQT), with a
+    confidence grid (0-9) beside it when given."""
+    lines = []
+    for u in range(8):
+        row = " ".join(f"{int(v):4d}" if v > 0 else "   ?" for v in steps[u])
+        if confidence is not None:
+            row += "    " + " ".join(str(int(9 * c)) if s > 0 else "-" for s, c in zip(steps[u], confidence[u]))
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def file_tables(path) -> list[np.ndarray] | None:
+    """The quantisation tables a JPEG file declares (luma first; Pillow's ``quantization``), None for
+    any other file. This reads the file's header, not its pixels: beside the table read from the
+    pixels it tells a JPEG re-saved from an older one (the pixels show the older table's traces)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.format != "JPEG":
+                return None
+            return [np.array(im.quantization[k], dtype=np.int64).reshape(8, 8) for k in sorted(im.quantization)]
+    except (OSError, ValueError, SyntaxError):
+        return None

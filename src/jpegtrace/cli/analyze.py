@@ -84,6 +84,9 @@ def run_analyze(args) -> int:
                   "verdict": result.verdict, "estimated_quality": _rounded(result.mean_quality, 2),
                   "mean_flag": _rounded(result.mean_flag, 4), "evidence_share": round(result.evidence_share, 4),
                   "compressed": result.compressed, "grayscale": result.grayscale, "notes": list(result.notes)}
+        record["headline_quality"] = _rounded(result.headline_quality, 2)
+        record["quality_source"] = result.quality_source
+        record["table"] = None if result.table is None else result.table.as_dict()
         if result.grid is not None:  # the offset means something only where a grid was found
             record["grid"] = {"score": round(result.grid.score, 2), "found": result.grid.found,
                               "offset": list(result.grid.grid_offset) if result.grid.found else None}
@@ -95,8 +98,9 @@ def run_analyze(args) -> int:
             grid = "" if result.grid is None else f"\tgrid {result.grid.score:5.1f}"
             quality = "QF    -" if result.mean_quality is None else f"QF {result.mean_quality:5.1f}"
             flag = "flag    -" if result.mean_flag is None else f"flag {result.mean_flag:.2f}"
-            print(f"{shown}\t{quality}\t{flag}\tevidence {result.evidence_share:4.0%}{grid}\t{result.verdict}{extra}",
-                  flush=True)
+            table = "" if result.table is None else f"\t{result.table.describe()}"
+            print(f"{shown}\t{quality}\t{flag}\tevidence {result.evidence_share:4.0%}{grid}\t{result.verdict}{table}"
+                  f"{extra}", flush=True)
     if args.json:
         print(json.dumps({"images": records, "failed": failed}, indent=2, ensure_ascii=False))
     return 1 if failed else 0

@@ -11,6 +11,7 @@ from .calibrate import add_calibrate
 from .collage import add_collage, add_collage_benchmark
 from .common import PROG, error, error_of
 from .evaluate import add_evaluate
+from .tables import add_tables
 from .train import add_train
 
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_collage_benchmark(sub)
     add_assess(sub)
     add_calibrate(sub)
+    add_tables(sub)
     return parser
 
 
