@@ -149,3 +149,23 @@ def test_the_tables_command_reads_pixels_and_the_files_own_tables(tmp_path, larg
     text = subprocess.run([sys.executable, "-m", "jpegtrace.cli", "tables", str(resaved)], capture_output=True,
                           text=True, check=True).stdout
     assert "re-saved from an older JPEG" in text
+
+
+@pytest.mark.parametrize("encoder", ["cjpeg", "cjpeg-float", "imagemagick"])
+@pytest.mark.parametrize("quality,subsampling", [(50, "4:2:0"), (85, "4:4:4")])
+def test_tables_of_other_encoders_are_read(large_photo, encoder, quality, subsampling):
+    """Debian's cjpeg (libjpeg-turbo-progs; its float DCT too) and ImageMagick, as .ci/run installs them."""
+    import importlib.util
+    import shutil
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_tables", Path(__file__).parents[1] / "benchmarks" / "bench_tables.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    if (encoder.startswith("cjpeg") and not shutil.which("cjpeg")) or (encoder == "imagemagick"
+                                                                      and not bench.imagemagick_convert()):
+        pytest.skip(f"{encoder} is not installed")
+    pixels, truth = bench.decode(bench.encode(large_photo, encoder, quality, subsampling))
+    estimate = estimate_luma_table(pixels[3:, 5:])  # cropped: the grid no longer starts at the origin
+    assert estimate is not None and estimate.grid_offset == (3, 5)
+    assert np.array_equal(estimate.steps[estimate.known], truth[estimate.known])

@@ -1,0 +1,142 @@
+"""How well and how fast jpegtrace reads the luma quantisation table from pixels, per encoder.
+
+    PYTHONPATH=src python benchmarks/bench_tables.py --data ../shared/data/clean --split val [--images 20]
+
+Encoders: Pillow, and where installed Debian's ``cjpeg`` (libjpeg-turbo-progs; also ``-dct float``) and
+ImageMagick's ``convert``, at 4:2:0 and 4:4:4, aligned and cropped by (3, 5) pixels, at QF 30..95 with
+IJG tables, and Pillow with random camera-like tables. Each JPEG is decoded to pixels (as a PNG would hold
+them) and the truth is read from the JPEG file itself. Reported per setting: the share of images whose read
+luma table is exact (every step right or unknown, none wrong), whose QF is exact (IJG tables), whose 15
+lowest-frequency steps are exact (camera-like tables); ImageMagick's ``identify -format %Q`` on the JPEG
+file beside it; and the time of the read against the ``analyze`` of the same image, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jpegtrace.analysis import analyze_array, load_model
+from jpegtrace.io import list_images, load_rgb
+from jpegtrace.jpeg import camera_like_tables, ijg_table
+from jpegtrace.tables import estimate_luma_table
+
+QUALITIES = (30, 50, 75, 90, 95)
+LOWEST_15 = np.argsort(np.add.outer(np.arange(8), np.arange(8)).ravel(), kind="stable")[:15]
+
+
+def encode(image: np.ndarray, encoder: str, quality: int, subsampling: str, tables=None) -> bytes:
+    if encoder == "pillow":
+        buffer = io.BytesIO()
+        options = {"qtables": [t.ravel().tolist() for t in tables]} if tables is not None else {"quality": quality}
+        Image.fromarray(image).save(buffer, format="JPEG", subsampling={"4:2:0": 2, "4:4:4": 0}[subsampling],
+                                    **options)
+        return buffer.getvalue()
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "in.ppm"
+        Image.fromarray(image).save(source)
+        factors = {"4:2:0": "2x2", "4:4:4": "1x1"}[subsampling]
+        if encoder.startswith("cjpeg"):
+            dct = ["-dct", "float"] if encoder.endswith("float") else []
+            command = ["cjpeg", "-quality", str(quality), "-sample", factors, *dct, str(source)]
+            return subprocess.run(command, capture_output=True, check=True).stdout
+        out = Path(folder) / "out.jpg"
+        subprocess.run([imagemagick_convert(), str(source), "-quality", str(quality), "-sampling-factor", factors, str(out)],
+                       check=True, capture_output=True)
+        return out.read_bytes()
+
+
+def imagemagick_convert() -> str | None:
+    """ImageMagick's convert beside its identify (a ``convert`` earlier on PATH may be another program)."""
+    identify = shutil.which("identify")
+    convert = Path(identify).parent / "convert" if identify else None
+    return str(convert) if convert is not None and convert.exists() else None
+
+
+def decode(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB")), np.array(im.quantization[0]).reshape(8, 8)
+
+
+def identify_quality(data: bytes) -> str:
+    if shutil.which("identify") is None:
+        return "-"
+    with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
+        f.write(data)
+        f.flush()
+        return subprocess.run(["identify", "-format", "%Q", f.name], capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--images", type=int, default=20)
+    args = parser.parse_args()
+    files = list_images(args.data, Path(args.data) / "split.csv", args.split)
+    images = [load_rgb(p) for p in files if min(Image.open(p).size) >= 256][:args.images]
+    encoders = ["pillow"] + [e for e, present in (("cjpeg", shutil.which("cjpeg")), ("cjpeg-float", shutil.which("cjpeg")),
+                                                  ("imagemagick", imagemagick_convert())) if present]
+    print(f"{len(images)} {args.split} images of at least 256 px a side; encoders: {', '.join(encoders)}\n")
+    print("| encoder | subsampling | grid | QF | table exact | QF exact | identify %Q | no table |")
+    print("|---|---|---|---|---|---|---|---|")
+    for encoder in encoders:
+        for subsampling in ("4:2:0", "4:4:4"):
+            for crop in ((0, 0), (3, 5)):
+                for quality in QUALITIES:
+                    exact = qf = none = 0
+                    reported = set()
+                    for image in images:
+                        data = encode(image, encoder, quality, subsampling)
+                        pixels, truth = decode(data)
+                        pixels = pixels[crop[0]:, crop[1]:]
+                        estimate = estimate_luma_table(pixels)
+                        reported.add(identify_quality(data))
+                        if estimate is None:
+                            none += 1
+                            continue
+                        exact += bool(np.array_equal(estimate.steps[estimate.known], truth[estimate.known]))
+                        standard = np.array_equal(truth, ijg_table(quality))
+                        qf += standard and estimate.ijg_quality == quality
+                    n = len(images)
+                    print(f"| {encoder} | {subsampling} | {crop} | {quality} | {exact / n:.2f} | {qf / n:.2f} | "
+                          f"{'/'.join(sorted(reported))} | {none / n:.2f} |", flush=True)
+    rng = np.random.default_rng(0)
+    good = none = 0
+    for image in images:
+        for quality in (50, 80, 92):
+            tables = camera_like_tables(quality, rng)
+            pixels, truth = decode(encode(image, "pillow", quality, "4:2:0", tables))
+            estimate = estimate_luma_table(pixels)
+            if estimate is None:
+                none += 1
+                continue
+            good += bool(np.array_equal(estimate.steps.ravel()[LOWEST_15], truth.ravel()[LOWEST_15]))
+    total = 3 * len(images)
+    print(f"\ncamera-like tables (Pillow, 4:2:0, around QF 50/80/92): 15 lowest steps exact {good / total:.2f}, "
+          f"no table {none / total:.2f}")
+    # Speed: the read against analyze of the same 1 MP image, in this run.
+    model = load_model()
+    big = np.asarray(Image.fromarray(images[0]).resize((1280, 800), Image.LANCZOS))
+    jpeg = decode(encode(big, "pillow", 80, "4:2:0"))[0]
+    analyze_array(jpeg, model)  # warm-up
+    start = time.perf_counter()
+    analyze_array(jpeg, model)
+    whole = time.perf_counter() - start
+    start = time.perf_counter()
+    estimate_luma_table(jpeg)
+    alone = time.perf_counter() - start
+    print(f"speed at 1 MP: table read {alone:.3f} s, whole analyze {whole:.3f} s (read = {alone / whole:.0%} "
+          f"of analyze, grid check included in both)")
+
+
+if __name__ == "__main__":
+    main()
