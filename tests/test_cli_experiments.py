@@ -211,7 +211,7 @@ def test_collage_scores_at_the_models_threshold_or_the_one_given(folder, tmp_pat
         scores = json.loads((out / "scores.json").read_text())
         maps = np.load(out / "maps.npz")
         assert scores["threshold"] == scores["settings"]["threshold"] == expected
-        assert scores["iou"] == localization_scores(maps["flag_map"], maps["mask"], expected).as_dict()["iou"]
+        assert scores["iou"] == localization_scores(maps["flag_map"], maps["mask"], threshold=expected).as_dict()["iou"]
     with pytest.raises(SystemExit):
         main(common + ["--threshold", "1", "--out", str(tmp_path / "bad")])
     assert "strictly between 0 and 1" in capsys.readouterr().err

@@ -127,7 +127,7 @@ def test_blob_masks_are_reproducible_from_the_generator_and_cover_the_asked_area
 
 @pytest.mark.parametrize("shape", MASK_SHAPES)
 def test_make_mask_gives_each_shape(shape):
-    mask = make_mask(shape, 48, 64, np.random.default_rng(0))
+    mask = make_mask(shape, 48, 64, rng=np.random.default_rng(0))
     assert mask.shape == (48, 64) and mask.dtype == bool and 0.05 < mask.mean() < 0.5
 
 
@@ -150,12 +150,12 @@ def test_read_mask_thresholds_at_half_scale_and_checks_the_size(tmp_path):
     from jpegtrace import ImageReadError
 
     with pytest.raises(ImageReadError, match="mask is 4x1 pixels"):
-        read_mask(tmp_path / "m.png", 2, 4)
+        read_mask(tmp_path / "m.png", height=2, width=4)
 
 
 def test_fit_image_crops_or_mirrors():
     image = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
-    np.testing.assert_array_equal(fit_image(image, 2, 3, (1, 2)), image[1:3, 2:5])
+    np.testing.assert_array_equal(fit_image(image, 2, 3, offset=(1, 2)), image[1:3, 2:5])
     grown = fit_image(image, 6, 7)
     assert grown.shape == (6, 7, 3)
     np.testing.assert_array_equal(grown[:4, :5], image)
@@ -326,7 +326,7 @@ def test_collages_use_the_models_flag_threshold_unless_told(photo):
     background, donor = photo[:64, :72], photo[10:74, 5:77]
     assert run_collage(model, background, donor, 50, mask).scores.threshold == 0.7
     told = run_collage(model, background, donor, 50, mask, threshold=0.3)
-    assert told.scores.as_dict() == localization_scores(told.analysis.flag_map, mask, 0.3).as_dict()
+    assert told.scores.as_dict() == localization_scores(told.analysis.flag_map, mask, threshold=0.3).as_dict()
 
 
 # --- data-set audits ----------------------------------------------------------------------------

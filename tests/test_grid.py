@@ -301,7 +301,7 @@ def test_collages_and_their_threshold_calibration_score_the_raised_flag_map(tmp_
     torch.manual_seed(0)
     model = QFNet()
     source = partly_clipped()
-    mask = rectangle_mask(240, 320, (0.9, 0.9))  # the JPEG covers most of it: its grid is found
+    mask = rectangle_mask(240, 320, size_fraction=(0.9, 0.9))  # the JPEG covers most of it: its grid is found
     checked = run_collage(model, source, source, 98, mask, subsampling="4:4:4")
     alone = run_collage(model, source, source, 98, mask, subsampling="4:4:4", grid_check=False)
     assert checked.analysis.grid.found and alone.analysis.grid is None

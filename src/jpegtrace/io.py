@@ -486,7 +486,7 @@ IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".webp", ".gi
 LOSSLESS_SUFFIXES = {".png", ".tif", ".tiff", ".bmp", ".ppm", ".pgm"}
 
 
-def list_images(folder: str | Path, split_csv: str | Path | None = None, subset: str | None = None,
+def list_images(folder: str | Path, split_csv: str | Path | None = None, subset: str | None = None, *,
                 suffixes: set[str] = IMAGE_SUFFIXES, recursive: bool = False,
                 exclude: str | Path | None = None) -> list[Path]:
     """Image files of ``folder`` in sorted order, optionally those a split CSV assigns to ``subset``.

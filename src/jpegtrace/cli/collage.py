@@ -54,9 +54,9 @@ def run_collage(args) -> int:
         donor, _, _ = as_analysis_array(Path(args.donor))
         height, width = background.shape[:2]
         if args.mask:
-            mask = read_mask(Path(args.mask), height, width)
+            mask = read_mask(Path(args.mask), height=height, width=width)
         else:
-            mask = make_mask(args.shape, height, width, np.random.default_rng(args.seed))
+            mask = make_mask(args.shape, height, width, rng=np.random.default_rng(args.seed))
     except JpegTraceError as exc:
         error(f"{display(exc.path)}: {exc.reason}" if exc.path else exc.reason)
         return 2

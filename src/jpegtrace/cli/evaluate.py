@@ -45,7 +45,7 @@ def run_evaluate(args) -> int:
         return 2
     files, model = started
     records, failures = evaluate_files(
-        model, files, args.qualities, subsampling=args.subsampling, grid_offset=args.grid_shift,
+        model, files, qualities=args.qualities, subsampling=args.subsampling, grid_offset=args.grid_shift,
         grayscale=args.grayscale, device=args.device, tile_size=args.tile_size,
         progress=progress_bar(args, "evaluate", " test image"), grid_check=args.grid_check)
     report_failures(failures)

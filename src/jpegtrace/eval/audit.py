@@ -47,7 +47,7 @@ class AssessmentRecord:
                 "verdict": self.verdict, "grayscale": self.grayscale, "notes": "; ".join(self.notes)}
 
 
-def assess_images(model: QFNet, files: Files, tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
+def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
                   progress: Progress | None = None,
                   on_result: Callable[[str, np.ndarray, Analysis], None] | None = None,
                   grid_check: bool = True) -> tuple[list[AssessmentRecord], list[Failure]]:
@@ -96,7 +96,7 @@ def assess_images(model: QFNet, files: Files, tile_size: int = DEFAULT_TILE_SIZE
     return records, failures
 
 
-def summarize_assessment(records: Sequence[AssessmentRecord], failures: Sequence[Failure] = (),
+def summarize_assessment(records: Sequence[AssessmentRecord], failures: Sequence[Failure] = (), *,
                          edges: Sequence[float] = HISTOGRAM_EDGES) -> dict:
     """Counts of an audit and the histogram of the estimated QF over the images judged compressed.
 

@@ -47,7 +47,7 @@ class ThresholdCalibration:
 CALIBRATION_THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(4, 20))
 
 
-def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed: int = 1,
+def calibrate_flag_threshold(model: QFNet, files: Files, *, pairs: int = 100, seed: int = 1,
                              thresholds: Sequence[float] = CALIBRATION_THRESHOLDS,
                              qualities: Sequence[int] = (80,), shapes: Sequence[str] = MASK_SHAPES,
                              crop: int | None = 256, subsampling: str = "4:2:0",
@@ -83,7 +83,7 @@ def calibrate_flag_threshold(model: QFNet, files: Files, pairs: int = 100, seed:
         raise ValueError("no calibration thresholds")
     ious = []
     for pair in _collage_pairs(files, pairs, seed, qualities, shapes, crop, progress, {}):
-        fake = make_collage(pair.background, pair.donor, pair.quality, pair.mask, subsampling)
+        fake = make_collage(pair.background, pair.donor, pair.quality, pair.mask, subsampling=subsampling)
         flag_map = analyze_array(fake, model, tile_size=tile_size, device=device, grid_check=grid_check).flag_map
         ious.append([_iou(flag_map > t, pair.mask) for t in thresholds])
     if not ious:
@@ -109,7 +109,7 @@ CALIBRATION_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 CALIBRATION_VARIANTS = ("4:2:0", "4:2:0", "4:4:4", "shifted", "grayscale")
 
 
-def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray],
+def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray], *,
                             qualities: Sequence[int] = CALIBRATION_QUALITIES, per_image: int = 6, seed: int = 0,
                             variants: Sequence[str] = CALIBRATION_VARIANTS,
                             knots: Sequence[float] = CALIBRATION_KNOTS, tile_size: int = DEFAULT_TILE_SIZE,

@@ -15,7 +15,7 @@ from .masks import MASK_SHAPES, random_mask
 from .metrics import LocalizationScores, _finite_or_none, localization_scores
 
 
-def fit_image(image: np.ndarray, height: int, width: int, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+def fit_image(image: np.ndarray, height: int, width: int, *, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Crop ``image`` to ``(height, width)`` from ``offset``, first mirroring it where it is too small."""
     h, w = image.shape[:2]
     if h < height or w < width:
@@ -27,7 +27,7 @@ def fit_image(image: np.ndarray, height: int, width: int, offset: tuple[int, int
     return np.ascontiguousarray(image[y0:y0 + height, x0:x0 + width])
 
 
-def make_collage(background: np.ndarray, donor: np.ndarray, quality: int, mask: np.ndarray,
+def make_collage(background: np.ndarray, donor: np.ndarray, quality: int, mask: np.ndarray, *,
                  subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0)) -> np.ndarray:
     """The fake image of the paper's Fig. 3: ``donor`` JPEG-compressed, pasted into ``background``.
 
@@ -105,7 +105,7 @@ def _region_mean(values: np.ndarray, where: np.ndarray) -> float:
     return float(values[where].mean(dtype=np.float64)) if where.any() else float("nan")
 
 
-def run_collage(model: QFNet, background: np.ndarray, donor: np.ndarray, quality: int, mask: np.ndarray,
+def run_collage(model: QFNet, background: np.ndarray, donor: np.ndarray, quality: int, mask: np.ndarray, *,
                 subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0),
                 threshold: float | None = None, tile_size: int = DEFAULT_TILE_SIZE,
                 device: str | None = None, grid_check: bool = True) -> CollageResult:
@@ -120,11 +120,11 @@ def run_collage(model: QFNet, background: np.ndarray, donor: np.ndarray, quality
         threshold = model.flag_threshold
     height, width = background.shape[:2]
     donor = fit_image(donor, height, width)
-    fake = make_collage(background, donor, quality, mask, subsampling, grid_offset)
+    fake = make_collage(background, donor, quality, mask, subsampling=subsampling, grid_offset=grid_offset)
     analysis = analyze_array(fake, model, tile_size=tile_size, device=device, grid_check=grid_check)
     return CollageResult(
         fake=fake, mask=mask, quality=int(quality), analysis=analysis,
-        scores=localization_scores(analysis.flag_map, mask, threshold),
+        scores=localization_scores(analysis.flag_map, mask, threshold=threshold),
         flag_inside=_region_mean(analysis.flag_map, mask), flag_outside=_region_mean(analysis.flag_map, ~mask),
         quality_inside=_region_mean(analysis.quality_map, mask),
         quality_outside=_region_mean(analysis.quality_map, ~mask))
@@ -213,13 +213,13 @@ def _collage_pairs(files: Files, pairs: int, seed: int, qualities: Sequence[int]
             h, w = ch, cw
         dh, dw = donor.shape[:2]
         offset = (int(rng.integers(0, max(dh - h, 0) + 1)), int(rng.integers(0, max(dw - w, 0) + 1)))
-        mask, shape = random_mask(h, w, rng, shapes)
+        mask, shape = random_mask(h, w, rng, shapes=shapes)
         yield _CollagePair(index=i, background_name=named[bg_index][0], donor_name=named[donor_index][0],
                            quality=quality, shape=shape, background=background,
-                           donor=fit_image(donor, h, w, offset), mask=mask)
+                           donor=fit_image(donor, h, w, offset=offset), mask=mask)
 
 
-def collage_benchmark(model: QFNet, files: Files, pairs: int = 100, seed: int = 0,
+def collage_benchmark(model: QFNet, files: Files, *, pairs: int = 100, seed: int = 0,
                       qualities: Sequence[int] = (80,), shapes: Sequence[str] = MASK_SHAPES,
                       crop: int | None = None, subsampling: str = "4:2:0", threshold: float | None = None,
                       tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,

@@ -13,7 +13,7 @@ from ..errors import ImageReadError
 MASK_SHAPES = ("disc", "rectangle", "blob")
 
 
-def disc_mask(height: int, width: int, radius_fraction: float = 0.3,
+def disc_mask(height: int, width: int, *, radius_fraction: float = 0.3,
               center: tuple[float, float] | None = None) -> np.ndarray:
     """Boolean ``(H, W)`` mask of a disc, by default centred with radius 30% of the shorter side."""
     cy, cx = center if center is not None else ((height - 1) / 2, (width - 1) / 2)
@@ -22,7 +22,7 @@ def disc_mask(height: int, width: int, radius_fraction: float = 0.3,
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2
 
 
-def rectangle_mask(height: int, width: int, size_fraction: tuple[float, float] = (0.5, 0.5),
+def rectangle_mask(height: int, width: int, *, size_fraction: tuple[float, float] = (0.5, 0.5),
                    center: tuple[float, float] | None = None) -> np.ndarray:
     """Boolean ``(H, W)`` mask of an axis-aligned rectangle, by default centred, half as high and wide.
 
@@ -40,7 +40,7 @@ def rectangle_mask(height: int, width: int, size_fraction: tuple[float, float] =
     return mask
 
 
-def blob_mask(height: int, width: int, rng: np.random.Generator, area_fraction: float = 0.25,
+def blob_mask(height: int, width: int, rng: np.random.Generator, *, area_fraction: float = 0.25,
               control_points: int = 5) -> np.ndarray:
     """Boolean ``(H, W)`` mask of a random smooth blob covering about ``area_fraction`` of the image.
 
@@ -63,7 +63,7 @@ def blob_mask(height: int, width: int, rng: np.random.Generator, area_fraction: 
     return mask
 
 
-def make_mask(shape: str, height: int, width: int, rng: np.random.Generator | None = None) -> np.ndarray:
+def make_mask(shape: str, height: int, width: int, *, rng: np.random.Generator | None = None) -> np.ndarray:
     """The standard mask of a shape: a centred disc (radius 30% of the shorter side), a centred
     rectangle half as high and wide, or a random blob of a quarter of the image from ``rng``.
     """
@@ -76,7 +76,7 @@ def make_mask(shape: str, height: int, width: int, rng: np.random.Generator | No
     raise ValueError(f"mask shape must be one of {', '.join(MASK_SHAPES)}, got {shape!r}")
 
 
-def random_mask(height: int, width: int, rng: np.random.Generator,
+def random_mask(height: int, width: int, rng: np.random.Generator, *,
                 shapes: Sequence[str] = MASK_SHAPES) -> tuple[np.ndarray, str]:
     """A random mask of a random shape drawn from ``shapes``, lying wholly inside the image.
 
@@ -97,13 +97,13 @@ def random_mask(height: int, width: int, rng: np.random.Generator,
         radius = fraction * min(height, width)
         cy = rng.uniform(min(radius, (height - 1) / 2), max(height - 1 - radius, (height - 1) / 2))
         cx = rng.uniform(min(radius, (width - 1) / 2), max(width - 1 - radius, (width - 1) / 2))
-        mask = disc_mask(height, width, fraction, (cy, cx))
+        mask = disc_mask(height, width, radius_fraction=fraction, center=(cy, cx))
     elif shape == "rectangle":
         fh, fw = rng.uniform(0.25, 0.6, size=2)
         rh, rw = fh * height, fw * width
         cy = rng.uniform((rh - 1) / 2, height - 1 - (rh - 1) / 2)
         cx = rng.uniform((rw - 1) / 2, width - 1 - (rw - 1) / 2)
-        mask = rectangle_mask(height, width, (fh, fw), (cy, cx))
+        mask = rectangle_mask(height, width, size_fraction=(fh, fw), center=(cy, cx))
     else:
         mask = blob_mask(height, width, rng, area_fraction=rng.uniform(0.1, 0.35))
     if not mask.any():  # a degenerate tiny image
@@ -111,7 +111,7 @@ def random_mask(height: int, width: int, rng: np.random.Generator,
     return mask, shape
 
 
-def read_mask(path: str | os.PathLike, height: int | None = None, width: int | None = None) -> np.ndarray:
+def read_mask(path: str | os.PathLike, *, height: int | None = None, width: int | None = None) -> np.ndarray:
     """A mask image file as booleans: pixels brighter than half scale are True.
 
     Raises

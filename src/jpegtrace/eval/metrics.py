@@ -70,7 +70,7 @@ def _iou(predicted: np.ndarray, mask: np.ndarray) -> float:
     return np.count_nonzero(predicted & mask) / union if union else 1.0
 
 
-def localization_scores(flag_map: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> LocalizationScores:
+def localization_scores(flag_map: np.ndarray, mask: np.ndarray, *, threshold: float = 0.5) -> LocalizationScores:
     """Score a flag map against the true mask: IoU and F1 of ``flag > threshold``, and pixel AUC."""
     flag_map = np.asarray(flag_map)
     mask = np.asarray(mask, dtype=bool)

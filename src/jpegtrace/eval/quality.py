@@ -143,7 +143,7 @@ def _test_image(source: np.ndarray, quality: int | None, subsampling: str,
     return np.repeat(test[:, :, None], 3, axis=2) if test.ndim == 2 else test
 
 
-def evaluate_files(model: QFNet, files: Files, qualities: Sequence[int] = DEFAULT_QUALITIES,
+def evaluate_files(model: QFNet, files: Files, *, qualities: Sequence[int] = DEFAULT_QUALITIES,
                    include_original: bool = True, subsampling: str = "4:2:0",
                    grid_offset: tuple[int, int] = (0, 0), grayscale: bool = False,
                    device: str | None = None, tile_size: int = DEFAULT_TILE_SIZE,

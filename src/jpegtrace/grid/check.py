@@ -134,7 +134,7 @@ def _informative_blocks(pixels: np.ndarray, seen: list[np.ndarray]) -> np.ndarra
 _HASH_WEIGHTS = np.random.default_rng(0).integers(1, 2**62, size=64, dtype=np.int64) | 1
 
 
-def find_jpeg_grid(image: np.ndarray, threshold: float = GRID_SCORE_THRESHOLD,
+def find_jpeg_grid(image: np.ndarray, *, threshold: float = GRID_SCORE_THRESHOLD,
                    max_blocks: int = DEFAULT_MAX_BLOCKS) -> GridEvidence:
     """Look for the 8x8 block grid of an earlier JPEG compression in the luma's DCT coefficients.
 
