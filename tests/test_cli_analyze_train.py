@@ -10,6 +10,9 @@ from jpegtrace.cli import build_parser, main
 from jpegtrace.nn.qfnet import QFNet
 from jpegtrace.nn.weights import save_weights
 
+#: End-to-end: seconds each (`make check` leaves them out).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):

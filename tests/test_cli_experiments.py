@@ -18,6 +18,9 @@ from jpegtrace.evidence import MIN_EVIDENCE_SHARE
 from jpegtrace.nn.qfnet import NetConfig, QFNet
 from jpegtrace.nn.weights import save_weights
 
+#: End-to-end: seconds each (`make check` leaves them out).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):

@@ -17,6 +17,9 @@ from jpegtrace.eval.masks import disc_mask
 from jpegtrace.eval.quality import evaluate_files
 from jpegtrace.eval.collage import run_collage
 
+#: End-to-end: seconds each (`make check` leaves them out).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def model():

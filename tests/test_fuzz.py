@@ -17,6 +17,9 @@ from imagefiles import png16_rgb
 from jpegtrace import ImageReadError, read_image
 from jpegtrace.io import as_analysis_array
 
+#: End-to-end: seconds each (`make check` leaves them out).
+pytestmark = pytest.mark.slow
+
 #: Small, so that a mutated header claiming a large size is refused instead of decoded.
 MAX_PIXELS = 1 << 16
 

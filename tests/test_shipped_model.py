@@ -9,6 +9,9 @@ from jpegtrace.cli import main
 from jpegtrace.jpeg import jpeg_compress
 from jpegtrace.nn.weights import default_weights_path
 
+#: End-to-end: seconds each (`make check` leaves them out).
+pytestmark = pytest.mark.slow
+
 
 def test_shipped_weights_are_small_and_load():
     assert default_weights_path().stat().st_size < 1_000_000

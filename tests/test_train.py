@@ -10,6 +10,9 @@ from jpegtrace.nn.weights import load_weights
 from jpegtrace.train.config import TrainConfig
 from jpegtrace.train.loop import learning_rate, train
 
+#: End-to-end: seconds each (`make check` leaves them out).
+pytestmark = pytest.mark.slow
+
 
 def _config(image_folder, out, **overrides):
     folder, split = image_folder
