@@ -97,3 +97,24 @@ def test_near_lossless_jpeg_is_called_compressed_thanks_to_the_grid_check(photo,
     assert np.all(checked.flag_map >= alone.flag_map) and not (raised & ~clipped_blocks).any()
     clean = analyze(source)
     assert not clean.grid.found and not clean.compressed
+
+
+def test_estimates_on_fixed_images_are_those_recorded_with_the_shipped_weights():
+    """Pinned to docs/model/<run>/regression.json, made by scripts/record_regression.py with these weights."""
+    import hashlib
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(default_weights_path().read_bytes()).hexdigest()
+    recorded = [json.loads(p.read_text()) for p in sorted((root / "docs" / "model").glob("*/regression.json"))]
+    (pinned,) = [r for r in recorded if r["weights_sha256"] == digest]  # the shipped weights have a record
+    spec = importlib.util.spec_from_file_location("record_regression", root / "scripts" / "record_regression.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for name, image in script.fixed_images().items():
+        result, expected = analyze(image), pinned["images"][name]
+        assert result.verdict == expected["verdict"], name
+        assert abs(result.mean_quality - expected["mean_quality"]) <= 0.5, name
+        assert abs(result.mean_flag - expected["mean_flag"]) <= 0.02, name
