@@ -14,10 +14,10 @@ import argparse
 
 import numpy as np
 import torch
-
 from common import OtherLoad, start, timed
-from jpegtrace.eval.calibration import CALIBRATION_KNOTS
+
 from jpegtrace.analysis import predict_maps, summarize
+from jpegtrace.eval.calibration import CALIBRATION_KNOTS
 from jpegtrace.nn.qfnet import QFNet
 from jpegtrace.nn.weights import QualityCalibration
 

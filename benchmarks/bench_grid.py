@@ -20,11 +20,11 @@ import tracemalloc
 
 import numpy as np
 import torch
-
 from common import OtherLoad, start, timed
-from jpegtrace.grid.clipped import clipped_block_flag
-from jpegtrace.grid.check import find_jpeg_grid
+
 from jpegtrace.analysis import predict_maps
+from jpegtrace.grid.check import find_jpeg_grid
+from jpegtrace.grid.clipped import clipped_block_flag
 from jpegtrace.jpeg import jpeg_compress
 from jpegtrace.nn.qfnet import QFNet
 

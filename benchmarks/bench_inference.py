@@ -26,16 +26,14 @@ import argparse
 import json
 import math
 import sys
-
 from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import OtherLoad, matmul_rate, start, timed
 
-from jpegtrace.nn.engine import FastNet, eager_predict_maps
 from jpegtrace.analysis import DEFAULT_TILE_SIZE, predict_maps
+from jpegtrace.nn.engine import FastNet, eager_predict_maps
 from jpegtrace.nn.qfnet import QFNet, flops_per_pixel
 from jpegtrace.nn.weights import default_weights_path, load_weights
 

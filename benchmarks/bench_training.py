@@ -34,16 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import OtherLoad, matmul_rate, start, timed
 from PIL import Image
 
-from common import OtherLoad, matmul_rate, start, timed
-
-from jpegtrace.train.data import TrainingBatches
 from jpegtrace.io import list_images, load_rgb
 from jpegtrace.nn.qfnet import QFNet, flops_per_pixel
 from jpegtrace.train.config import TrainConfig
+from jpegtrace.train.data import TrainingBatches
 from jpegtrace.train.loop import map_losses, train
-
 
 
 def sample_folder(tmp: Path) -> Path:

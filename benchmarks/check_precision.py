@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jpegtrace.io import list_images, load_rgb
 from jpegtrace.analysis import predict_maps, summarize
+from jpegtrace.io import list_images, load_rgb
 from jpegtrace.jpeg import jpeg_compress
 from jpegtrace.nn.qfnet import QFNet
 from jpegtrace.nn.weights import default_weights_path, load_weights
-
 
 
 def main(argv=None) -> int:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import re
 import random
+import re
 import resource
 import signal
 import sys
@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 import numpy as np  # noqa: E402
+from test_fuzz import MAGIC, MAX_PIXELS, SEEDS, fix_png_crcs  # noqa: E402
 
 from jpegtrace import ImageReadError, read_image  # noqa: E402
-from test_fuzz import MAGIC, MAX_PIXELS, SEEDS, fix_png_crcs  # noqa: E402
 
 HANG_SECONDS = 20
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jpegtrace.io import list_images, load_rgb
 from jpegtrace.grid.clipped import QUADRANT_RAMP, block_evidence
+from jpegtrace.io import list_images, load_rgb
 
 OFFSETS = ((0, 0), (3, 5))
 

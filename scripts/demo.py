@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from jpegtrace.io import downscale
-from jpegtrace.eval.masks import disc_mask
 from jpegtrace.eval.collage import make_collage
+from jpegtrace.eval.masks import disc_mask
+from jpegtrace.io import downscale
 
 
 def main() -> None:

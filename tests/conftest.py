@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from jpegtrace.io import downscale
-from PIL import Image
 
 
 @pytest.fixture(scope="session")

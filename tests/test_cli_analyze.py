@@ -6,9 +6,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from imagefiles import png_bytes
 from PIL import Image
 
-from imagefiles import png_bytes
 from jpegtrace.cli import main
 from jpegtrace.nn.qfnet import NetConfig, QFNet
 from jpegtrace.nn.weights import save_weights

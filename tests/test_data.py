@@ -1,10 +1,16 @@
 import numpy as np
+import pytest
 import torch
 
-import pytest
-
-from jpegtrace.train.data import SynthesisConfig, TrainingBatches, make_patch, make_spliced_patch, patch_mask, quality_label
 from jpegtrace.io import list_images
+from jpegtrace.train.data import (
+    SynthesisConfig,
+    TrainingBatches,
+    make_patch,
+    make_spliced_patch,
+    patch_mask,
+    quality_label,
+)
 
 
 def test_labels():

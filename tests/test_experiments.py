@@ -13,14 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from jpegtrace.eval.masks import MASK_SHAPES, blob_mask, disc_mask, make_mask, random_mask, read_mask, rectangle_mask
-from jpegtrace.eval.quality import EvaluationRecord, evaluate_files, evaluate_model, summarize_evaluation
+from jpegtrace.analysis import VERDICTS, judge
 from jpegtrace.eval.audit import assess_images, summarize_assessment
 from jpegtrace.eval.calibration import calibrate_flag_threshold
 from jpegtrace.eval.collage import collage_benchmark, fit_image, make_collage, run_collage, summarize_collage_benchmark
+from jpegtrace.eval.masks import MASK_SHAPES, blob_mask, disc_mask, make_mask, random_mask, read_mask, rectangle_mask
 from jpegtrace.eval.metrics import localization_scores, pixel_auc
-from jpegtrace.analysis import VERDICTS, judge, predict_maps
-from jpegtrace.jpeg import jpeg_compress
+from jpegtrace.eval.quality import EvaluationRecord, evaluate_files, evaluate_model, summarize_evaluation
 from jpegtrace.nn.qfnet import NetConfig, QFNet
 
 

@@ -13,9 +13,9 @@ from PIL import Image
 
 import jpegtrace
 from jpegtrace.cli import main
+from jpegtrace.eval.collage import run_collage
 from jpegtrace.eval.masks import disc_mask
 from jpegtrace.eval.quality import evaluate_files
-from jpegtrace.eval.collage import run_collage
 
 #: End-to-end: seconds each (`make check` leaves them out).
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from imagefiles import png16_rgb
 from PIL import Image, features
 
-from imagefiles import png16_rgb
 from jpegtrace import ImageReadError, read_image
 from jpegtrace.io import as_analysis_array
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from skimage import data
 
-from jpegtrace.eval.quality import EvaluationRecord, evaluate_model, summarize_evaluation
-from jpegtrace.grid.dct import CHUNK_BLOCKS, luma
-from jpegtrace.grid.check import GRID_SCORE_THRESHOLD, find_jpeg_grid
 from jpegtrace.analysis import summarize
+from jpegtrace.eval.quality import EvaluationRecord, evaluate_model, summarize_evaluation
+from jpegtrace.grid.check import GRID_SCORE_THRESHOLD, find_jpeg_grid
+from jpegtrace.grid.dct import CHUNK_BLOCKS, luma
 from jpegtrace.jpeg import jpeg_compress
 from jpegtrace.nn.qfnet import QFNet
 
@@ -128,8 +128,8 @@ def test_evaluation_records_both_verdicts():
 def _presence(image):
     import torch
 
-    from jpegtrace.grid.presence import grid_presence
     from jpegtrace.grid.dct import luma_tensor
+    from jpegtrace.grid.presence import grid_presence
 
     pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float()
     return grid_presence(luma_tensor(pixels))[0, 0].numpy()
@@ -206,8 +206,8 @@ def test_clipped_blocks_of_a_near_lossless_jpeg_take_the_grid_around_them(qualit
 
 
 def test_clipped_block_flag_stays_zero_without_a_grid():
-    from jpegtrace.grid.clipped import QUADRANT_RAMP, block_evidence, clipped_block_flag
     from jpegtrace.grid.check import GridEvidence
+    from jpegtrace.grid.clipped import QUADRANT_RAMP, block_evidence, clipped_block_flag
 
     source = partly_clipped()
     assert not find_jpeg_grid(source).found
@@ -233,7 +233,13 @@ def test_a_jpeg_region_marks_no_clean_block_beside_it():
 
 
 def test_a_clean_region_pasted_into_a_jpeg_keeps_its_inner_blocks_unmarked():
-    from jpegtrace.grid.clipped import CLIPPED_BLOCK_PIXELS, LOCAL_BLOCKS, QUADRANT_RAMP, block_evidence, clipped_block_flag
+    from jpegtrace.grid.clipped import (
+        CLIPPED_BLOCK_PIXELS,
+        LOCAL_BLOCKS,
+        QUADRANT_RAMP,
+        block_evidence,
+        clipped_block_flag,
+    )
 
     source = partly_clipped()
     jpeg = jpeg_compress(source, 98, "4:4:4", grid_offset=(3, 5))
@@ -269,10 +275,10 @@ def test_clipped_block_flag_of_bands_equals_one_pass(monkeypatch):
 
 
 def test_analysis_raises_the_networks_flag_in_clipped_blocks_only():
-    from jpegtrace.grid.clipped import CLIPPED_BLOCK_PIXELS, block_evidence
     import torch
 
     from jpegtrace.analysis import analyze_array
+    from jpegtrace.grid.clipped import CLIPPED_BLOCK_PIXELS, block_evidence
 
     torch.manual_seed(0)
     jpeg = jpeg_compress(partly_clipped(), 98, "4:4:4", grid_offset=(3, 5))
@@ -295,8 +301,8 @@ def test_collages_and_their_threshold_calibration_score_the_raised_flag_map(tmp_
     from PIL import Image
 
     from jpegtrace.eval.calibration import calibrate_flag_threshold
-    from jpegtrace.eval.masks import rectangle_mask
     from jpegtrace.eval.collage import run_collage
+    from jpegtrace.eval.masks import rectangle_mask
 
     torch.manual_seed(0)
     model = QFNet()

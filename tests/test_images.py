@@ -6,11 +6,12 @@ import warnings
 
 import numpy as np
 import pytest
+from imagefiles import bmp_header, gif_header, jpeg_with_size, png16_rgb, png_bytes, tiff_bytes
 from PIL import Image, ImageFile, features
 
-from imagefiles import bmp_header, gif_header, jpeg_with_size, png16_rgb, png_bytes, tiff_bytes
-from jpegtrace import ImageReadError, JpegTraceError, analyze, read_image
+from jpegtrace import ImageReadError, JpegTraceError, analyze
 from jpegtrace import io as images_module
+from jpegtrace import read_image
 from jpegtrace.io import DEFAULT_MAX_PIXELS, as_analysis_array
 
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from jpegtrace.analysis import summarize
-from jpegtrace.io import atomic_path, write_csv, write_json, write_text
 from jpegtrace.eval.reports import save_maps
+from jpegtrace.io import atomic_path, write_csv, write_json, write_text
 
 
 def test_success_replaces_the_file(tmp_path):

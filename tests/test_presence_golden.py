@@ -11,7 +11,6 @@ import torch
 from jpegtrace.grid.dct import _dct_matrix, block_scores, luma_tensor
 from jpegtrace.grid.presence import grid_presence
 
-
 #: sum, max, mean over the grid half, mean over the noise half.
 GOLDEN_SUMMARY = [11187.74719, 4.0, 3.30384, 0.08776]
 #: presence[::19, ::23]

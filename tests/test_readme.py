@@ -1,13 +1,12 @@
 """The README's Python and command-line examples run as written, on files made like the ones they name."""
 
 import re
-import shutil
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 

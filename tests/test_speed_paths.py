@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from jpegtrace import analyze
+from jpegtrace.analysis import predict_maps
 from jpegtrace.nn import engine
 from jpegtrace.nn.engine import FastNet, eager_predict_maps, supports
-from jpegtrace.analysis import predict_maps
 from jpegtrace.nn.qfnet import NetConfig, QFNet
 
 TOLERANCE = 1e-4

@@ -3,10 +3,10 @@
 The main entry point is :func:`analyze`; see the README for the command-line tool.
 """
 
+from .analysis import Analysis, analyze, load_model, predict_maps
 from .errors import ImageReadError, JpegTraceError, ModelError
 from .grid.check import GridEvidence, find_jpeg_grid
 from .io import read_image
-from .analysis import Analysis, analyze, load_model, predict_maps
 from .jpeg import jpeg_compress
 from .nn.qfnet import NetConfig, QFNet
 from .nn.weights import load_weights, save_weights

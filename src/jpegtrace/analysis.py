@@ -11,15 +11,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .nn import engine
 from .errors import JpegTraceError
 from .evidence import MIN_EVIDENCE_SHARE, evidence_map
-from .tables import TableEstimate, estimate_luma_table
 from .grid.check import GridEvidence, find_jpeg_grid
 from .grid.clipped import clipped_block_flag, grid_block_origin
 from .io import DEFAULT_MAX_PIXELS, as_analysis_array
+from .nn import engine
 from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
 from .nn.weights import QualityCalibration, load_weights
+from .tables import TableEstimate, estimate_luma_table
 
 #: Steps a non-standard table must have read for its IJG-equivalent QF to be the headline QF.
 MIN_TABLE_STEPS_FOR_QF = 15

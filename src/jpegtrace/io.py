@@ -10,7 +10,9 @@ one-line reason; no other exception escapes :func:`read_image` for any file cont
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import json
 import os
 import re
 import stat
@@ -19,8 +21,6 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-import csv
-import json
 from pathlib import Path
 
 import numpy as np

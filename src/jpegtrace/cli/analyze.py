@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 from ..errors import JpegTraceError
 from ..grid.check import GRID_SCORE_THRESHOLD
 from ..io import DEFAULT_MAX_PIXELS
@@ -37,8 +38,8 @@ def add_analyze(sub) -> None:
 
 
 def run_analyze(args) -> int:
-    from ..io import as_analysis_array, native_stderr_captured
     from ..analysis import analyze_array
+    from ..io import as_analysis_array, native_stderr_captured
 
     model = load_model(args)
     if model is None:

@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 from ..grid.check import GRID_SCORE_THRESHOLD
-from .common import add_grid_option, add_model_options, add_quiet, display, error, load_model, positive_arg, prepare_out, progress_bar, report_failures, run_settings, write_error
+from .common import (
+    add_grid_option,
+    add_model_options,
+    add_quiet,
+    display,
+    error,
+    load_model,
+    positive_arg,
+    prepare_out,
+    progress_bar,
+    report_failures,
+    run_settings,
+    write_error,
+)
 
 
 def add_assess(sub) -> None:
@@ -29,9 +42,9 @@ def add_assess(sub) -> None:
 
 
 def run_assess(args) -> int:
-    from ..io import list_images
     from ..eval.audit import assess_images, summarize_assessment
     from ..eval.reports import save_thumbnails, write_assessment_report
+    from ..io import list_images
 
     try:
         paths = list_images(args.folder, recursive=args.recursive, exclude=args.out)

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from ..errors import JpegTraceError
-from .common import add_data_options, add_model_options, add_quiet, data_files, display, error, error_of, positive_arg, progress_bar, write_error
+from .common import (
+    add_data_options,
+    add_model_options,
+    add_quiet,
+    data_files,
+    display,
+    error,
+    error_of,
+    positive_arg,
+    progress_bar,
+    write_error,
+)
 
 
 def add_calibrate(sub) -> None:
@@ -31,9 +42,9 @@ def add_calibrate(sub) -> None:
 def run_calibrate(args) -> int:
     from safetensors import safe_open
 
+    from ..analysis import to_device
     from ..eval.calibration import CALIBRATION_QUALITIES, calibrate_flag_threshold, fit_quality_calibration
     from ..io import as_analysis_array
-    from ..analysis import to_device
     from ..nn.weights import load_weights, save_weights
 
     files = data_files(args)

@@ -3,8 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 from ..errors import JpegTraceError
-from .common import add_data_options, add_grid_option, add_model_options, add_quiet, data_run_settings, display, error, flag_threshold_arg, load_model, positive_arg, prepare_out, progress_bar, qualities_arg, quality_arg, report_failures, run_settings, shapes_arg, start_data_run, write_error
+from .common import (
+    add_data_options,
+    add_grid_option,
+    add_model_options,
+    add_quiet,
+    data_run_settings,
+    display,
+    error,
+    flag_threshold_arg,
+    load_model,
+    positive_arg,
+    prepare_out,
+    progress_bar,
+    qualities_arg,
+    quality_arg,
+    report_failures,
+    run_settings,
+    shapes_arg,
+    start_data_run,
+    write_error,
+)
 
 
 def add_collage(sub) -> None:
@@ -44,10 +65,10 @@ def add_collage(sub) -> None:
 def run_collage(args) -> int:
     import numpy as np
 
-    from ..eval.masks import make_mask, read_mask
     from ..eval.collage import run_collage
-    from ..io import as_analysis_array
+    from ..eval.masks import make_mask, read_mask
     from ..eval.reports import write_collage_report
+    from ..io import as_analysis_array
 
     try:
         background, _, _ = as_analysis_array(Path(args.background))

@@ -7,8 +7,8 @@ import csv
 import os
 import sys
 from pathlib import Path
-from ..errors import JpegTraceError
 
+from ..errors import JpegTraceError
 
 PROG = "jpegtrace"
 

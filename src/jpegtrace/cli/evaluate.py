@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from .common import add_data_options, add_grid_option, add_model_options, add_quiet, data_run_settings, display, error, offset_arg, progress_bar, qualities_arg, report_failures, start_data_run, write_error
+from .common import (
+    add_data_options,
+    add_grid_option,
+    add_model_options,
+    add_quiet,
+    data_run_settings,
+    display,
+    error,
+    offset_arg,
+    progress_bar,
+    qualities_arg,
+    report_failures,
+    start_data_run,
+    write_error,
+)
 
 
 def add_evaluate(sub) -> None:

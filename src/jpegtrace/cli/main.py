@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from ..errors import JpegTraceError
 from .analyze import add_analyze
 from .assess import add_assess

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from .common import error, warn_if_bf16_is_slow, positive_int_arg
+
+from .common import error, positive_int_arg, warn_if_bf16_is_slow
 
 
 def add_train(sub) -> None:

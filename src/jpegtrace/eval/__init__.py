@@ -11,12 +11,35 @@ Files that cannot be read become :class:`Failure` records and the run goes on. R
 from ``numpy.random.Generator`` objects seeded explicitly, so every result is reproducible.
 """
 
-from .common import (TABLE1_QUALITIES, Failure)
-from .quality import (DEFAULT_QUALITIES, QF_MAE_MAX_QUALITY, EvaluationRecord, evaluate_model, evaluate_files, summarize_evaluation)
-from .masks import (MASK_SHAPES, disc_mask, rectangle_mask, blob_mask, make_mask, random_mask, read_mask)
-from .metrics import (pixel_auc, LocalizationScores, localization_scores)
-from .collage import (fit_image, make_collage, CollageResult, run_collage, CollageBenchmarkRecord, collage_benchmark, summarize_collage_benchmark)
-from .calibration import (ThresholdCalibration, CALIBRATION_THRESHOLDS, calibrate_flag_threshold, CALIBRATION_KNOTS, CALIBRATION_QUALITIES, CALIBRATION_VARIANTS, fit_quality_calibration)
-from .audit import (HISTOGRAM_EDGES, AssessmentRecord, assess_images, summarize_assessment)
+from .audit import HISTOGRAM_EDGES, AssessmentRecord, assess_images, summarize_assessment
+from .calibration import (
+    CALIBRATION_KNOTS,
+    CALIBRATION_QUALITIES,
+    CALIBRATION_THRESHOLDS,
+    CALIBRATION_VARIANTS,
+    ThresholdCalibration,
+    calibrate_flag_threshold,
+    fit_quality_calibration,
+)
+from .collage import (
+    CollageBenchmarkRecord,
+    CollageResult,
+    collage_benchmark,
+    fit_image,
+    make_collage,
+    run_collage,
+    summarize_collage_benchmark,
+)
+from .common import TABLE1_QUALITIES, Failure
+from .masks import MASK_SHAPES, blob_mask, disc_mask, make_mask, random_mask, read_mask, rectangle_mask
+from .metrics import LocalizationScores, localization_scores, pixel_auc
+from .quality import (
+    DEFAULT_QUALITIES,
+    QF_MAE_MAX_QUALITY,
+    EvaluationRecord,
+    evaluate_files,
+    evaluate_model,
+    summarize_evaluation,
+)
 
 __all__ = ['AssessmentRecord', 'CALIBRATION_KNOTS', 'CALIBRATION_QUALITIES', 'CALIBRATION_THRESHOLDS', 'CALIBRATION_VARIANTS', 'CollageBenchmarkRecord', 'CollageResult', 'DEFAULT_QUALITIES', 'EvaluationRecord', 'Failure', 'HISTOGRAM_EDGES', 'LocalizationScores', 'MASK_SHAPES', 'QF_MAE_MAX_QUALITY', 'TABLE1_QUALITIES', 'ThresholdCalibration', 'assess_images', 'blob_mask', 'calibrate_flag_threshold', 'collage_benchmark', 'disc_mask', 'evaluate_files', 'evaluate_model', 'fit_image', 'fit_quality_calibration', 'localization_scores', 'make_collage', 'make_mask', 'pixel_auc', 'random_mask', 'read_mask', 'rectangle_mask', 'run_collage', 'summarize_assessment', 'summarize_collage_benchmark', 'summarize_evaluation']

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
 import numpy as np
+
+from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NEVER_COMPRESSED, NO_EVIDENCE, Analysis, analyze_array
 from ..errors import ImageReadError
 from ..io import as_analysis_array
-from ..analysis import COMPRESSED, NEVER_COMPRESSED, NO_EVIDENCE, DEFAULT_TILE_SIZE, Analysis, analyze_array
 from ..nn.qfnet import QFNet
 from .common import Failure, Files, Progress, _named_files, _wrap
-
 
 #: Edges of the QF histogram of an assessment: 20 bins of 5 QF.
 HISTOGRAM_EDGES = tuple(range(0, 101, 5))

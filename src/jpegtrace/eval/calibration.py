@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
 import numpy as np
-from ..jpeg import to_grayscale
+
 from ..analysis import DEFAULT_TILE_SIZE, analyze_array, predict_maps
+from ..jpeg import to_grayscale
 from ..nn.qfnet import QUALITY_CHANNEL, QFNet, check_flag_threshold
 from ..nn.weights import QualityCalibration
 from .collage import _collage_pairs, make_collage

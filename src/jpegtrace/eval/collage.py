@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 import numpy as np
+
+from ..analysis import DEFAULT_TILE_SIZE, Analysis, analyze_array
 from ..errors import ImageReadError
 from ..io import as_analysis_array
-from ..analysis import DEFAULT_TILE_SIZE, Analysis, analyze_array
 from ..jpeg import jpeg_compress
 from ..nn.qfnet import QFNet
 from .common import Failure, Files, Progress, _named_files, _wrap

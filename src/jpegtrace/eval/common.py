@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-
 #: QFs at which Table 1 reports the share of images judged uncompressed.
 TABLE1_QUALITIES = (97, 98, 99, 100)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
-from ..errors import ImageReadError
 
+from ..errors import ImageReadError
 
 #: Mask shapes of the collage experiments.
 MASK_SHAPES = ("disc", "rectangle", "blob")

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import zlib
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
 import numpy as np
-from ..jpeg import camera_like_tables, ijg_equivalent_quality, to_grayscale
+
+from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NO_EVIDENCE, Analysis, analyze_array
 from ..errors import ImageReadError
 from ..io import as_analysis_array
-from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NO_EVIDENCE, Analysis, analyze_array
-from ..jpeg import jpeg_compress
+from ..jpeg import camera_like_tables, ijg_equivalent_quality, jpeg_compress, to_grayscale
 from ..nn.qfnet import QFNet
-from .common import Failure, Files, Progress, TABLE1_QUALITIES, _named_files, _wrap
-
+from .common import TABLE1_QUALITIES, Failure, Files, Progress, _named_files, _wrap
 
 #: The QFs of the paper's Fig. 2 plus the near-lossless ones of its Table 1.
 DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99, 100)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..grid.check import GRID_SCORE_THRESHOLD
 from ..analysis import Analysis
+from ..grid.check import GRID_SCORE_THRESHOLD
 from ..io import save_figure
 
 QUALITY_CMAP = "viridis"
@@ -105,11 +105,11 @@ def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, s
 
     Each file is written under a temporary name and renamed, so it is never half-written.
     """
+    import dataclasses
+
     from PIL import Image
 
     from ..io import atomic_path
-
-    import dataclasses
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -329,8 +329,8 @@ def write_collage_benchmark_report(out_dir: str | os.PathLike, records, summary:
     """
     from dataclasses import fields
 
-    from .collage import CollageBenchmarkRecord
     from ..io import write_csv, write_json
+    from .collage import CollageBenchmarkRecord
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

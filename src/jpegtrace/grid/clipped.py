@@ -9,7 +9,6 @@ import numpy as np
 from .check import GridEvidence
 from .dct import _clipped, block_scores, luma
 
-
 #: Blocks the decoder clipped at least this many pixels of (a channel at 0 or 255) take the
 #: grid's evidence from around them: recomputing their luma from clipped RGB loses most of the
 #: grid (a 4:4:4 JPEG at QF 97 gives such blocks a mean score of 0.3-0.6 against 1.7), so neither

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from .dct import block_scores
 
-
 #: Blocks on a side of the lattice whose scores :func:`grid_presence` sums: 5 x 5 = 25 blocks,
 #: 40 x 40 pixels, give a QF-100 JPEG's grid about 5 standard errors over a textured area.
 PRESENCE_LATTICE = 5

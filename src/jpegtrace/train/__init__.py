@@ -8,9 +8,29 @@
 - :mod:`~jpegtrace.train.loop`: :func:`train`, read top to bottom.
 """
 
-from .config import (TrainConfig, parse_setting, load_config)
-from .data import (SynthesisConfig, quality_label, make_patch, make_synthetic_patch, patch_mask, make_spliced_patch, TrainingBatches)
-from .highpass import (HighpassEmphasis, emphasize_highpass_)
-from .loop import (VAL_QUALITIES, VAL_HARD_QUALITY, VAL_COLLAGE_PAIRS, VAL_COLLAGE_CROP, mean_labels, build_model, learning_rate, map_losses, validate, export_checkpoint, train)
+from .config import TrainConfig, load_config, parse_setting
+from .data import (
+    SynthesisConfig,
+    TrainingBatches,
+    make_patch,
+    make_spliced_patch,
+    make_synthetic_patch,
+    patch_mask,
+    quality_label,
+)
+from .highpass import HighpassEmphasis, emphasize_highpass_
+from .loop import (
+    VAL_COLLAGE_CROP,
+    VAL_COLLAGE_PAIRS,
+    VAL_HARD_QUALITY,
+    VAL_QUALITIES,
+    build_model,
+    export_checkpoint,
+    learning_rate,
+    map_losses,
+    mean_labels,
+    train,
+    validate,
+)
 
 __all__ = ['HighpassEmphasis', 'SynthesisConfig', 'TrainConfig', 'TrainingBatches', 'VAL_COLLAGE_CROP', 'VAL_COLLAGE_PAIRS', 'VAL_HARD_QUALITY', 'VAL_QUALITIES', 'build_model', 'emphasize_highpass_', 'export_checkpoint', 'learning_rate', 'load_config', 'make_patch', 'make_spliced_patch', 'make_synthetic_patch', 'map_losses', 'mean_labels', 'parse_setting', 'patch_mask', 'quality_label', 'train', 'validate']

@@ -8,9 +8,9 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from .data import SynthesisConfig
-from ..nn.qfnet import NetConfig
 
+from ..nn.qfnet import NetConfig
+from .data import SynthesisConfig
 
 #: Settings of finished experiments, removed (see docs/model/runs.md).
 REMOVED_SETTINGS = ("grid_feature", "wide_grid_presence", "only_grid_inputs")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+
 import numpy as np
 import torch
+
+from ..jpeg import SUBSAMPLING_CODES, camera_like_tables, ijg_equivalent_quality, jpeg_compress, to_grayscale
 from .camera import camera_look
-from ..jpeg import SUBSAMPLING_CODES, camera_like_tables, ijg_equivalent_quality, jpeg_compress
 from .synthetic import TEXTURELESS_KINDS, TRAINING_FONTS, rescaled, synthetic_image
-from ..jpeg import to_grayscale
 
 
 @dataclass(frozen=True)

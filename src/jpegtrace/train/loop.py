@@ -10,19 +10,20 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch.nn.utils import parametrize
 from tqdm import tqdm
-from .data import SynthesisConfig, TrainingBatches
-from ..io import list_images, load_rgb
+
 from ..eval.collage import collage_benchmark
 from ..eval.quality import evaluate_model, summarize_evaluation
+from ..io import list_images, load_rgb
 from ..nn.qfnet import QFNet
-from .highpass import emphasize_highpass_
 from ..nn.weights import load_weights, plain_state_dict, save_weights
 from .config import TrainConfig
-
+from .data import SynthesisConfig, TrainingBatches
+from .highpass import emphasize_highpass_
 
 #: Validation during training: the uncompressed images, 4:2:0 JPEGs at these QFs...
 VAL_QUALITIES = (None, 10, 30, 50, 70, 90)
