@@ -119,22 +119,16 @@ class TrainConfig:
     double_compression_fraction: float = 0.0
 
     def synthesis(self) -> SynthesisConfig:
+        """The :class:`~jpegtrace.train.data.SynthesisConfig` of the run: the recipe's, with this config's values."""
         if self.recipe == "paper":
             base = SynthesisConfig.paper(self.patch_size)
         elif self.recipe == "jpegtrace":
             base = SynthesisConfig(patch_size=self.patch_size)
         else:
             raise ValueError(f"unknown recipe {self.recipe!r} (use 'jpegtrace' or 'paper')")
-        return dataclasses.replace(base, min_quality=self.min_quality, max_quality=self.max_quality,
-                                   uncompressed_fraction=self.uncompressed_fraction,
-                                   splice_fraction=self.splice_fraction,
-                                   high_quality_fraction=self.high_quality_fraction,
-                                   high_quality_subsampling=self.high_quality_subsampling,
-                                   synthetic_fraction=self.synthetic_fraction,
-                                   synthetic_compressed_fraction=self.synthetic_compressed_fraction,
-                                   camera_look_fraction=self.camera_look_fraction,
-                                   camera_table_fraction=self.camera_table_fraction,
-                                   double_compression_fraction=self.double_compression_fraction)
+        # Every setting of the data recipe that a TrainConfig names the same way (the recipe fixes the rest).
+        shared = {f.name for f in dataclasses.fields(SynthesisConfig)} & {f.name for f in dataclasses.fields(self)}
+        return dataclasses.replace(base, **{name: getattr(self, name) for name in shared})
 
     def net(self) -> NetConfig:
         return NetConfig(width=self.width, dilations=tuple(self.dilations), input_offset=self.input_offset,
