@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import weakref
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -199,8 +200,13 @@ def load_model(weights: str | os.PathLike | None = None, *, device: str = "cpu")
     return to_device(load_weights(weights), str(device))
 
 
+#: Backends that run the network: jpegtrace's streaming torch engine, and ONNX Runtime (optional extra).
+BACKENDS = ("torch", "onnxruntime")
+
+
 def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE,
-                 device: str | torch.device | None = None, precision: str = "fp32") -> np.ndarray:
+                 device: str | torch.device | None = None, precision: str = "fp32",
+                 backend: str = "torch") -> np.ndarray:
     """Raw network output for one uint8 image, computed strip by strip.
 
     Parameters
@@ -212,8 +218,11 @@ def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TI
         equals a whole-image pass whatever its value (see :mod:`jpegtrace.nn.engine`).
     device : str or torch.device, optional
         Where to run; the model's own device by default.
-    precision : {'fp32', 'bf16', 'fp16'}
+    precision : {'fp32', 'bf16'}
         Arithmetic of the convolutions; the default fp32 matches the plain network.
+    backend : {'torch', 'onnxruntime'}
+        'onnxruntime' runs the network's ONNX graph (:mod:`jpegtrace.nn.onnx`, fp32, CPU) in tiles
+        with halos; the maps equal torch's within about 1e-5.
 
     Returns
     -------
@@ -222,11 +231,32 @@ def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TI
     """
     if tile_size < 1:
         raise ValueError("tile_size must be positive")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnxruntime":
+        if precision != "fp32":
+            raise ValueError("the onnxruntime backend runs fp32 only")
+        return _onnx_runner(model).predict_maps(image)
     if engine.supports(model):
         return engine.FastNet(model, device=device, precision=precision).predict_maps(image, tile_size)
     if precision != "fp32":
         raise ValueError(f"precision {precision!r} needs a plain QFNet")
     return engine.eager_predict_maps(model, image, tile_size=tile_size, device=device)
+
+
+def _onnx_runner(model: QFNet):
+    # One exported graph per model object, for as long as the model lives (exporting takes about a second).
+    runner = _ONNX_RUNNERS.get(model)
+    if runner is None:
+        try:
+            from .nn.onnx import OnnxRunner
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise JpegTraceError(None, f"the onnxruntime backend needs onnx and onnxruntime ({exc})") from None
+        runner = _ONNX_RUNNERS[model] = OnnxRunner(model)
+    return runner
+
+
+_ONNX_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def summarize(raw_maps: np.ndarray, *, grayscale: bool = False, notes: tuple[str, ...] = (),
@@ -343,7 +373,8 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
 
 
 def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TILE_SIZE,
-                  device: str | torch.device | None = None, precision: str = "fp32", grid_check: bool = True,
+                  device: str | torch.device | None = None, precision: str = "fp32", backend: str = "torch",
+                  grid_check: bool = True,
                   grayscale: bool = False, notes: Sequence[str] = ()) -> Analysis:
     """:func:`analyze` of an 8-bit RGB array already read: the network's maps, the grid check, the summary.
 
@@ -352,7 +383,7 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
     rgb : ndarray of uint8, (H, W, 3)
         As :func:`jpegtrace.io.as_analysis_array` gives it.
     model : QFNet
-    tile_size, device, precision
+    tile_size, device, precision, backend
         As for :func:`predict_maps`.
     grid_check : bool
         As for :func:`analyze`.
@@ -361,7 +392,7 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
     """
     grid = find_jpeg_grid(rgb) if grid_check else None
     evidence = evidence_map(rgb)
-    raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision)
+    raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision, backend=backend)
     network_mean_flag = table = None
     if grid is not None and grid.found:
         flag = np.clip(raw[FLAG_CHANNEL], 0.0, 1.0, out=raw[FLAG_CHANNEL])

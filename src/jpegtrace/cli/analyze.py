@@ -33,6 +33,9 @@ def add_analyze(sub) -> None:
                    help="arithmetic of the network: bf16 is about 1.9x faster on CPUs with AVX-512 BF16, many times "
                         "slower on CPUs without AVX-512 (a warning says so), and moves a pixel's QF by up "
                         "to about 1 (default fp32)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="what runs the network: jpegtrace's streaming torch engine (default) or ONNX Runtime "
+                        "(fp32; needs the onnx and onnxruntime packages)")
     add_grid_option(p)
     p.set_defaults(func=run_analyze)
 
@@ -53,7 +56,7 @@ def run_analyze(args) -> int:
             with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
                 rgb, grayscale, notes = as_analysis_array(Path(name), max_pixels=args.max_pixels)
             result = analyze_array(rgb, model, tile_size=args.tile_size, device=args.device,
-                                   precision=args.precision, grid_check=args.grid_check,
+                                   precision=args.precision, backend=args.backend, grid_check=args.grid_check,
                                    grayscale=grayscale, notes=notes)
             maps = {}
             if args.maps:

@@ -12,6 +12,7 @@ from .calibrate import add_calibrate
 from .collage import add_collage, add_collage_benchmark
 from .common import PROG, error, error_of
 from .evaluate import add_evaluate
+from .export import add_export
 from .tables import add_tables
 from .train import add_train
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_assess(sub)
     add_calibrate(sub)
     add_tables(sub)
+    add_export(sub)
     return parser
 
 

@@ -109,6 +109,8 @@ def block_scores(luma):
     luma = luma.float()
     z = luma.new_empty((n, 1, height - 7, width - 7))
     rows = max(1, SCORE_CHUNK_PIXELS // (n * width))
+    if torch.onnx.is_in_onnx_export():
+        rows = height  # one chunk: an exported graph must not fix the traced image's chunking (same values)
     with torch.autocast(luma.device.type, enabled=False):  # fractional parts need fp32
         for y0 in range(0, height - 7, rows):
             y1 = min(height - 7, y0 + rows)
