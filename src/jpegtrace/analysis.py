@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import weakref
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 

@@ -20,7 +20,7 @@ from .common import (
 
 
 def add_evaluate(sub) -> None:
-    from ..eval.quality import DEFAULT_QUALITIES
+    from ..eval.common import DEFAULT_QUALITIES
 
     p = sub.add_parser(
         "evaluate", help="QF estimation and detection accuracy on never-compressed images (Fig. 2, Table 1)",

@@ -11,35 +11,37 @@ Files that cannot be read become :class:`Failure` records and the run goes on. R
 from ``numpy.random.Generator`` objects seeded explicitly, so every result is reproducible.
 """
 
-from .audit import HISTOGRAM_EDGES, AssessmentRecord, assess_images, summarize_assessment
-from .calibration import (
-    CALIBRATION_KNOTS,
-    CALIBRATION_QUALITIES,
-    CALIBRATION_THRESHOLDS,
-    CALIBRATION_VARIANTS,
-    ThresholdCalibration,
-    calibrate_flag_threshold,
-    fit_quality_calibration,
-)
-from .collage import (
-    CollageBenchmarkRecord,
-    CollageResult,
-    collage_benchmark,
-    fit_image,
-    make_collage,
-    run_collage,
-    summarize_collage_benchmark,
-)
-from .common import TABLE1_QUALITIES, Failure
-from .masks import MASK_SHAPES, blob_mask, disc_mask, make_mask, random_mask, read_mask, rectangle_mask
-from .metrics import LocalizationScores, localization_scores, pixel_auc
-from .quality import (
-    DEFAULT_QUALITIES,
-    QF_MAE_MAX_QUALITY,
-    EvaluationRecord,
-    evaluate_files,
-    evaluate_model,
-    summarize_evaluation,
-)
+import importlib
 
-__all__ = ['AssessmentRecord', 'CALIBRATION_KNOTS', 'CALIBRATION_QUALITIES', 'CALIBRATION_THRESHOLDS', 'CALIBRATION_VARIANTS', 'CollageBenchmarkRecord', 'CollageResult', 'DEFAULT_QUALITIES', 'EvaluationRecord', 'Failure', 'HISTOGRAM_EDGES', 'LocalizationScores', 'MASK_SHAPES', 'QF_MAE_MAX_QUALITY', 'TABLE1_QUALITIES', 'ThresholdCalibration', 'assess_images', 'blob_mask', 'calibrate_flag_threshold', 'collage_benchmark', 'disc_mask', 'evaluate_files', 'evaluate_model', 'fit_image', 'fit_quality_calibration', 'localization_scores', 'make_collage', 'make_mask', 'pixel_auc', 'random_mask', 'read_mask', 'rectangle_mask', 'run_collage', 'summarize_assessment', 'summarize_collage_benchmark', 'summarize_evaluation']
+#: Public name -> the submodule that defines it (imported on first use, PEP 562: importing one
+#: submodule does not import the others, nor torch where they need it).
+_EXPORTS = {
+    "AssessmentRecord": "audit", "CALIBRATION_KNOTS": "calibration", "CALIBRATION_QUALITIES": "calibration",
+    "CALIBRATION_THRESHOLDS": "calibration", "CALIBRATION_VARIANTS": "calibration", "CollageBenchmarkRecord": "collage",
+    "CollageResult": "collage", "DEFAULT_QUALITIES": "common", "EvaluationRecord": "quality",
+    "Failure": "common", "HISTOGRAM_EDGES": "audit", "LocalizationScores": "metrics",
+    "MASK_SHAPES": "masks", "NEGATIVES_SEED": "negatives", "NegativeRecord": "negatives",
+    "QF_MAE_MAX_QUALITY": "quality", "TABLE1_QUALITIES": "common", "ThresholdCalibration": "calibration",
+    "assess_images": "audit", "blob_mask": "masks", "calibrate_flag_threshold": "calibration",
+    "collage_benchmark": "collage", "disc_mask": "masks", "evaluate_files": "quality",
+    "evaluate_model": "quality", "evaluate_negatives": "negatives", "fit_image": "collage",
+    "fit_quality_calibration": "calibration", "fresh_negatives": "negatives", "localization_scores": "metrics",
+    "make_collage": "collage", "make_mask": "masks", "pixel_auc": "metrics",
+    "random_mask": "masks", "read_mask": "masks", "record_of": "quality",
+    "rectangle_mask": "masks", "run_collage": "collage", "summarize_assessment": "audit",
+    "summarize_collage_benchmark": "collage", "summarize_evaluation": "quality", "summarize_negatives": "negatives",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 #: QFs at which Table 1 reports the share of images judged uncompressed.
 TABLE1_QUALITIES = (97, 98, 99, 100)
+#: The QFs of the paper's Fig. 2 plus the near-lossless ones of its Table 1.
+DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99, 100)
 
 
 Progress = Callable[[Iterable], Iterable]

@@ -13,11 +13,7 @@ from ..errors import ImageReadError
 from ..io import as_analysis_array
 from ..jpeg import camera_like_tables, ijg_equivalent_quality, jpeg_compress, to_grayscale
 from ..nn.qfnet import QFNet
-from .common import TABLE1_QUALITIES, Failure, Files, Progress, _named_files, _wrap
-
-#: The QFs of the paper's Fig. 2 plus the near-lossless ones of its Table 1.
-DEFAULT_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 97, 98, 99, 100)
-
+from .common import DEFAULT_QUALITIES, TABLE1_QUALITIES, Failure, Files, Progress, _named_files, _wrap
 
 #: The overall QF MAE counts the compressed test images up to this QF (the range of Fig. 2).
 QF_MAE_MAX_QUALITY = 95

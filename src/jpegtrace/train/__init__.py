@@ -8,29 +8,34 @@
 - :mod:`~jpegtrace.train.loop`: :func:`train`, read top to bottom.
 """
 
-from .config import TrainConfig, load_config, parse_setting
-from .data import (
-    SynthesisConfig,
-    TrainingBatches,
-    make_patch,
-    make_spliced_patch,
-    make_synthetic_patch,
-    patch_mask,
-    quality_label,
-)
-from .highpass import HighpassEmphasis, emphasize_highpass_
-from .loop import (
-    VAL_COLLAGE_CROP,
-    VAL_COLLAGE_PAIRS,
-    VAL_HARD_QUALITY,
-    VAL_QUALITIES,
-    build_model,
-    export_checkpoint,
-    learning_rate,
-    map_losses,
-    mean_labels,
-    train,
-    validate,
-)
+import importlib
 
-__all__ = ['HighpassEmphasis', 'SynthesisConfig', 'TrainConfig', 'TrainingBatches', 'VAL_COLLAGE_CROP', 'VAL_COLLAGE_PAIRS', 'VAL_HARD_QUALITY', 'VAL_QUALITIES', 'build_model', 'emphasize_highpass_', 'export_checkpoint', 'learning_rate', 'load_config', 'make_patch', 'make_spliced_patch', 'make_synthetic_patch', 'map_losses', 'mean_labels', 'parse_setting', 'patch_mask', 'quality_label', 'train', 'validate']
+#: Public name -> the submodule that defines it (imported on first use, PEP 562: importing one
+#: submodule does not import the others, nor torch where they need it).
+_EXPORTS = {
+    "HELD_OUT_FONTS": "synthetic", "HighpassEmphasis": "highpass", "KINDS": "synthetic",
+    "REMOVED_SETTINGS": "config", "SynthesisConfig": "data", "TEXTURELESS_KINDS": "synthetic",
+    "TRAINING_FONTS": "synthetic", "TrainConfig": "config", "TrainingBatches": "data",
+    "VAL_COLLAGE_CROP": "loop", "VAL_COLLAGE_PAIRS": "loop", "VAL_HARD_QUALITY": "loop",
+    "VAL_QUALITIES": "loop", "bayer_demosaic": "camera", "build_model": "loop",
+    "camera_look": "camera", "emphasize_highpass_": "highpass", "export_checkpoint": "loop",
+    "font_path": "synthetic", "learning_rate": "loop", "load_config": "config",
+    "make_patch": "data", "make_spliced_patch": "data", "make_synthetic_patch": "data",
+    "map_losses": "loop", "mean_labels": "loop", "parse_setting": "config",
+    "patch_mask": "data", "quality_label": "data", "rescaled": "synthetic",
+    "synthetic_image": "synthetic", "train": "loop", "validate": "loop",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
