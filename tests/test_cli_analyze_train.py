@@ -47,12 +47,13 @@ def test_analyze_prints_one_line_per_image(capsys, png, weights):
     assert main(["analyze", str(png), str(png), "--model", str(weights)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2
-    # FILE, QF, flag, evidence, grid score, verdict: e.g. "x.png\tQF  66.5\tflag 0.91\tevidence  97%\tgrid  54.2\tcompressed"
-    file, qf, flag, evidence, grid, verdict = lines[0].split("\t")
+    # FILE, QF, flag, evidence, grid score, table, verdict:
+    # e.g. "x.png\tQF  66.5\tflag 0.91\tevidence  97%\tgrid  54.2\tQF 66 (table, IJG)\tcompressed"
+    file, qf, flag, evidence, grid, table, verdict = lines[0].split("\t")
     assert file == str(png)
     assert re.fullmatch(r"QF +\d+\.\d", qf) and re.fullmatch(r"flag \d\.\d\d", flag)
     assert re.fullmatch(r"evidence +\d+%", evidence) and re.fullmatch(r"grid +\d+\.\d", grid)
-    assert verdict in VERDICTS
+    assert verdict in VERDICTS and (table == "no table" or "(table, IJG)" in table or "non-standard" in table)
     assert main(["analyze", str(png), "--model", str(weights), "--no-grid-check"]) == 0
     fields = capsys.readouterr().out.strip().split("\t")
     assert len(fields) == 5 and not any(field.startswith("grid") for field in fields)
@@ -63,7 +64,7 @@ def test_analyze_of_an_image_without_evidence_shows_no_qf_and_no_flag(capsys, tm
     Image.new("RGB", (40, 32), (90, 120, 200)).save(flat)
     assert main(["analyze", str(flat), "--model", str(weights)]) == 0
     assert capsys.readouterr().out.strip().split("\t") == [
-        str(flat), "QF    -", "flag    -", "evidence   0%", "grid   0.0", "no evidence"]
+        str(flat), "QF    -", "flag    -", "evidence   0%", "grid   0.0", "no table", "no evidence"]
     assert main(["analyze", str(flat), "--json", "--model", str(weights)]) == 0
     record = json.loads(capsys.readouterr().out)["images"][0]
     assert (record["verdict"], record["estimated_quality"], record["mean_flag"]) == ("no evidence", None, None)

@@ -102,8 +102,9 @@ def run_analyze(args) -> int:
             grid = "" if result.grid is None else f"\tgrid {result.grid.score:5.1f}"
             quality = "QF    -" if result.mean_quality is None else f"QF {result.mean_quality:5.1f}"
             flag = "flag    -" if result.mean_flag is None else f"flag {result.mean_flag:.2f}"
-            table = "" if result.table is None else f"\t{result.table.describe()}"
-            print(f"{shown}\t{quality}\t{flag}\tevidence {result.evidence_share:4.0%}{grid}\t{result.verdict}{table}"
+            # The table read from the pixels sits before the verdict, which stays the last field.
+            table = "" if result.grid is None else "\t" + (result.table.describe() if result.table else "no table")
+            print(f"{shown}\t{quality}\t{flag}\tevidence {result.evidence_share:4.0%}{grid}{table}\t{result.verdict}"
                   f"{extra}", flush=True)
     if args.json:
         print(json.dumps({"images": records, "failed": failed}, indent=2, ensure_ascii=False))
