@@ -52,6 +52,8 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--negatives-per-kind", type=int, default=12)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--parts", default="collage,clean,negatives,qf",
+                        help="which scores to compute (comma-separated; the QF scores alone for a calibration's effect)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,11 +63,27 @@ def main() -> int:
     start = time.time()
     report: dict = {"model": args.model or "shipped", "split": args.split, "n_images": len(images)}
 
-    records, _ = collage_benchmark(model, files, pairs=args.pairs, seed=0, qualities=(80,), threshold=0.5)
-    collage = summarize_collage_benchmark(records)
-    report["collage_qf80"] = {k: collage[k] for k in ("n", "mean_iou", "mean_precision", "mean_recall", "mean_auc")}
-    print("collage", report["collage_qf80"], file=sys.stderr)
+    parts = set(args.parts.split(","))
+    if "collage" in parts:
+        records, _ = collage_benchmark(model, files, pairs=args.pairs, seed=0, qualities=(80,), threshold=0.5)
+        collage = summarize_collage_benchmark(records)
+        report["collage_qf80"] = {k: collage[k] for k in ("n", "mean_iou", "mean_precision", "mean_recall", "mean_auc")}
+        print("collage", report["collage_qf80"], file=sys.stderr)
+    if "clean" in parts:
+        clean_photos(report, model, images)
+    if "negatives" in parts:
+        photos = dict(list(images.items())[:8])
+        negatives = evaluate_negatives(model, fresh_negatives(args.negatives_per_kind, photos=photos))
+        report["negatives"] = summarize_negatives(negatives)
+        print("negatives", {k: v for k, v in report["negatives"].items() if k != "per_kind"}, file=sys.stderr)
+    if "qf" in parts:
+        qf_scores(report, model, images)
+    report["seconds"] = round(time.time() - start, 1)
+    write_json(args.out, report)
+    return 0
 
+
+def clean_photos(report: dict, model, images: dict) -> None:
     clean = [analyze_array(image, model) for image in images.values()]
     report["clean_photos"] = {
         "mean_flagged_share": float(np.mean([(r.flag_map > 0.5).mean() for r in clean])),
@@ -74,11 +92,8 @@ def main() -> int:
         "verdicts": {v: sum(r.verdict == v for r in clean) for v in sorted({r.verdict for r in clean})}}
     print("clean", report["clean_photos"], file=sys.stderr)
 
-    photos = dict(list(images.items())[:8])
-    negatives = evaluate_negatives(model, fresh_negatives(args.negatives_per_kind, photos=photos))
-    report["negatives"] = summarize_negatives(negatives)
-    print("negatives", {k: v for k, v in report["negatives"].items() if k != "per_kind"}, file=sys.stderr)
 
+def qf_scores(report: dict, model, images: dict) -> None:
     report["qf"], report["table1"] = {}, {}
     for name, options in VARIANTS.items():
         summary = summarize_evaluation(evaluate_model(model, images, MAE_QUALITIES + TABLE1 + (None,), **options))
@@ -88,9 +103,6 @@ def main() -> int:
     tables = summarize_evaluation(evaluate_model(model, images, MAE_QUALITIES, camera_tables_seed=7))
     report["qf"]["camera_tables"] = {"qf_mae": tables["qf_mae"]}
     print("camera tables", tables["qf_mae"], file=sys.stderr)
-    report["seconds"] = round(time.time() - start, 1)
-    write_json(args.out, report)
-    return 0
 
 
 if __name__ == "__main__":
