@@ -12,27 +12,37 @@ import sys
 
 
 def rows(report: dict) -> dict[str, str]:
-    qf, table1 = report["qf"], report["table1"]
+    """The table's cells of one evaluation; a score the evaluation lacks (a partial run) reads "not measured"."""
+    qf, table1 = report.get("qf", {}), report.get("table1", {})
 
-    def worst_table1(variant: str) -> float:
-        return max(v for k, v in table1[variant].items() if k != "None")
+    def cell(function):
+        try:
+            return function()
+        except (KeyError, TypeError, ValueError):
+            return "not measured"
+
+    def worst_table1(variant: str) -> str:
+        return f"{max(v for k, v in table1[variant].items() if k != 'None'):.2f}"
 
     return {
-        "collage QF 80, mean IoU (flag > 0.5)": f"{report['collage_qf80']['mean_iou']:.3f}",
-        "collage QF 80, pixel precision": f"{report['collage_qf80']['mean_precision']:.3f}",
-        "clean photos: mean share of pixels with flag > 0.5": f"{100 * report['clean_photos']['mean_flagged_share']:.1f} %",
-        "clean photos judged compressed": f"{report['clean_photos']['judged_compressed']:.2f}",
-        "non-photo negatives judged compressed": f"{report['negatives']['judged_compressed']:.2f}",
-        "non-photo negatives with a grid found": f"{report['negatives']['grid_found']:.2f}",
-        "flat/ramp/gradient negatives: 'no evidence'": f"{report['negatives']['textureless_no_evidence']:.2f}",
-        "QF MAE 5..95, 4:2:0": f"{qf['4:2:0']['qf_mae']:.2f}",
-        "QF MAE 5..95, 4:4:4 / shifted / grayscale": " / ".join(f"{qf[v]['qf_mae']:.2f}" for v in ("4:4:4", "shifted", "grayscale")),
-        "largest mean error at one QF (4:2:0)": f"{qf['4:2:0']['max_abs_bias']:.2f}",
-        "QF MAE, camera-like tables (IJG-equivalent QF)": f"{qf['camera_tables']['qf_mae']:.2f}",
+        "collage QF 80, mean IoU (flag > 0.5)": cell(lambda: f"{report['collage_qf80']['mean_iou']:.3f}"),
+        "collage QF 80, pixel precision": cell(lambda: f"{report['collage_qf80']['mean_precision']:.3f}"),
+        "clean photos: mean share of pixels with flag > 0.5": cell(
+            lambda: f"{100 * report['clean_photos']['mean_flagged_share']:.2f} %"),
+        "clean photos judged compressed": cell(lambda: f"{report['clean_photos']['judged_compressed']:.2f}"),
+        "non-photo negatives judged compressed": cell(lambda: f"{report['negatives']['judged_compressed']:.2f}"),
+        "non-photo negatives with a grid found": cell(lambda: f"{report['negatives']['grid_found']:.2f}"),
+        "flat/ramp/gradient negatives: 'no evidence'": cell(
+            lambda: f"{report['negatives']['textureless_no_evidence']:.2f}"),
+        "QF MAE 5..95, 4:2:0": cell(lambda: f"{qf['4:2:0']['qf_mae']:.2f}"),
+        "QF MAE 5..95, 4:4:4 / shifted / grayscale": " / ".join(
+            cell(lambda v=v: f"{qf[v]['qf_mae']:.2f}") for v in ("4:4:4", "shifted", "grayscale")),
+        "largest mean error at one QF (4:2:0)": cell(lambda: f"{qf['4:2:0']['max_abs_bias']:.2f}"),
+        "QF MAE, camera-like tables (IJG-equivalent QF)": cell(lambda: f"{qf['camera_tables']['qf_mae']:.2f}"),
         "QF 97-100 judged uncompressed, worst QF: 4:2:0 / 4:4:4 / shifted / gray": " / ".join(
-            f"{worst_table1(v):.2f}" for v in ("4:2:0", "4:4:4", "shifted", "grayscale")),
-        "originals judged uncompressed: 4:2:0 test / grayscale test": f"{table1['4:2:0'].get('None', float('nan')):.2f} / "
-                                                                       f"{table1['grayscale'].get('None', float('nan')):.2f}",
+            cell(lambda v=v: worst_table1(v)) for v in ("4:2:0", "4:4:4", "shifted", "grayscale")),
+        "originals judged uncompressed: 4:2:0 test / grayscale test": " / ".join(
+            cell(lambda v=v: f"{table1[v]['None']:.2f}") for v in ("4:2:0", "grayscale")),
     }
 
 
