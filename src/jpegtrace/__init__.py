@@ -6,7 +6,7 @@ The names below are imported on first use (PEP 562), so that ``import jpegtrace`
 do not load torch.
 """
 
-import importlib
+from ._lazy import lazy_exports
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -18,17 +18,6 @@ _EXPORTS = {
     "TableEstimate": "tables", "estimate_luma_table": "tables",
 }
 
-__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'jpegtrace' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

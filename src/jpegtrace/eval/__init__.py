@@ -11,7 +11,7 @@ Files that cannot be read become :class:`Failure` records and the run goes on. R
 from ``numpy.random.Generator`` objects seeded explicitly, so every result is reproducible.
 """
 
-import importlib
+from .._lazy import lazy_exports
 
 #: Public name -> the submodule that defines it (imported on first use, PEP 562: importing one
 #: submodule does not import the others, nor torch where they need it).
@@ -32,16 +32,4 @@ _EXPORTS = {
     "summarize_collage_benchmark": "collage", "summarize_evaluation": "quality", "summarize_negatives": "negatives",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

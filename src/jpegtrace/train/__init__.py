@@ -8,7 +8,7 @@
 - :mod:`~jpegtrace.train.loop`: :func:`train`, read top to bottom.
 """
 
-import importlib
+from .._lazy import lazy_exports
 
 #: Public name -> the submodule that defines it (imported on first use, PEP 562: importing one
 #: submodule does not import the others, nor torch where they need it).
@@ -26,16 +26,4 @@ _EXPORTS = {
     "synthetic_image": "synthetic", "train": "loop", "validate": "loop",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
