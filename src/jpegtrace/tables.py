@@ -49,6 +49,8 @@ MIN_BLOCK_STD = 1.0
 #: Fewest steps read for a table to be reported at all: a few chance lattices (a never-compressed
 #: image read at a made-up grid shows up to 4) are no table.
 MIN_KNOWN_STEPS = 8
+#: Pixels of block rows read at once by :func:`block_coefficients` (a few MiB of float32 a band).
+_BAND_PIXELS = 1 << 20
 #: Blocks read at most (evenly spaced), bounding the cost whatever the image size.
 MAX_BLOCKS = 4096
 
@@ -109,25 +111,41 @@ class TableEstimate:
 
 def block_coefficients(image: np.ndarray, grid_offset: tuple[int, int], *,
                        max_blocks: int = MAX_BLOCKS) -> np.ndarray:
-    """DCT coefficients ``(n, 64)`` (natural order, level-shifted DC) of the whole, unclipped blocks
-    of the grid at ``grid_offset``, at most ``max_blocks`` of them (evenly spaced)."""
-    y, clipped = luma(image)
+    """DCT coefficients ``(n, 64)`` (natural order, level-shifted DC) of the whole, unclipped, textured
+    blocks of the grid at ``grid_offset``, at most ``max_blocks`` of them (evenly spaced among those).
+
+    Bands of block rows are read twice, first to tell which blocks qualify, then to take the chosen ones,
+    so that memory stays a band's whatever the image size (as in the grid check).
+    """
     oy, ox = grid_block_origin(grid_offset)
-    rows, cols = (y.shape[0] - oy) // 8, (y.shape[1] - ox) // 8
+    rows, cols = (image.shape[0] - oy) // 8, (image.shape[1] - ox) // 8
     if rows <= 0 or cols <= 0:
         return np.empty((0, 64), np.float32)
-    region = np.s_[oy:oy + 8 * rows, ox:ox + 8 * cols]
-    blocks = (y[region] - 128.0).reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
-    # Blocks with a pixel clipped in RGB, or whose luma the decoder clamped at 0 or 255 (an IDCT
-    # overshoot, common at low QFs), are not multiples of the steps any more.
-    clamped = clipped[region] | (y[region] <= 0) | (y[region] >= 255)
-    unclipped = ~clamped.reshape(rows, 8, cols, 8).any(axis=(1, 3)).ravel()
-    # Smooth blocks round coherently (a flat block's 64 pixels all round the same way, which puts its
-    # DC on a lattice of 8 whatever the step): only textured blocks keep the steps' lattice.
-    textured = blocks.std(axis=1) >= MIN_BLOCK_STD
-    blocks = blocks[unclipped & textured]
-    if len(blocks) > max_blocks:
-        blocks = blocks[np.linspace(0, len(blocks) - 1, max_blocks).astype(int)]
+    per_band = max(1, _BAND_PIXELS // (64 * cols))
+    bands = [(r, min(rows, r + per_band)) for r in range(0, rows, per_band)]
+
+    def read(r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        y, clipped = luma(image[oy + 8 * r0:oy + 8 * r1, ox:ox + 8 * cols])
+        blocks = (y - 128.0).reshape(r1 - r0, 8, cols, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
+        # Blocks with a pixel clipped in RGB, or whose luma the decoder clamped at 0 or 255 (an IDCT
+        # overshoot, common at low QFs), are not multiples of the steps any more.
+        clamped = clipped | (y <= 0) | (y >= 255)
+        unclipped = ~clamped.reshape(r1 - r0, 8, cols, 8).any(axis=(1, 3)).ravel()
+        # Smooth blocks round coherently (a flat block's 64 pixels all round the same way, which puts
+        # its DC on a lattice of 8 whatever the step): only textured blocks keep the steps' lattice.
+        return blocks, unclipped & (blocks.std(axis=1) >= MIN_BLOCK_STD)
+
+    first = read(*bands[0])
+    usable = np.concatenate([first[1]] + [read(r0, r1)[1] for r0, r1 in bands[1:]])
+    chosen = np.flatnonzero(usable)
+    if len(chosen) > max_blocks:
+        chosen = chosen[np.linspace(0, len(chosen) - 1, max_blocks).astype(int)]
+    taken = []
+    for index, (r0, r1) in enumerate(bands):
+        here = chosen[(chosen >= r0 * cols) & (chosen < r1 * cols)] - r0 * cols
+        if here.size:
+            taken.append((first if index == 0 else read(r0, r1))[0][here])
+    blocks = np.concatenate(taken) if taken else np.empty((0, 64), np.float32)
     return blocks.astype(np.float32) @ _DCT_2D
 
 
