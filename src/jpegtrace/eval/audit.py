@@ -11,7 +11,7 @@ from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NEVER_COMPRESSED, NO_EVIDE
 from ..errors import ImageReadError
 from ..io import as_analysis_array
 from ..nn.qfnet import QFNet
-from .common import Failure, Files, Progress, _named_files, _wrap
+from .common import Failure, Files, Progress, _named_files, _wrap, cell
 
 #: Edges of the QF histogram of an assessment: 20 bins of 5 QF.
 HISTOGRAM_EDGES = tuple(range(0, 101, 5))
@@ -39,12 +39,9 @@ class AssessmentRecord:
 
     def as_row(self) -> dict:
         """The record as a flat dict for CSV and JSON (``""`` for what is None)."""
-        def number(value, digits):
-            return "" if value is None else round(value, digits)
-
         return {"file": self.file, "width": self.width, "height": self.height,
-                "mean_quality": number(self.mean_quality, 2), "mean_flag": number(self.mean_flag, 4),
-                "evidence_share": round(self.evidence_share, 4), "grid_score": number(self.grid_score, 2),
+                "mean_quality": cell(self.mean_quality, 2), "mean_flag": cell(self.mean_flag, 4),
+                "evidence_share": round(self.evidence_share, 4), "grid_score": cell(self.grid_score, 2),
                 "verdict": self.verdict, "grayscale": self.grayscale, "notes": "; ".join(self.notes)}
 
 

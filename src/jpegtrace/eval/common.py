@@ -40,3 +40,8 @@ def _named_files(files: Files) -> list[tuple[str, Path]]:
 
 def _wrap(progress: Progress | None, items):
     return progress(items) if progress is not None else items
+
+
+def cell(value: float | None, digits: int):
+    """A number for a CSV or JSON row, rounded to ``digits``; ``""`` for None (no estimate, no grid check)."""
+    return "" if value is None else round(value, digits)

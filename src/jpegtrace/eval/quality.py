@@ -13,7 +13,7 @@ from ..errors import ImageReadError
 from ..io import as_analysis_array
 from ..jpeg import camera_like_tables, ijg_equivalent_quality, jpeg_compress, to_grayscale
 from ..nn.qfnet import QFNet
-from .common import DEFAULT_QUALITIES, TABLE1_QUALITIES, Failure, Files, Progress, _named_files, _wrap
+from .common import DEFAULT_QUALITIES, TABLE1_QUALITIES, Failure, Files, Progress, _named_files, _wrap, cell
 
 #: The overall QF MAE counts the compressed test images up to this QF (the range of Fig. 2).
 QF_MAE_MAX_QUALITY = 95
@@ -55,15 +55,12 @@ class EvaluationRecord:
 
     def as_row(self) -> dict:
         """The record as a flat dict for CSV and JSON (``""`` for what is None)."""
-        def number(value, digits):
-            return "" if value is None else round(value, digits)
-
-        return {"image": self.image, "quality": number(self.quality, 0),
-                "estimated_quality": number(self.estimated_quality, 4), "mean_flag": number(self.mean_flag, 4),
-                "network_mean_flag": number(self.mean_flag if self.network_mean_flag is None
+        return {"image": self.image, "quality": cell(self.quality, 0),
+                "estimated_quality": cell(self.estimated_quality, 4), "mean_flag": cell(self.mean_flag, 4),
+                "network_mean_flag": cell(self.mean_flag if self.network_mean_flag is None
                                             else self.network_mean_flag, 4),
-                "evidence_share": round(self.evidence_share, 4), "grid_score": number(self.grid_score, 2),
-                "verdict": self.verdict, "abs_error": number(self.abs_error, 4)}
+                "evidence_share": round(self.evidence_share, 4), "grid_score": cell(self.grid_score, 2),
+                "verdict": self.verdict, "abs_error": cell(self.abs_error, 4)}
 
 
 def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Sequence[int | None], *,
