@@ -7,7 +7,8 @@ Scores: collage localisation (a QF-80 region pasted into a clean photo, flag > 0
 precision over 100 pairs); clean photos (share of pixels with flag > 0.5, share judged compressed); fresh
 non-photo negatives (held-out fonts and seeds: share judged compressed, by the grid check, flat kinds
 "no evidence"); QF MAE over QF 5..95 for 4:2:0, 4:4:4, a grid shifted by (3, 5) and grayscale, with the mean
-error at every QF (bias); camera-like tables (MAE against the IJG-equivalent QF); Table 1 (share judged
+error at every QF (bias), each for the network's QF and the headline QF (the table's where it is
+read from the pixels); camera-like tables (MAE against the IJG-equivalent QF); Table 1 (share judged
 uncompressed at QF 97-100 per variant, and of the originals). Choose on ``val``; report ``test``.
 """
 
@@ -35,7 +36,10 @@ VARIANTS = {"4:2:0": {}, "4:4:4": {"subsampling": "4:4:4"}, "shifted": {"grid_of
 
 def _qf_scores(summary: dict) -> dict:
     rows = [r for r in summary["per_quality"] if r["quality"] is not None]
-    return {"qf_mae": summary["qf_mae"],
+    return {"qf_mae": summary["qf_mae"], "headline_qf_mae": summary["headline_qf_mae"],
+            "headline_bias_per_quality": {str(r["quality"]): None if r["mean_headline"] is None
+                                          else round(r["mean_headline"] - r["quality"], 3) for r in rows},
+            "table_share_per_quality": {str(r["quality"]): round(r["table_share"], 3) for r in rows},
             "bias_per_quality": {str(r["quality"]): None if r["mean_estimate"] is None
                                  else round(r["mean_estimate"] - r["quality"], 3) for r in rows},
             "max_abs_bias": max(abs(r["mean_estimate"] - r["quality"]) for r in rows if r["mean_estimate"] is not None),
@@ -76,6 +80,7 @@ def main() -> int:
         negatives = evaluate_negatives(model, fresh_negatives(args.negatives_per_kind, photos=photos))
         report["negatives"] = summarize_negatives(negatives)
         print("negatives", {k: v for k, v in report["negatives"].items() if k != "per_kind"}, file=sys.stderr)
+    write_json(args.out, report)  # what is done so far, should the QF part not finish
     if "qf" in parts:
         qf_scores(report, model, images)
     report["seconds"] = round(time.time() - start, 1)
@@ -99,10 +104,11 @@ def qf_scores(report: dict, model, images: dict) -> None:
         summary = summarize_evaluation(evaluate_model(model, images, MAE_QUALITIES + TABLE1 + (None,), **options))
         report["qf"][name] = _qf_scores(summary)
         report["table1"][name] = {str(r["quality"]): r["judged_uncompressed"] for r in summary["table1"]}
-        print(name, report["qf"][name]["qf_mae"], report["table1"][name], file=sys.stderr)
+        print(name, report["qf"][name]["qf_mae"], report["qf"][name]["headline_qf_mae"], report["table1"][name],
+              file=sys.stderr)
     tables = summarize_evaluation(evaluate_model(model, images, MAE_QUALITIES, camera_tables_seed=7))
-    report["qf"]["camera_tables"] = {"qf_mae": tables["qf_mae"]}
-    print("camera tables", tables["qf_mae"], file=sys.stderr)
+    report["qf"]["camera_tables"] = {"qf_mae": tables["qf_mae"], "headline_qf_mae": tables["headline_qf_mae"]}
+    print("camera tables", tables["qf_mae"], tables["headline_qf_mae"], file=sys.stderr)
 
 
 if __name__ == "__main__":

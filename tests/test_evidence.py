@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from jpegtrace.analysis import COMPRESSED, NEVER_COMPRESSED, NO_EVIDENCE, judge, summarize, weighted_mean
-from jpegtrace.evidence import MIN_EVIDENCE_SHARE, evidence_map
+from jpegtrace.analysis import (COMPRESSED, NEVER_COMPRESSED, NO_EVIDENCE, analyze_array, judge, summarize,
+                                weighted_mean)
+from jpegtrace.evidence import MIN_EVIDENCE_SHARE, block_structure, evidence_map, set_blocks
 from jpegtrace.jpeg import jpeg_compress
 
 
@@ -61,3 +62,88 @@ def test_a_flat_image_is_no_evidence_without_a_qf():
     for image in (np.full((96, 96, 3), 200, np.uint8), _ramp()):
         result = analyze(image)
         assert result.verdict == NO_EVIDENCE and result.mean_quality is None and result.evidence_share == 0.0
+
+
+def _pixel_art(seed=0, cells=(40, 48), scale=5):
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, size=(4, 3), dtype=np.uint8)
+    art = palette[rng.integers(0, 4, size=cells)]
+    return np.repeat(np.repeat(art, scale, axis=0), scale, axis=1)
+
+
+@pytest.mark.parametrize("period", [4, 8, 12, 16, 32])
+def test_tiles_stripes_and_checkerboards_are_repeated_blocks(period):
+    rng = np.random.default_rng(period)
+    motif = rng.integers(0, 256, size=(period, period, 3), dtype=np.uint8)
+    tiles = np.tile(motif, (200 // period + 1, 232 // period + 1, 1))[:200, :232]
+    width = max(1, period // 2)  # stripes and squares of this width repeat on ``period``
+    stripes = np.repeat(np.repeat((np.arange(232) // width % 2).astype(np.uint8)[None, :] * 200, 200, 0)[:, :, None],
+                        3, axis=2)
+    yy, xx = np.mgrid[0:200, 0:232] // width
+    checker = np.repeat(((yy + xx) % 2 * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    for image in (tiles, stripes, checker):
+        repeated, piecewise = block_structure(image)
+        assert repeated.shape == (25, 29) and repeated.all()
+        assert not piecewise.any()
+
+
+def test_photos_and_their_jpegs_are_neither_repeated_nor_piecewise_constant(photo):
+    for image in (photo, jpeg_compress(photo, 30), jpeg_compress(photo, 80, "4:4:4"), jpeg_compress(photo, 98)):
+        repeated, piecewise = block_structure(image)
+        rows, cols = repeated.shape
+        blocks = image[:8 * rows, :8 * cols].reshape(rows, 8, cols, 8, 3)
+        flat = (blocks == blocks[:, :1, :, :1]).all(axis=(1, 3, 4))
+        assert not (repeated & ~flat).any()  # only the photo's flat (dark, saturated) blocks repeat
+        assert piecewise.mean() < 0.02
+
+
+def test_pixel_art_is_piecewise_constant_and_its_jpeg_is_not():
+    art = _pixel_art()
+    assert block_structure(art)[1].mean() > 0.5
+    for quality in (50, 80, 95):
+        assert block_structure(jpeg_compress(art, quality, "4:4:4"))[1].mean() < 0.02
+
+
+def test_block_structure_is_the_same_whatever_the_bands():
+    from jpegtrace import evidence
+
+    motif = np.random.default_rng(2).integers(0, 256, size=(12, 12, 3), dtype=np.uint8)
+    art = np.concatenate([_pixel_art(1, (60, 50), 3), np.tile(motif, (15, 13, 1))[:, :150]])
+    whole = block_structure(art)
+    original = evidence._BAND_PIXELS
+    try:
+        evidence._BAND_PIXELS = 1  # bands of 64 rows
+        banded = block_structure(art)
+    finally:
+        evidence._BAND_PIXELS = original
+    np.testing.assert_array_equal(whole[1], banded[1])
+    assert banded[0][-20:].all() and whole[0][-20:].all()
+
+
+def test_set_blocks_covers_the_remainder():
+    values = np.ones((19, 21), np.float32)
+    blocks = np.zeros((2, 2), bool)
+    blocks[1, 1] = True
+    set_blocks(values, blocks, 0.0)
+    assert values[8:, 8:].max() == 0.0 and values[:8].min() == 1.0 and values[:, :8].min() == 1.0
+
+
+def test_analysis_takes_repeats_out_of_the_evidence_and_sets_pixel_art_to_no_flag():
+    import torch
+
+    from jpegtrace.nn.qfnet import QFNet
+
+    torch.manual_seed(0)
+    random_model = QFNet().eval()
+    yy, xx = np.mgrid[0:160, 0:200] // 4
+    checker = np.repeat(((yy + xx) % 2 * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    result = analyze_array(checker, random_model)
+    assert result.evidence_share == 0.0 and result.verdict == NO_EVIDENCE and not result.grid.found
+
+    art = _pixel_art()
+    result = analyze_array(art, random_model)
+    _, piecewise = block_structure(art)
+    blocks = result.flag_map[:8 * piecewise.shape[0], :8 * piecewise.shape[1]].reshape(
+        piecewise.shape[0], 8, piecewise.shape[1], 8).max(axis=(1, 3))
+    assert not result.grid.found and blocks[piecewise].max() == 0.0
+    assert result.network_mean_flag is not None  # the network's own mean flag is kept

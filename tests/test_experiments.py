@@ -365,3 +365,25 @@ def test_assessment_histogram_counts_only_compressed_images():
     assert records[0].compressed and not records[3].compressed and not records[5].compressed
     row = records[5].as_row()
     assert (row["mean_quality"], row["mean_flag"], row["verdict"], row["evidence_share"]) == ("", "", "no evidence", 0.0)
+
+
+def test_summary_scores_the_headline_qf_beside_the_networks():
+    def record(image, quality, estimate, headline, source):
+        return EvaluationRecord(image, quality, estimate, 0.9, "compressed", "compressed", "compressed",
+                                headline_quality=headline, quality_source=source)
+
+    records = [record("a", 50, 46.0, 50.0, "table (IJG)"), record("b", 50, 53.0, 53.0, "network"),
+               record("a", 90, 88.0, 91.0, "table (non-standard)"), record("b", None, 99.0, 99.0, "network")]
+    summary = summarize_evaluation(records)
+    by_q = {r["quality"]: r for r in summary["per_quality"]}
+    assert summary["qf_mae"] == pytest.approx((4 + 3 + 2) / 3)
+    assert summary["headline_qf_mae"] == pytest.approx((0 + 3 + 1) / 3)
+    assert by_q[50]["mean_headline"] == pytest.approx(51.5) and by_q[50]["table_share"] == 0.5
+    assert by_q[90]["headline_mae"] == pytest.approx(1.0) and by_q[None]["headline_mae"] is None
+    row = records[0].as_row()
+    assert (row["headline_quality"], row["quality_source"]) == (50.0, "table (IJG)")
+
+
+def test_evaluate_model_records_the_table_qf_of_a_readable_jpeg(photo, tiny_model):
+    records = evaluate_model(tiny_model, {"photo": photo}, [50])
+    assert records[0].quality_source == "table (IJG)" and records[0].headline_quality == 50.0

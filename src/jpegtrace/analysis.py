@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from .errors import JpegTraceError
-from .evidence import MIN_EVIDENCE_SHARE, evidence_map
+from .evidence import MIN_EVIDENCE_SHARE, block_structure, evidence_map, set_blocks
 from .grid.check import GridEvidence, find_jpeg_grid
 from .grid.clipped import clipped_block_flag, grid_block_origin
 from .io import DEFAULT_MAX_PIXELS, as_analysis_array
@@ -82,7 +82,8 @@ class Analysis:
         Estimated JPEG quality factor per pixel, 0..100 (100 also means never compressed).
     flag_map : ndarray of float32, (H, W)
         Estimated probability-like compression flag per pixel, 0..1: the network's, raised in
-        clipped blocks where ``grid`` found a JPEG grid all around (see :func:`join_grid_evidence`).
+        clipped blocks where ``grid`` found a JPEG grid all around (see :func:`join_grid_evidence`),
+        0 in piecewise-constant blocks where it found none (see :func:`analyze_array`).
     verdict : str
         The whole-image verdict (:func:`judge`): "never compressed", "compressed" or "no evidence".
     mean_quality : float or None
@@ -103,8 +104,9 @@ class Analysis:
         The DCT check for a JPEG block grid (:func:`jpegtrace.grid.find_jpeg_grid`), which
         catches QF 97-100 JPEGs the network misses; None when it was not run.
     network_mean_flag : float or None
-        Mean of the network's flag map before the grid's evidence joined it; None when no grid
-        was found (or looked for), the flag map then being the network's.
+        Mean of the network's flag map before the grid's evidence joined it or piecewise-constant
+        blocks were set to 0 (see :func:`analyze_array`); None when neither changed it, the flag
+        map then being the network's.
     table : TableEstimate or None
         The last JPEG's luma quantisation table read from the pixels at the grid found
         (:func:`jpegtrace.tables.estimate_luma_table`); None without a grid or when too few steps
@@ -389,16 +391,32 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
         As for :func:`analyze`.
     grayscale, notes
         Passed on to the :class:`Analysis`: what reading the image found and did.
+
+    Notes
+    -----
+    Two tests of the pixels' structure (:func:`jpegtrace.evidence.block_structure`) qualify the
+    network's maps. Blocks that repeat exactly (tiles, stripes, checkerboards) are taken out of the
+    evidence map: a JPEG of a tile is itself periodic, so the copies add nothing. Where no grid is
+    found, blocks that are piecewise constant with an edge (pixel art, text, line drawings) get
+    flag 0: quantising an edge's DCT rings on both sides of it, so no JPEG decodes to them.
     """
     grid = find_jpeg_grid(rgb) if grid_check else None
     evidence = evidence_map(rgb)
+    repeated, piecewise_constant = block_structure(rgb)
+    set_blocks(evidence, repeated, 0.0)  # one period of a tile carries all of its evidence
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision, backend=backend)
     network_mean_flag = table = None
-    if grid is not None and grid.found:
+    found = grid is not None and grid.found
+    if found or piecewise_constant.any():
         flag = np.clip(raw[FLAG_CHANNEL], 0.0, 1.0, out=raw[FLAG_CHANNEL])
         network_mean_flag = weighted_mean(flag, evidence)
-        join_grid_evidence(flag, rgb, grid)
-        table = estimate_luma_table(rgb, grid_offset=grid.grid_offset)
+        if found:
+            join_grid_evidence(flag, rgb, grid)
+            table = estimate_luma_table(rgb, grid_offset=grid.grid_offset)
+        else:
+            # An edge between exactly flat pixels is what a JPEG cannot leave (it rings); only a
+            # coarse JPEG's DC-only blocks look so, and those show their grid.
+            set_blocks(flag, piecewise_constant, 0.0)
     return summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
                      quality_calibration=model.quality_calibration, network_mean_flag=network_mean_flag,
                      evidence=evidence, table=table)

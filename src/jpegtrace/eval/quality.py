@@ -28,6 +28,8 @@ class EvaluationRecord:
     flag map, before the grid's evidence joined it in clipped blocks. ``grid_score`` is the score
     of :func:`jpegtrace.grid.find_jpeg_grid` (None when the check was not run).
     ``estimated_quality`` and ``mean_flag`` are None when no pixel carries evidence.
+    ``headline_quality`` is the analysis's headline QF (:attr:`jpegtrace.analysis.Analysis.headline_quality`:
+    the table's where it was read, else the network's), ``quality_source`` where it comes from.
     """
 
     image: str
@@ -40,6 +42,8 @@ class EvaluationRecord:
     evidence_share: float = 1.0
     grid_score: float | None = None
     network_mean_flag: float | None = None
+    headline_quality: float | None = None
+    quality_source: str = "network"
 
     @property
     def compressed(self) -> bool:
@@ -53,6 +57,13 @@ class EvaluationRecord:
             return None
         return abs(self.estimated_quality - self.quality)
 
+    @property
+    def headline_abs_error(self) -> float | None:
+        """``|headline - true QF|``; None for the uncompressed original or without a headline QF."""
+        if self.quality is None or self.headline_quality is None:
+            return None
+        return abs(self.headline_quality - self.quality)
+
     def as_row(self) -> dict:
         """The record as a flat dict for CSV and JSON (``""`` for what is None)."""
         return {"image": self.image, "quality": cell(self.quality, 0),
@@ -60,7 +71,8 @@ class EvaluationRecord:
                 "network_mean_flag": cell(self.mean_flag if self.network_mean_flag is None
                                             else self.network_mean_flag, 4),
                 "evidence_share": round(self.evidence_share, 4), "grid_score": cell(self.grid_score, 2),
-                "verdict": self.verdict, "abs_error": cell(self.abs_error, 4)}
+                "verdict": self.verdict, "abs_error": cell(self.abs_error, 4),
+                "headline_quality": cell(self.headline_quality, 4), "quality_source": self.quality_source}
 
 
 def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Sequence[int | None], *,
@@ -123,7 +135,8 @@ def record_of(image: str, quality: int | None, result: Analysis) -> EvaluationRe
                             flag_verdict=result.flag_verdict, network_verdict=result.network_verdict,
                             evidence_share=result.evidence_share,
                             grid_score=None if result.grid is None else result.grid.score,
-                            network_mean_flag=result.network_mean_flag)
+                            network_mean_flag=result.network_mean_flag,
+                            headline_quality=result.headline_quality, quality_source=result.quality_source)
 
 
 def _test_image(source: np.ndarray, quality: int | None, subsampling: str,
@@ -206,7 +219,10 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
         (the range of Fig. 2), None if there are none; ``qf_mae_all_qualities``: the same over
         every compressed test image; ``detection_accuracy``: share of test images whose verdict
         (compressed or not) is right; ``clean_judged_uncompressed``: share of originals judged
-        uncompressed; ``n_images``: number of distinct images; ``n_records``.
+        uncompressed; ``headline_qf_mae``: ``qf_mae`` of the headline QF (the table's where it was
+        read); ``n_images``: number of distinct images; ``n_records``. Each ``per_quality`` row
+        also has ``mean_headline``, ``headline_mae`` and ``table_share`` (share whose headline is
+        the table's).
     """
     by_quality: dict[int | None, list[EvaluationRecord]] = {}
     for r in records:
@@ -217,8 +233,13 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
         # Images without evidence have no estimate: their share is the row's "no_evidence".
         est = np.array([r.estimated_quality for r in rs if r.estimated_quality is not None], dtype=np.float64)
         flags = [r.mean_flag for r in rs if r.mean_flag is not None]
+        headline = np.array([r.headline_quality for r in rs if r.headline_quality is not None], dtype=np.float64)
         row = {"quality": quality, "n": len(rs),
                "mean_estimate": float(est.mean()) if est.size else None,
+               "mean_headline": float(headline.mean()) if headline.size else None,
+               "headline_mae": None if quality is None or not headline.size
+               else float(np.abs(headline - quality).mean()),
+               "table_share": float(np.mean([r.quality_source != "network" for r in rs])),
                "std_estimate": float(est.std()) if est.size else None,
                "mae": None if quality is None or not est.size else float(np.abs(est - quality).mean()),
                "mean_flag": float(np.mean(flags)) if flags else None,
@@ -234,6 +255,8 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
     compressed = [r for r in records if r.quality is not None]
     errors = [r.abs_error for r in compressed if r.quality <= QF_MAE_MAX_QUALITY and r.abs_error is not None]
     all_errors = [r.abs_error for r in compressed if r.abs_error is not None]
+    headline_errors = [r.headline_abs_error for r in compressed
+                       if r.quality <= QF_MAE_MAX_QUALITY and r.headline_abs_error is not None]
     correct = [r.compressed == (r.quality is not None) for r in records]
     clean = [r for r in records if r.quality is None]
     return {
@@ -241,6 +264,7 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
         "table1": table1,
         "qf_mae": float(np.mean(errors)) if errors else None,
         "qf_mae_all_qualities": float(np.mean(all_errors)) if all_errors else None,
+        "headline_qf_mae": float(np.mean(headline_errors)) if headline_errors else None,
         "detection_accuracy": float(np.mean(correct)) if correct else None,
         "clean_judged_uncompressed": float(np.mean([not r.compressed for r in clean])) if clean else None,
         "n_images": len({r.image for r in records}),
