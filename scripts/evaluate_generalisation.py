@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jpegtrace.analysis import COMPRESSED, analyze_array, load_model
+from jpegtrace.analysis import JPEG_VERDICTS, analyze_array, load_model
 from jpegtrace.eval.collage import collage_benchmark, summarize_collage_benchmark
 from jpegtrace.eval.negatives import evaluate_negatives, fresh_negatives, summarize_negatives
 from jpegtrace.eval.quality import evaluate_model, summarize_evaluation
@@ -92,7 +92,7 @@ def clean_photos(report: dict, model, images: dict) -> None:
     clean = [analyze_array(image, model) for image in images.values()]
     report["clean_photos"] = {
         "mean_flagged_share": float(np.mean([(r.flag_map > 0.5).mean() for r in clean])),
-        "judged_compressed": float(np.mean([r.verdict == COMPRESSED for r in clean])),
+        "judged_compressed": float(np.mean([r.verdict in JPEG_VERDICTS for r in clean])),
         "grid_found": float(np.mean([r.grid.found for r in clean])),
         "verdicts": {v: sum(r.verdict == v for r in clean) for v in sorted({r.verdict for r in clean})}}
     print("clean", report["clean_photos"], file=sys.stderr)

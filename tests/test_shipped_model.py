@@ -118,3 +118,22 @@ def test_estimates_on_fixed_images_are_those_recorded_with_the_shipped_weights()
         assert result.verdict == expected["verdict"], name
         assert abs(result.mean_quality - expected["mean_quality"]) <= 0.5, name
         assert abs(result.mean_flag - expected["mean_flag"]) <= 0.02, name
+
+
+def test_the_demo_fake_is_partly_compressed_with_the_discs_box(tmp_path):
+    """`make demo`'s fake: a disc from a QF-80 JPEG pasted into a never-compressed photo."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, str(root / "scripts" / "demo.py"), "--out", str(tmp_path)], check=True,
+                   capture_output=True)
+    mask = np.asarray(Image.open(tmp_path / "mask.png")) > 0
+    rows, cols = np.nonzero(mask)
+    disc = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+    fake, clean = analyze(tmp_path / "fake.png"), analyze(tmp_path / "clean.png")
+    assert fake.verdict == "partly compressed" and clean.verdict == "never compressed"
+    assert len(fake.flag_regions) == 1 and not clean.regions
+    assert max(abs(a - b) for a, b in zip(fake.flag_regions[0].box, disc)) <= 10
+    assert 60 <= fake.headline_quality <= 90 and fake.quality_source == "region"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import weakref
@@ -17,6 +18,7 @@ from .evidence import MIN_EVIDENCE_SHARE, block_structure, evidence_map, set_blo
 from .grid.check import GridEvidence, find_jpeg_grid
 from .grid.clipped import clipped_block_flag, grid_block_origin
 from .io import DEFAULT_MAX_PIXELS, as_analysis_array
+from .regions import FLAG, Region, confirm_regions, find_regions, outside_regions
 from .nn import engine
 from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
 from .nn.weights import QualityCalibration, load_weights
@@ -31,8 +33,11 @@ DEFAULT_TILE_SIZE = 512
 # The verdicts, one vocabulary for every output (text, JSON, CSV, reports).
 NEVER_COMPRESSED = "never compressed"
 COMPRESSED = "compressed"
+PARTLY_COMPRESSED = "partly compressed"
 NO_EVIDENCE = "no evidence"
-VERDICTS = (NEVER_COMPRESSED, COMPRESSED, NO_EVIDENCE)
+VERDICTS = (NEVER_COMPRESSED, COMPRESSED, PARTLY_COMPRESSED, NO_EVIDENCE)
+#: The verdicts that found JPEG compression somewhere (what counts as "judged compressed").
+JPEG_VERDICTS = (COMPRESSED, PARTLY_COMPRESSED)
 
 
 def judge(mean_flag: float | None, *, grid_found: bool = False,
@@ -85,7 +90,9 @@ class Analysis:
         clipped blocks where ``grid`` found a JPEG grid all around (see :func:`join_grid_evidence`),
         0 in piecewise-constant blocks where it found none (see :func:`analyze_array`).
     verdict : str
-        The whole-image verdict (:func:`judge`): "never compressed", "compressed" or "no evidence".
+        The whole-image verdict, one of :data:`VERDICTS`: "never compressed", "compressed", "partly
+        compressed" (flag regions in an image whose rest is not compressed, see
+        :func:`partial_verdict`) or "no evidence" (:func:`judge`).
     mean_quality : float or None
         Mean of ``quality_map`` weighted by ``evidence_map``: the whole-image QF estimate; None
         when the verdict is "no evidence".
@@ -111,6 +118,12 @@ class Analysis:
         The last JPEG's luma quantisation table read from the pixels at the grid found
         (:func:`jpegtrace.tables.estimate_luma_table`); None without a grid or when too few steps
         can be read.
+    regions : tuple of Region
+        Areas of flagged blocks, and of flagged blocks whose QF differs from the rest
+        (:func:`jpegtrace.regions.find_regions`).
+    outside_flag : float or None
+        Mean flag (evidence-weighted) outside the flag regions; None when there are none or no
+        pixel outside carries evidence.
     """
 
     quality_map: np.ndarray
@@ -125,6 +138,13 @@ class Analysis:
     grid: GridEvidence | None = None
     network_mean_flag: float | None = None
     table: TableEstimate | None = None
+    regions: tuple[Region, ...] = field(default=())
+    outside_flag: float | None = None
+
+    @property
+    def flag_regions(self) -> tuple[Region, ...]:
+        """The regions of flagged blocks (largest first)."""
+        return tuple(r for r in self.regions if r.kind == FLAG)
 
     @property
     def headline_quality(self) -> float | None:
@@ -132,29 +152,35 @@ class Analysis:
 
         An IJG table read from the pixels gives the exact QF; a non-standard one read at
         :data:`MIN_TABLE_STEPS_FOR_QF` frequencies or more its IJG-equivalent QF; otherwise (no grid,
-        few steps readable) it is ``mean_quality``. :attr:`quality_source` says which.
+        few steps readable) it is ``mean_quality``, or for a partly compressed image the QF inside
+        its largest flag region. :attr:`quality_source` says which.
         """
         source = self.quality_source
         if source == "table (IJG)":
             return float(self.table.ijg_quality)
         if source == "table (non-standard)":
             return float(self.table.equivalent_quality)
+        if source == "region":
+            return self.flag_regions[0].quality_inside
         return self.mean_quality
 
     @property
     def quality_source(self) -> str:
-        """Where :attr:`headline_quality` comes from: "table (IJG)", "table (non-standard)" or "network"."""
-        if self.table is not None and self.verdict == COMPRESSED:
+        """Where :attr:`headline_quality` comes from: "table (IJG)", "table (non-standard)", "region"
+        (the network's QF inside the largest flag region of a partly compressed image) or "network"."""
+        if self.table is not None and self.verdict in JPEG_VERDICTS:
             if self.table.ijg_quality is not None:
                 return "table (IJG)"
             if self.table.equivalent_quality is not None and self.table.known.sum() >= MIN_TABLE_STEPS_FOR_QF:
                 return "table (non-standard)"
+        if self.verdict == PARTLY_COMPRESSED and self.flag_regions[0].quality_inside is not None:
+            return "region"
         return "network"
 
     @property
     def compressed(self) -> bool:
-        """Whether the verdict is "compressed"."""
-        return self.verdict == COMPRESSED
+        """Whether JPEG compression was found, in the whole image or in part (:data:`JPEG_VERDICTS`)."""
+        return self.verdict in JPEG_VERDICTS
 
     @property
     def flag_verdict(self) -> str:
@@ -265,7 +291,7 @@ def summarize(raw_maps: np.ndarray, *, grayscale: bool = False, notes: tuple[str
               inplace: bool = False, grid: GridEvidence | None = None,
               quality_calibration: QualityCalibration | None = None,
               network_mean_flag: float | None = None, evidence: np.ndarray | None = None,
-              table: TableEstimate | None = None) -> Analysis:
+              table: TableEstimate | None = None, find_local: bool = True) -> Analysis:
     """Turn raw network maps ``(2, H, W)`` into an :class:`Analysis` (maps clipped to [0, 1] first).
 
     ``grid``, the result of :func:`jpegtrace.grid.find_jpeg_grid` on the same image, joins the
@@ -275,6 +301,8 @@ def summarize(raw_maps: np.ndarray, *, grayscale: bool = False, notes: tuple[str
     to it first, and passes the mean flag of the network's own map as ``network_mean_flag``).
     ``evidence`` (:func:`jpegtrace.evidence.evidence_map` of the image) weighs the means and decides
     "no evidence"; without it every pixel counts fully.
+    ``find_local`` finds the maps' regions (:func:`jpegtrace.regions.find_regions`) and lets them
+    make the verdict "partly compressed" (:func:`partial_verdict`).
     With ``inplace=True`` a float32 ``raw_maps`` is overwritten and the returned maps are views
     of it, so no image-sized copy is made (what :func:`analyze` does for large images).
     """
@@ -292,9 +320,59 @@ def summarize(raw_maps: np.ndarray, *, grayscale: bool = False, notes: tuple[str
     mean_flag = weighted_mean(flag, evidence)
     verdict = judge(mean_flag, grid_found=grid is not None and grid.found, evidence_share=share)
     mean_quality = weighted_mean(quality_map, evidence) if verdict != NO_EVIDENCE else None
+    regions = tuple(find_regions(quality_map, flag, evidence)) if find_local else ()
+    outside_flag, outside_share = outside_regions(regions, flag, evidence)
+    # A grid found is taken to cover the whole image here; analyze_array checks it outside the regions.
+    verdict = partial_verdict(verdict, regions, outside_flag, outside_share,
+                              grid_outside=grid is not None and grid.found)
     return Analysis(quality_map=quality_map, flag_map=flag, verdict=verdict, mean_quality=mean_quality,
                     mean_flag=mean_flag, evidence_map=evidence, evidence_share=share, grayscale=grayscale,
-                    notes=tuple(notes), grid=grid, network_mean_flag=network_mean_flag, table=table)
+                    notes=tuple(notes), grid=grid, network_mean_flag=network_mean_flag, table=table,
+                    regions=regions, outside_flag=outside_flag)
+
+
+def partial_verdict(verdict: str, regions: Sequence[Region], outside_flag: float | None, outside_share: float, *,
+                    grid_outside: bool) -> str:
+    """``verdict`` (of :func:`judge`), made "partly compressed" where the flag regions are all there is.
+
+    Parameters
+    ----------
+    verdict : str
+        The whole-image verdict of :func:`judge`.
+    regions : sequence of Region
+        The image's regions (:func:`jpegtrace.regions.find_regions`).
+    outside_flag : float or None
+        Mean flag over the pixels with evidence outside the flag regions' boxes.
+    outside_share : float
+        Share of the image's pixels outside the boxes that carry evidence (evidence-weighted).
+    grid_outside : bool
+        Whether a JPEG grid is found outside the boxes.
+
+    Notes
+    -----
+    An image is partly compressed when it has a confirmed flag region
+    (:attr:`jpegtrace.regions.Region.confirmed`: a clear one, or one with a JPEG grid of its own) and,
+    outside the flag regions' boxes, at least :data:`~jpegtrace.evidence.MIN_EVIDENCE_SHARE` of the
+    image carries evidence, the mean flag there is at most 0.5 and no JPEG grid is found there:
+    the rest of the image is then judged never compressed by the same rule as a whole image.
+    """
+    if not any(r.confirmed for r in regions) or outside_flag is None or verdict == NO_EVIDENCE:
+        return verdict
+    if outside_flag <= 0.5 and outside_share >= MIN_EVIDENCE_SHARE and not grid_outside:
+        return PARTLY_COMPRESSED
+    return verdict
+
+
+def grid_found_outside(image: np.ndarray, regions: Sequence[Region]) -> bool:
+    """Whether :func:`jpegtrace.grid.find_jpeg_grid` finds a grid in ``image`` outside the flag
+    regions' boxes (grown by a block), which are painted flat first: the grid check leaves flat
+    blocks out."""
+    painted = image.copy()
+    for r in regions:
+        if r.kind == FLAG:
+            top, left, bottom, right = r.box
+            painted[max(0, top - 8):bottom + 8, max(0, left - 8):right + 8] = 128
+    return find_jpeg_grid(painted).found
 
 
 def join_grid_evidence(flag_map: np.ndarray, image: np.ndarray, grid: GridEvidence) -> None:
@@ -417,6 +495,18 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
             # An edge between exactly flat pixels is what a JPEG cannot leave (it rings); only a
             # coarse JPEG's DC-only blocks look so, and those show their grid.
             set_blocks(flag, piecewise_constant, 0.0)
-    return summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
-                     quality_calibration=model.quality_calibration, network_mean_flag=network_mean_flag,
-                     evidence=evidence, table=table)
+    result = summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
+                       quality_calibration=model.quality_calibration, network_mean_flag=network_mean_flag,
+                       evidence=evidence, table=table)
+    if not result.flag_regions:
+        return result
+    # Each flag region's own grid confirms it; the image's grid may be the regions' own, so it is
+    # looked for again without them.
+    regions = confirm_regions(rgb, result.regions)
+    verdict = judge(result.mean_flag, grid_found=found, evidence_share=result.evidence_share)
+    outside_share = outside_regions(regions, result.flag_map, result.evidence_map)[1]
+    candidate = partial_verdict(verdict, regions, result.outside_flag, outside_share, grid_outside=False)
+    if candidate == PARTLY_COMPRESSED and found:
+        candidate = partial_verdict(verdict, regions, result.outside_flag, outside_share,
+                                    grid_outside=grid_found_outside(rgb, regions))
+    return dataclasses.replace(result, verdict=candidate, regions=regions)

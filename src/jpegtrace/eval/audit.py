@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NEVER_COMPRESSED, NO_EVIDENCE, Analysis, analyze_array
+from ..analysis import (DEFAULT_TILE_SIZE, JPEG_VERDICTS, NEVER_COMPRESSED, NO_EVIDENCE, PARTLY_COMPRESSED, Analysis,
+                        analyze_array)
 from ..errors import ImageReadError
 from ..io import as_analysis_array
 from ..nn.qfnet import QFNet
@@ -34,8 +35,8 @@ class AssessmentRecord:
 
     @property
     def compressed(self) -> bool:
-        """Whether the verdict is "compressed"."""
-        return self.verdict == COMPRESSED
+        """Whether JPEG compression was found (in the whole image or in part)."""
+        return self.verdict in JPEG_VERDICTS
 
     def as_row(self) -> dict:
         """The record as a flat dict for CSV and JSON (``""`` for what is None)."""
@@ -101,7 +102,8 @@ def summarize_assessment(records: Sequence[AssessmentRecord], failures: Sequence
     Returns
     -------
     dict
-        ``n_files`` (analysed and failed), ``n_analysed``, ``n_compressed``, ``n_uncompressed`` (never compressed), ``n_no_evidence``,
+        ``n_files`` (analysed and failed), ``n_analysed``, ``n_compressed`` (whole or in part),
+        ``n_partly_compressed``, ``n_uncompressed`` (never compressed), ``n_no_evidence``,
         ``n_grayscale``, ``n_failed``, ``share_compressed``, ``mean_quality_compressed`` (None
         when none is compressed), ``histogram``: ``edges`` (bin edges in QF, the last bin closed)
         and ``counts``.
@@ -113,6 +115,7 @@ def summarize_assessment(records: Sequence[AssessmentRecord], failures: Sequence
         "n_files": len(records) + len(failures),
         "n_analysed": len(records),
         "n_compressed": len(compressed),
+        "n_partly_compressed": sum(r.verdict == PARTLY_COMPRESSED for r in records),
         "n_uncompressed": sum(r.verdict == NEVER_COMPRESSED for r in records),
         "n_no_evidence": sum(r.verdict == NO_EVIDENCE for r in records),
         "n_grayscale": sum(r.grayscale for r in records),

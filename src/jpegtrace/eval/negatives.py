@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NO_EVIDENCE, analyze_array
+from ..analysis import DEFAULT_TILE_SIZE, JPEG_VERDICTS, NO_EVIDENCE, analyze_array
 from ..nn.qfnet import QFNet
 from ..train.synthetic import HELD_OUT_FONTS, KINDS, TEXTURELESS_KINDS, rescaled, synthetic_image
 
@@ -70,7 +70,7 @@ def evaluate_negatives(model: QFNet, negatives: Sequence[tuple[str, str, np.ndar
 def summarize_negatives(records: Sequence[NegativeRecord]) -> dict:
     """Shares judged compressed (all, and by the grid check), and per kind; flat kinds' "no evidence" share."""
     def shares(rs):
-        return {"n": len(rs), "judged_compressed": float(np.mean([r.verdict == COMPRESSED for r in rs])),
+        return {"n": len(rs), "judged_compressed": float(np.mean([r.verdict in JPEG_VERDICTS for r in rs])),
                 "grid_found": float(np.mean([r.grid_found for r in rs])),
                 "no_evidence": float(np.mean([r.verdict == NO_EVIDENCE for r in rs])),
                 "mean_flagged_share": float(np.mean([r.flagged_share for r in rs]))}

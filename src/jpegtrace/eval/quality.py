@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NO_EVIDENCE, Analysis, analyze_array
+from ..analysis import DEFAULT_TILE_SIZE, JPEG_VERDICTS, NO_EVIDENCE, Analysis, analyze_array
 from ..errors import ImageReadError
 from ..io import as_analysis_array
 from ..jpeg import camera_like_tables, ijg_equivalent_quality, jpeg_compress, to_grayscale
@@ -47,8 +47,8 @@ class EvaluationRecord:
 
     @property
     def compressed(self) -> bool:
-        """Whether the analysis's verdict is "compressed"."""
-        return self.verdict == COMPRESSED
+        """Whether the analysis found JPEG compression (in the whole image or in part)."""
+        return self.verdict in JPEG_VERDICTS
 
     @property
     def abs_error(self) -> float | None:
@@ -243,9 +243,9 @@ def summarize_evaluation(records: Sequence[EvaluationRecord]) -> dict:
                "std_estimate": float(est.std()) if est.size else None,
                "mae": None if quality is None or not est.size else float(np.abs(est - quality).mean()),
                "mean_flag": float(np.mean(flags)) if flags else None,
-               "judged_uncompressed": float(np.mean([r.verdict != COMPRESSED for r in rs])),
-               "flag_judged_uncompressed": float(np.mean([r.flag_verdict != COMPRESSED for r in rs])),
-               "network_judged_uncompressed": float(np.mean([r.network_verdict != COMPRESSED for r in rs])),
+               "judged_uncompressed": float(np.mean([r.verdict not in JPEG_VERDICTS for r in rs])),
+               "flag_judged_uncompressed": float(np.mean([r.flag_verdict not in JPEG_VERDICTS for r in rs])),
+               "network_judged_uncompressed": float(np.mean([r.network_verdict not in JPEG_VERDICTS for r in rs])),
                "no_evidence": float(np.mean([r.verdict == NO_EVIDENCE for r in rs]))}
         per_quality.append(row)
     shares = ("judged_uncompressed", "flag_judged_uncompressed", "network_judged_uncompressed")

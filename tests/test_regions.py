@@ -1,0 +1,107 @@
+"""Local evidence: regions of the flag and quality maps, and the "partly compressed" verdict."""
+
+import numpy as np
+import pytest
+
+from jpegtrace.analysis import COMPRESSED, NEVER_COMPRESSED, PARTLY_COMPRESSED, summarize
+from jpegtrace.regions import FLAG, QUALITY, cell_means, find_regions, outside_regions
+
+
+def _raw(flag, quality):
+    """Raw network maps (normalised quality: 0 = QF 100) of the given flag and QF maps."""
+    return np.stack([1.0 - quality / 100.0, flag]).astype(np.float32)
+
+
+def test_a_flagged_rectangle_is_one_region_with_its_box_and_qf():
+    flag = np.full((240, 320), 0.05, np.float32)
+    quality = np.full((240, 320), 99.0, np.float32)
+    flag[50:150, 70:190] = 0.95
+    quality[50:150, 70:190] = 75.0
+    regions = find_regions(quality, flag)
+    assert [r.kind for r in regions] == [FLAG]
+    top, left, bottom, right = regions[0].box
+    assert abs(top - 50) <= 8 and abs(left - 70) <= 8 and abs(bottom - 150) <= 8 and abs(right - 190) <= 8
+    assert regions[0].quality_inside == pytest.approx(75.0, abs=1)
+    assert regions[0].quality_around == pytest.approx(99.0, abs=1)
+    assert regions[0].area_share == pytest.approx(100 * 120 / (240 * 320), rel=0.15)
+    assert regions[0].score > 0.8 and regions[0].confirmed
+    result = summarize(_raw(flag, quality))
+    assert result.verdict == PARTLY_COMPRESSED and result.compressed
+    assert result.headline_quality == pytest.approx(75.0, abs=1) and result.quality_source == "region"
+    assert result.outside_flag == pytest.approx(0.05, abs=0.01)
+
+
+def test_speckles_and_a_weak_blotch_make_no_partly_compressed_verdict():
+    rng = np.random.default_rng(0)
+    flag = (rng.random((240, 320)) < 0.05).astype(np.float32)  # isolated flagged pixels
+    quality = np.full((240, 320), 98.0, np.float32)
+    assert find_regions(quality, flag) == []
+    assert summarize(_raw(flag, quality)).verdict == NEVER_COMPRESSED
+    blotch = np.full((240, 320), 0.1, np.float32)
+    blotch[100:150, 100:160] = 0.7  # a region, but not a clear one (score 0.6)
+    result = summarize(_raw(blotch, quality))
+    assert len(result.flag_regions) == 1 and not result.flag_regions[0].confirmed
+    assert result.verdict == NEVER_COMPRESSED
+
+
+def test_an_image_flagged_all_over_is_compressed_with_one_region():
+    flag = np.full((160, 200), 0.9, np.float32)
+    quality = np.full((160, 200), 80.0, np.float32)
+    result = summarize(_raw(flag, quality))
+    assert result.verdict == COMPRESSED and len(result.flag_regions) == 1
+    assert result.flag_regions[0].area_share > 0.95 and result.outside_flag is None
+
+
+def test_a_low_qf_area_inside_a_compressed_image_is_a_quality_region():
+    flag = np.full((256, 320), 0.95, np.float32)
+    quality = np.full((256, 320), 92.0, np.float32)
+    quality[64:160, 96:224] = 40.0
+    regions = find_regions(quality, flag)
+    kinds = [r.kind for r in regions]
+    assert kinds == [FLAG, QUALITY]
+    region = regions[1]
+    assert region.quality_inside == pytest.approx(40.0, abs=1) and region.quality_around == pytest.approx(92.0, abs=1)
+    top, left, bottom, right = region.box
+    assert abs(top - 64) <= 8 and abs(left - 96) <= 8 and abs(bottom - 160) <= 8 and abs(right - 224) <= 8
+    assert summarize(_raw(flag, quality)).verdict == COMPRESSED
+    # QF that only wanders a little makes none
+    wander = 92.0 + 6.0 * np.sin(np.arange(320) / 20.0)[None, :].repeat(256, 0)
+    assert [r.kind for r in find_regions(wander.astype(np.float32), flag)] == [FLAG]
+
+
+def test_cells_without_evidence_take_no_part():
+    flag = np.full((160, 160), 0.9, np.float32)
+    quality = np.full((160, 160), 70.0, np.float32)
+    evidence = np.zeros((160, 160), np.float32)
+    evidence[:, :80] = 1.0
+    regions = find_regions(quality, flag, evidence)
+    assert len(regions) == 1 and regions[0].box[3] <= 88
+
+
+def test_cell_means_weigh_by_the_evidence_and_cover_partial_cells():
+    values = np.arange(20 * 19, dtype=np.float32).reshape(20, 19)
+    weights = np.ones_like(values)
+    weights[:8, :8] = 0.0
+    mean, weight = cell_means(values, weights)
+    assert mean.shape == (3, 3) and np.isnan(mean[0, 0]) and weight[0, 0] == 0.0
+    assert mean[2, 2] == pytest.approx(values[16:, 16:].mean()) and weight[2, 2] == 1.0
+    from jpegtrace import regions as module
+
+    original = module._BAND_PIXELS
+    try:
+        module._BAND_PIXELS = 1
+        banded = cell_means(values, weights)
+    finally:
+        module._BAND_PIXELS = original
+    np.testing.assert_array_equal(np.nan_to_num(banded[0]), np.nan_to_num(mean))
+
+
+def test_outside_regions_leaves_the_boxes_out():
+    flag = np.full((128, 128), 0.2, np.float32)
+    flag[:48, :48] = 1.0
+    quality = np.full((128, 128), 90.0, np.float32)
+    regions = find_regions(quality, flag)
+    assert [r.box for r in regions] == [(0, 0, 48, 48)]
+    outside_flag, share = outside_regions(regions, flag, None)
+    assert outside_flag == pytest.approx(0.2) and share == pytest.approx(1 - 48 * 48 / 128 ** 2)
+    assert outside_regions([], flag, None) == (None, 0.0)
