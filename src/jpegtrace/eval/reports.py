@@ -480,36 +480,61 @@ def thumbnail(rgb: np.ndarray, size: int = 160) -> np.ndarray:
 
 def flag_thumbnail(flag_map: np.ndarray, size: int = 160) -> np.ndarray:
     """The flag map scaled like :func:`thumbnail` and colour-mapped as in :func:`flag_map_figure`."""
+    return _map_thumbnail(flag_map, size, FLAG_SCALE)
+
+
+def quality_thumbnail(quality_map: np.ndarray, size: int = 160) -> np.ndarray:
+    """The quality map scaled like :func:`thumbnail` and colour-mapped as in :func:`quality_map_figure`."""
+    return _map_thumbnail(quality_map, size, QUALITY_SCALE)
+
+
+def _map_thumbnail(values: np.ndarray, size: int, scale: tuple) -> np.ndarray:
     from PIL import Image
 
-    target = _resize_to(size, *flag_map.shape)
-    resample = Image.Resampling.BOX if target[0] < flag_map.shape[1] else Image.Resampling.NEAREST
-    small = np.asarray(Image.fromarray(flag_map.astype(np.float32), mode="F").resize(target, resample))
-    colour = _colormap(FLAG_CMAP)(np.clip(small, 0, 1))[:, :, :3]
+    cmap, _, vmin, vmax = scale
+    target = _resize_to(size, *values.shape)
+    resample = Image.Resampling.BOX if target[0] < values.shape[1] else Image.Resampling.NEAREST
+    small = np.asarray(Image.fromarray(values.astype(np.float32), mode="F").resize(target, resample))
+    colour = _colormap(cmap)(np.clip((small - vmin) / (vmax - vmin), 0, 1))[:, :, :3]
     return np.round(colour * 255).astype(np.uint8)
 
 
 def save_thumbnails(out_dir: str | os.PathLike, index: int, rgb: np.ndarray, flag_map: np.ndarray,
-                    size: int = 160) -> tuple[str, str]:
-    """Write ``thumbnails/NNNNN.png`` and ``thumbnails/NNNNN_flag.png`` under ``out_dir``.
+                    size: int = 160, *, quality_map: np.ndarray | None = None) -> tuple[str, ...]:
+    """Write ``thumbnails/NNNNN.png`` and ``thumbnails/NNNNN_flag.png`` under ``out_dir``, and
+    ``thumbnails/NNNNN_quality.png`` when ``quality_map`` is given.
 
-    Returns their paths relative to ``out_dir`` (as the HTML page links them).
+    Returns their paths relative to ``out_dir`` (as the HTML page links them): ``(image, flag)``, or
+    ``(image, flag, quality)`` with ``quality_map``.
     """
     folder = Path(out_dir) / "thumbnails"
     folder.mkdir(parents=True, exist_ok=True)
     image_name, flag_name = f"{index:05d}.png", f"{index:05d}_flag.png"
     _write_image(thumbnail(rgb, size), folder / image_name)
     _write_image(flag_thumbnail(flag_map, size), folder / flag_name)
-    return f"thumbnails/{image_name}", f"thumbnails/{flag_name}"
+    if quality_map is None:
+        return f"thumbnails/{image_name}", f"thumbnails/{flag_name}"
+    quality_name = f"{index:05d}_quality.png"
+    _write_image(quality_thumbnail(quality_map, size), folder / quality_name)
+    return f"thumbnails/{image_name}", f"thumbnails/{flag_name}", f"thumbnails/{quality_name}"
 
 
+# The page fits a 1280-pixel window: thumbnails shrink with it, and file names and notes wrap
+# (anywhere, for names without spaces) instead of widening the table.
 _HTML_STYLE = """
+* { box-sizing: border-box; }
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: middle; }
+p { max-width: 75em; }
+img.histogram { max-width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: 0.9em; width: 100%; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 6px; text-align: left; vertical-align: middle; }
 th { background: #f4f4f4; position: sticky; top: 0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img.thumb { max-width: 160px; max-height: 160px; image-rendering: auto; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.file, td.notes, td.reason { overflow-wrap: anywhere; }
+td.file { min-width: 8em; }
+td.notes { min-width: 15em; font-size: 0.92em; }
+td.thumb { width: 1%; }
+img.thumb { display: block; max-width: min(160px, 10vw); max-height: 160px; height: auto; image-rendering: auto; }
 .compressed { color: #b00020; font-weight: 600; }
 .never-compressed { color: #0a7a2f; font-weight: 600; }
 .no-evidence { color: #666; font-style: italic; }
@@ -518,19 +543,37 @@ img.thumb { max-width: 160px; max-height: 160px; image-rendering: auto; }
 """
 
 
-def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tuple[str, str]] | None = None,
-                    histogram: str | None = "qf_histogram.png", title: str = "JPEG compression audit",
-                    source: str | None = None) -> str:
-    """The HTML page of an audit: counts, histogram, one table row per image with its thumbnail
-    and flag map, and the files that could not be read with their reasons.
+def _href(path: str) -> str:
+    """A relative path as an attribute value: percent-encoded (spaces, ``#``, ``?``) and HTML-escaped."""
+    from html import escape
+    from urllib.parse import quote
 
-    ``thumbnails`` maps a record's file name to the relative paths of its thumbnail and flag
-    map (see :func:`save_thumbnails`).
+    return escape(quote(path.replace(os.sep, "/"), safe="/-_.~"), quote=True)
+
+
+def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tuple[str, ...]] | None = None,
+                    histogram: str | None = "qf_histogram.png", title: str = "JPEG compression audit",
+                    source: str | None = None, *, pages: dict[str, str] | None = None) -> str:
+    """The HTML page of an audit: counts, histogram, one table row per image with its thumbnail,
+    flag map and quality map, and the files that could not be read with their reasons.
+
+    ``thumbnails`` maps a record's file name to the relative paths of its thumbnail, flag map and,
+    optionally, quality map (see :func:`save_thumbnails`). ``pages`` maps a record's file name to
+    the relative path of its own page (:func:`jpegtrace.viewer.write_viewer`); the file name and
+    the thumbnails of its row then link to it.
+
+    Notes
+    -----
+    The page fits a window 1280 pixels wide without scrolling sideways: the thumbnails shrink to a
+    tenth of the window's width, and long file names and notes wrap.
     """
     from html import escape
 
     thumbnails = thumbnails or {}
+    pages = pages or {}
+    with_quality = any(len(t) > 2 and t[2] for t in thumbnails.values())
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{escape(title)}</title><style>{_HTML_STYLE}</style></head><body>",
              f"<h1>{escape(title)}</h1>"]
     if source:
@@ -545,45 +588,59 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
         f"{'file' if summary['n_failed'] == 1 else 'files'} could not be read."
         + (f" Mean estimated QF of the compressed ones: {mean_q:.1f}." if mean_q is not None else "") + "</p>")
     if histogram:
-        parts.append(f'<p><img src="{escape(histogram)}" alt="histogram of estimated QF"></p>')
+        parts.append(f'<p><img class="histogram" src="{escape(histogram)}" alt="histogram of estimated QF"></p>')
     parts.append("<p>Estimated QF: mean of the quality map (100 also means never compressed). "
-                 "Flag map: 1 (bright) where the network finds JPEG traces. Grid score: how far the "
+                 "Flag map: 1 (bright) where the network finds JPEG traces"
+                 + ("; quality map: QF in viridis, dark = low QF, yellow = QF 100" if with_quality else "")
+                 + ". Evidence: share of pixels whose texture can carry JPEG traces. Grid score: how far the "
                  "DCT coefficients of one 8×8 grid lie closer to integers than those of the other 63 "
-                 "(about 0-4 for never-compressed photos; blank when the check was not run).</p>")
-    parts.append("<table><thead><tr><th>#</th><th>image</th><th>flag map</th><th>file</th><th>size</th>"
-                 "<th>mean QF</th><th>mean flag</th><th>grid score</th><th>verdict</th><th>notes</th>"
-                 "</tr></thead><tbody>")
+                 "(about 0-4 for never-compressed photos; blank when the check was not run)."
+                 + (" Each file name links to the image's own page: its maps as layers over it, the values "
+                    "under the cursor." if pages else "") + "</p>")
+    parts.append("<table><thead><tr><th>#</th><th>image</th><th>flag map</th>"
+                 + ("<th>quality map</th>" if with_quality else "")
+                 + "<th>file</th><th>size</th><th>mean QF</th><th>mean flag</th><th>evidence</th>"
+                   "<th>grid score</th><th>verdict</th><th>notes</th></tr></thead><tbody>")
     for i, r in enumerate(records, 1):
-        thumb, flag = thumbnails.get(r.file, ("", ""))
-        thumb_html = f'<img class="thumb" src="{escape(thumb)}" alt="">' if thumb else ""
-        flag_html = f'<img class="thumb" src="{escape(flag)}" alt="">' if flag else ""
+        thumb, flag, *rest = thumbnails.get(r.file, ("", ""))
+        quality = rest[0] if rest else ""
+        page = pages.get(r.file)
+
+        def linked(html: str, label: str) -> str:
+            return f'<a href="{_href(page)}" title="{escape(label)}">{html}</a>' if page and html else html
+
+        cells = [linked(f'<img class="thumb" src="{escape(src)}" alt="">' if src else "", f"open the page of {r.file}")
+                 for src in ((thumb, flag, quality) if with_quality else (thumb, flag))]
         gray = ' <span class="gray">grayscale</span>' if r.grayscale else ""
         parts.append(
-            f"<tr><td class=num>{i}</td><td>{thumb_html}</td><td>{flag_html}</td><td>{escape(r.file)}</td>"
+            f"<tr><td class=num>{i}</td>" + "".join(f"<td class=thumb>{c}</td>" for c in cells)
+            + f"<td class=file>{linked(escape(r.file), f'open the page of {r.file}')}</td>"
             f"<td class=num>{r.width}×{r.height}</td><td class=num>{_number(r.mean_quality, 1)}</td>"
-            f"<td class=num>{_number(r.mean_flag, 3)}</td>"
+            f"<td class=num>{_number(r.mean_flag, 3)}</td><td class=num>{100 * r.evidence_share:.0f} %</td>"
             f"<td class=num>{'' if r.grid_score is None else f'{r.grid_score:.1f}'}</td>"
             f"<td class={r.verdict.replace(' ', '-')}>{r.verdict}{gray}</td>"
-            f"<td>{escape('; '.join(r.notes))}</td></tr>")
+            f"<td class=notes>{escape('; '.join(r.notes))}</td></tr>")
     parts.append("</tbody></table>")
     if failures:
         parts.append(f"<h2>Files that could not be read ({len(failures)})</h2><table class=failed>"
                      "<thead><tr><th>file</th><th>reason</th></tr></thead><tbody>")
-        parts.extend(f"<tr class=failed><td>{escape(f.file)}</td><td>{escape(f.reason)}</td></tr>" for f in failures)
+        parts.extend(f"<tr class=failed><td class=file>{escape(f.file)}</td><td class=reason>{escape(f.reason)}</td></tr>"
+                     for f in failures)
         parts.append("</tbody></table>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
 def write_assessment_report(out_dir: str | os.PathLike, records, failures, summary: dict,
-                            thumbnails: dict[str, tuple[str, str]] | None = None,
-                            settings: dict | None = None) -> dict[str, Path]:
+                            thumbnails: dict[str, tuple[str, ...]] | None = None,
+                            settings: dict | None = None, *, pages: dict[str, str] | None = None) -> dict[str, Path]:
     """Write the results of :func:`jpegtrace.eval.assess_images` into ``out_dir``.
 
     Files: ``table.csv`` (one row per image: file, width, height, mean QF, mean flag, grid score,
     verdict, grayscale, notes), ``failures.csv`` (file, reason), ``assessment.json`` (settings, counts,
     histogram, rows and failures), ``qf_histogram.png`` and ``index.html``; the thumbnails are
-    written beforehand by :func:`save_thumbnails`.
+    written beforehand by :func:`save_thumbnails`, the per-image pages that ``pages`` names (file
+    name to path relative to ``out_dir``) by :func:`jpegtrace.viewer.write_viewer`.
     """
     from ..io import write_csv, write_json, write_text
 
@@ -601,5 +658,5 @@ def write_assessment_report(out_dir: str | os.PathLike, records, failures, summa
     fig = qf_histogram_figure(summary)
     written["histogram"] = save_figure(fig, out / "qf_histogram.png", dpi=120)
     written["html"] = write_text(out / "index.html", assessment_html(
-        records, failures, summary, thumbnails, source=(settings or {}).get("folder")))
+        records, failures, summary, thumbnails, source=(settings or {}).get("folder"), pages=pages))
     return written
