@@ -164,12 +164,15 @@ def write_viewer(path: str | os.PathLike, rgb: np.ndarray, analysis: Analysis, *
     is coloured from the same bytes with the colour maps' 256-colour tables.
 
     The image itself is embedded as a lossless PNG, so the page shows the pixels that were analysed
-    (a JPEG copy would add the very traces under study). The file is about 4/3 of the two PNGs:
-    a 12 MP photo gives a page of roughly 25-45 MB (its PNG takes 1.5-2.5 bytes a pixel, the smooth
-    maps' PNG 0.1-0.5), written in about 10 s; Chromium and Firefox open it in a few seconds and
-    need about 250 MB of memory for it (the decoded image, the maps' bytes and the overlay). Nothing
-    is fetched (the page's Content-Security-Policy forbids it), so it opens offline from a file,
-    e-mail attachment or archive. The file is written under a temporary name and renamed
+    (a JPEG copy would add the very traces under study). The file is 4/3 of the two PNGs (base64),
+    about 3-4 bytes a pixel: photos of ``shared/data/clean`` take 1.6-1.8 bytes a pixel as PNG and
+    their maps 0.55-1.0 (the network's maps vary from pixel to pixel), so a 12 MP photo gives a
+    page of about 35-45 MB. Writing one takes about 8 s on one core; headless Chromium opens it in
+    about 2 s and holds some 250 MB for it (the decoded image, the maps' bytes and the overlay).
+    Browsers cap a canvas at about 268 MP (Chromium), which bounds the images a page can show.
+
+    Nothing is fetched (the page's Content-Security-Policy forbids it), so it opens offline from a
+    file, an e-mail attachment or an archive. The file is written under a temporary name and renamed
     (:func:`jpegtrace.io.atomic_path`), so it is never half-written.
     """
     from .io import atomic_path
