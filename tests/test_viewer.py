@@ -221,6 +221,7 @@ def _screenshot(page) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.int16)
 
 
+@pytest.mark.slow  # a browser end to end, seconds: `make test` (CI) runs it, `make check` leaves it out
 def test_the_viewer_in_chromium(opened, page, analysis):
     tab, errors, requests = opened(page)
     tab.wait_for_selector("body[data-ready]", timeout=20_000)
@@ -289,6 +290,7 @@ def test_the_viewer_in_chromium(opened, page, analysis):
     assert all(url == page.as_uri() or url.startswith(("data:", "blob:")) for url in requests), requests
 
 
+@pytest.mark.slow
 def test_the_assessment_page_fits_a_1280_pixel_window(opened, tmp_path, image, analysis):
     _assessment(tmp_path, image, analysis)
     tab, errors, _ = opened(tmp_path / "index.html")
