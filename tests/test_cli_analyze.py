@@ -144,8 +144,10 @@ def test_maps_reuse_an_existing_folder_without_deleting_other_files(capsys, weig
     assert code == 1
     assert (out_dir / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in out_dir.iterdir()) == [
-        "good_flag.png", "good_overlay.png", "good_quality.png", "keep.txt"]  # no temporary files left
-    assert Image.open(out_dir / "good_overlay.png").size == (24, 20)
+        "good_evidence.png", "good_flag.png", "good_legend.png", "good_overlay.png", "good_quality.png",
+        "keep.txt"]  # no temporary files left
+    for kind in ("overlay", "quality", "flag", "evidence"):  # every map at the image's full resolution
+        assert Image.open(out_dir / f"good_{kind}.png").size == (24, 20)
     record = json.loads(out)["images"][0]
     assert record["maps"]["overlay"] == str(out_dir / "good_overlay.png")
 

@@ -80,10 +80,11 @@ def test_interrupted_save_maps_keeps_old_maps(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_maps(summarize(1 - raw), rgb, tmp_path, "img")
     assert {k: p.read_bytes() for k, p in first.items()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["img_flag.png", "img_overlay.png", "img_quality.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img_flag.png", "img_legend.png", "img_overlay.png",
+                                                          "img_quality.png"]
 
 
-def test_large_maps_are_drawn_as_block_means(tmp_path, monkeypatch):
+def test_large_maps_are_drawn_in_figures_as_block_means(monkeypatch):
     from jpegtrace.eval import reports
 
     values = np.random.default_rng(2).random((53, 31), dtype=np.float32)
@@ -92,18 +93,56 @@ def test_large_maps_are_drawn_as_block_means(tmp_path, monkeypatch):
     assert small[0, 0] == pytest.approx(values[:6, :6].mean(), rel=1e-5)
     assert small[-1, -1] == pytest.approx(values[48:, 30:].mean(), rel=1e-5)
     assert reports._preview(values, max_side=53) is values
-    monkeypatch.setattr(reports, "PREVIEW_SIDE", 10)  # read when save_maps runs, not when _preview was defined
-    drawn = []
-    for name in ("quality_map_figure", "flag_map_figure"):
-        def recording(analysis, make=getattr(reports, name)):
-            drawn.append((analysis.quality_map.shape, analysis.flag_map.shape))
-            return make(analysis)
-
-        monkeypatch.setattr(reports, name, recording)
-    rgb = np.zeros((53, 31, 3), np.uint8)
+    monkeypatch.setattr(reports, "PREVIEW_SIDE", 10)  # read when a figure is drawn, not when _preview was defined
     result = summarize(np.stack([values, values]))
-    written = save_maps(result, rgb, tmp_path, "big")
-    assert drawn == [((9, 6), (9, 6))] * 2  # both figures drew the block means
+    for make in (reports.quality_map_figure, reports.flag_map_figure):
+        (ax, _colour_bar) = make(result).axes
+        assert ax.images[0].get_array().shape == (9, 6)
     assert result.quality_map.shape == (53, 31)  # the analysis itself is left whole
-    assert Image.open(written["overlay"]).size == (31, 53)  # the overlay keeps full resolution
-    assert all(p.stat().st_size > 0 for p in written.values())
+
+
+def test_save_maps_writes_the_maps_at_the_image_resolution(tmp_path):
+    from matplotlib import colormaps
+
+    from jpegtrace.eval import reports
+
+    rng = np.random.default_rng(3)
+    raw = rng.random((2, 53, 31), dtype=np.float32)
+    evidence = rng.random((53, 31), dtype=np.float32)
+    result = summarize(raw, evidence=evidence)
+    rgb = rng.integers(0, 256, (53, 31, 3), dtype=np.uint8)
+    written = save_maps(result, rgb, tmp_path, "big")
+    assert set(written) == {"quality", "flag", "evidence", "overlay", "legend"}
+    for kind, values, cmap, top in (("quality", result.quality_map, "viridis", 100), ("flag", result.flag_map, "magma", 1),
+                                    ("evidence", evidence, "gray", 1)):
+        with Image.open(written[kind]) as im:
+            assert im.size == (31, 53) and im.mode == "RGB"  # one pixel per image pixel, no margins
+            expected = np.round(colormaps[cmap](values / top)[:, :, :3] * 255).astype(np.uint8)
+            assert np.array_equal(np.asarray(im), expected)  # the colours imshow gives the map
+    with Image.open(written["overlay"]) as im:
+        assert im.size == (31, 53)
+    with Image.open(written["legend"]) as im:
+        assert im.size[0] <= 800 and im.size[1] <= 400  # a small figure of its own
+    # Without an evidence map there is no evidence picture.
+    assert "evidence" not in save_maps(summarize(raw), rgb, tmp_path / "plain", "x")
+    assert reports.colour_index(np.array([0.0, 0.5, 99.99, 100.0, 120.0, -3.0, np.nan]), 0, 100).tolist() == \
+        [0, 1, 255, 255, 255, 0, 0]
+
+
+def test_save_raw_maps_round_trips_the_float_maps(tmp_path):
+    from jpegtrace.eval.reports import save_raw_maps
+
+    rng = np.random.default_rng(4)
+    raw = rng.random((2, 20, 24), dtype=np.float32)
+    evidence = rng.random((20, 24), dtype=np.float32)
+    result = summarize(raw, evidence=evidence)
+    path = save_raw_maps(result, tmp_path / "out", "img")
+    assert path == tmp_path / "out" / "img_maps.npz"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["img_maps.npz"]  # no temporary left
+    with np.load(path) as saved:
+        assert sorted(saved.files) == ["evidence_map", "flag_map", "quality_map"]
+        for name in saved.files:
+            assert saved[name].dtype == np.float32
+            assert np.array_equal(saved[name], getattr(result, name))
+    with np.load(save_raw_maps(summarize(raw), tmp_path, "plain")) as saved:
+        assert sorted(saved.files) == ["flag_map", "quality_map"]  # no evidence map was computed

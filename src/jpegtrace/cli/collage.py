@@ -38,7 +38,8 @@ def add_collage(sub) -> None:
                     "(or mirrored) to the background's size. Analyse the fake image and score its flag map "
                     "against the mask: IoU and F1 of flag > threshold (the model's calibrated one unless --threshold "
                     "is given), and the pixel ROC AUC of the flag map. "
-                    "Writes into OUT_DIR: fake.png, mask.png, fake_quality.png, fake_flag.png, fake_overlay.png, "
+                    "Writes into OUT_DIR: fake.png, mask.png, fake_quality.png, fake_flag.png, fake_evidence.png, "
+                    "fake_overlay.png (the maps at full resolution), fake_legend.png (their colour bars), "
                     "collage.png (all four panels), maps.npz and scores.json / scores.csv.")
     p.add_argument("--background", required=True, metavar="CLEAN_IMG", help="never-compressed image (PNG, TIFF, BMP...)")
     p.add_argument("--donor", required=True, metavar="IMG", help="image the pasted region comes from")

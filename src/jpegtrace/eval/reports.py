@@ -1,4 +1,4 @@
-"""Pictures of results: colour-mapped quality and flag maps with colour bars, and overlays."""
+"""Pictures of results: colour-mapped quality, flag and evidence maps, their colour bars, and overlays."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from ..io import save_figure
 
 QUALITY_CMAP = "viridis"
 FLAG_CMAP = "magma"
+#: Black where a pixel carries no evidence, white where it carries all.
+EVIDENCE_CMAP = "gray"
 
 
 def _subplots(*grid, figsize, **options):
@@ -35,6 +37,9 @@ def _colormap(name: str):
 
 
 def _map_figure(values: np.ndarray, title: str, label: str, vmin: float, vmax: float, cmap: str):
+    # The figure is a few hundred pixels wide: draw block means of a huge map, not the map itself
+    # (matplotlib needs about 75 bytes per drawn pixel).
+    values = _preview(values)
     height, width = values.shape
     scale = 6.0 / max(height, width)
     fig, ax = _subplots(figsize=(max(2.5, width * scale) + 1.2, max(2.0, height * scale) + 0.6))
@@ -45,18 +50,54 @@ def _map_figure(values: np.ndarray, title: str, label: str, vmin: float, vmax: f
     return fig
 
 
+#: What each map's colour bar says, and its range: (colour map, label, vmin, vmax).
+QUALITY_SCALE = (QUALITY_CMAP, "quality factor (100 = lossless or never compressed)", 0.0, 100.0)
+FLAG_SCALE = (FLAG_CMAP, "compression flag (1 = ever JPEG-compressed)", 0.0, 1.0)
+EVIDENCE_SCALE = (EVIDENCE_CMAP, "evidence (0 = no JPEG trace can show here)", 0.0, 1.0)
+
+
 def quality_map_figure(analysis: Analysis, title: str = "estimated JPEG quality"):
-    """Figure of the quality map in QF units (0..100) with a colour bar."""
+    """Figure of the quality map in QF units (0..100) with a colour bar (block means of a large map)."""
     shown = "no QF: no evidence" if analysis.mean_quality is None else f"mean QF {analysis.mean_quality:.1f}"
-    return _map_figure(analysis.quality_map, f"{title} ({shown})",
-                       "quality factor (100 = lossless or never compressed)", 0, 100, QUALITY_CMAP)
+    cmap, label, vmin, vmax = QUALITY_SCALE
+    return _map_figure(analysis.quality_map, f"{title} ({shown})", label, vmin, vmax, cmap)
 
 
 def flag_map_figure(analysis: Analysis, title: str = "JPEG compression flag"):
-    """Figure of the compression-flag map (0..1) with a colour bar."""
+    """Figure of the compression-flag map (0..1) with a colour bar (block means of a large map)."""
     mean = "-" if analysis.mean_flag is None else f"{analysis.mean_flag:.2f}"
-    return _map_figure(analysis.flag_map, f"{title} (mean {mean}: {analysis.verdict})",
-                       "compression flag (1 = ever JPEG-compressed)", 0, 1, FLAG_CMAP)
+    cmap, label, vmin, vmax = FLAG_SCALE
+    return _map_figure(analysis.flag_map, f"{title} (mean {mean}: {analysis.verdict})", label, vmin, vmax, cmap)
+
+
+def colour_table(name: str) -> np.ndarray:
+    """The colours of matplotlib's colour map ``name``, uint8 ``(N, 3)`` (N = 256 for the maps used here)."""
+    cmap = _colormap(name)
+    return np.round(cmap(np.arange(cmap.N))[:, :3] * 255).astype(np.uint8)
+
+
+def colour_index(values: np.ndarray, vmin: float, vmax: float, n: int = 256) -> np.ndarray:
+    """Index into an ``n``-colour table of each value, as matplotlib bins them (uint8 for n <= 256).
+
+    The range ``[vmin, vmax]`` is cut into ``n`` equal bins, ``vmax`` itself falling in the last,
+    so that a map drawn here has the colours ``imshow`` gives it.
+    """
+    scaled = (np.asarray(values, dtype=np.float32) - np.float32(vmin)) * np.float32(n / (vmax - vmin))
+    return np.clip(np.nan_to_num(scaled), 0, n - 1).astype(np.uint8 if n <= 256 else np.uint16)
+
+
+def colour_mapped(values: np.ndarray, cmap: str, vmin: float, vmax: float) -> np.ndarray:
+    """``values`` in the colours of ``cmap`` over ``[vmin, vmax]``: uint8 ``(H, W, 3)`` at full resolution.
+
+    A table lookup a strip of rows at a time, so a 12 MP map needs little memory beyond the result
+    (matplotlib's own mapping makes 32 bytes of float64 RGBA per pixel).
+    """
+    table = colour_table(cmap)
+    out = np.empty(values.shape + (3,), dtype=np.uint8)
+    rows = max(1, (1 << 20) // max(1, values.shape[1]))
+    for y0 in range(0, values.shape[0], rows):
+        out[y0:y0 + rows] = table[colour_index(values[y0:y0 + rows], vmin, vmax, len(table))]
+    return out
 
 
 def overlay(rgb: np.ndarray, flag_map: np.ndarray, strength: float = 0.6) -> np.ndarray:
@@ -100,32 +141,88 @@ def _preview(values: np.ndarray, max_side: int | None = None) -> np.ndarray:
     return out
 
 
+def legend_figure(analysis: Analysis | None = None, *, evidence: bool = True):
+    """The colour bars of the maps :func:`save_maps` writes, one under the other, titled with the
+    image's summary when ``analysis`` is given (its QF, mean flag, evidence share and verdict)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scales = [QUALITY_SCALE, FLAG_SCALE] + ([EVIDENCE_SCALE] if evidence else [])
+    fig, axes = _subplots(len(scales), 1, figsize=(6.0, 0.85 * len(scales) + (0.45 if analysis else 0.15)))
+    axes = np.atleast_1d(axes)
+    for ax, (cmap, label, vmin, vmax) in zip(axes, scales):
+        fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap), cax=ax, orientation="horizontal", label=label)
+    if analysis is not None:
+        fig.suptitle(_summary_line(analysis), fontsize=9)
+    fig.subplots_adjust(left=0.04, right=0.96, top=0.86 if analysis else 0.97, bottom=0.2, hspace=2.2)
+    return fig
+
+
+def _summary_line(analysis: Analysis) -> str:
+    quality = analysis.headline_quality
+    qf = "no QF" if quality is None else f"QF {quality:.1f} ({analysis.quality_source})"
+    flag = "-" if analysis.mean_flag is None else f"{analysis.mean_flag:.2f}"
+    return f"{analysis.verdict}: {qf}, mean flag {flag}, evidence {analysis.evidence_share:.0%}"
+
+
 def save_maps(analysis: Analysis, rgb: np.ndarray, out_dir: str | os.PathLike, stem: str) -> dict[str, Path]:
-    """Write ``STEM_quality.png``, ``STEM_flag.png`` and ``STEM_overlay.png`` into ``out_dir``.
+    """Write the colour-mapped maps of an image at its full resolution, an overlay and their legend.
 
-    Each file is written under a temporary name and renamed, so it is never half-written.
+    Files in ``out_dir``: ``STEM_quality.png`` (the quality map in :data:`QUALITY_CMAP`, QF 0..100),
+    ``STEM_flag.png`` (the flag map in :data:`FLAG_CMAP`, 0..1), ``STEM_evidence.png`` (the evidence
+    map in :data:`EVIDENCE_CMAP`, 0..1; only when the analysis has one), ``STEM_overlay.png`` (the
+    image in gray, the flag map laid over it) and ``STEM_legend.png`` (the colour bars, titled with
+    the image's verdict, QF, mean flag and evidence share).
+
+    Returns
+    -------
+    dict of str to Path
+        ``quality``, ``flag``, ``evidence`` (when written), ``overlay`` and ``legend``.
+
+    Notes
+    -----
+    The maps are pixels, one per image pixel, so they lie exactly over the image (a 12 MP photo
+    gives 12 MP maps); the legend is a separate small figure, since a colour bar drawn into a map
+    would cover part of it. Colours are matplotlib's bins of each colour map (256 colours), so a
+    map's colours are those ``imshow`` gives it. Each file is written under a temporary name and
+    renamed, so it is never half-written. :func:`save_raw_maps` writes the float maps themselves.
     """
-    import dataclasses
-
-    from PIL import Image
-
-    from ..io import atomic_path
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    maps = [("quality", analysis.quality_map, QUALITY_SCALE), ("flag", analysis.flag_map, FLAG_SCALE)]
+    if analysis.evidence_map is not None:
+        maps.append(("evidence", analysis.evidence_map, EVIDENCE_SCALE))
     written = {}
-    # The figures are a few hundred pixels wide: draw block means of a huge map, not the map itself
-    # (matplotlib needs about 75 bytes per drawn pixel). The titles keep the full-resolution means.
-    shown = dataclasses.replace(analysis, quality_map=_preview(analysis.quality_map),
-                                flag_map=_preview(analysis.flag_map))
-    for kind, make in (("quality", quality_map_figure), ("flag", flag_map_figure)):
-        fig = make(shown)
-        written[kind] = save_figure(fig, out_dir / f"{stem}_{kind}.png", dpi=100)
-    path = out_dir / f"{stem}_overlay.png"
-    with atomic_path(path) as tmp:
-        Image.fromarray(overlay(rgb, analysis.flag_map)).save(tmp, format="PNG")
-    written["overlay"] = path
+    for kind, values, (cmap, _, vmin, vmax) in maps:
+        written[kind] = _write_image(colour_mapped(values, cmap, vmin, vmax), out_dir / f"{stem}_{kind}.png")
+    written["overlay"] = _write_image(overlay(rgb, analysis.flag_map), out_dir / f"{stem}_overlay.png")
+    fig = legend_figure(analysis, evidence=analysis.evidence_map is not None)
+    written["legend"] = save_figure(fig, out_dir / f"{stem}_legend.png", dpi=100)
     return written
+
+
+def save_raw_maps(analysis: Analysis, out_dir: str | os.PathLike, stem: str) -> Path:
+    """Write the float maps of an analysis into ``out_dir/STEM_maps.npz``; returns its path.
+
+    Arrays: ``quality_map`` (float32, QF 0..100), ``flag_map`` (float32, 0..1) and, when the
+    analysis has one, ``evidence_map`` (float32, 0..1), each ``(H, W)``.
+
+    Notes
+    -----
+    ``np.savez_compressed``, written under a temporary name and renamed. Read it back with
+    ``np.load(path)``: the arrays equal the analysis's bit for bit (the PNGs of :func:`save_maps`
+    hold 256 colours per map, the viewer page QF to 0.5 and the flag to 1/255).
+    """
+    from ..io import atomic_path
+
+    arrays = {"quality_map": analysis.quality_map, "flag_map": analysis.flag_map}
+    if analysis.evidence_map is not None:
+        arrays["evidence_map"] = analysis.evidence_map
+    path = Path(out_dir) / f"{stem}_maps.npz"
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: savez would add ".npz" to the temporary's name
+            np.savez_compressed(f, **{k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,8 +370,9 @@ def collage_figure(result, title: str | None = None):
 def write_collage_report(out_dir: str | os.PathLike, result, settings: dict | None = None) -> dict[str, Path]:
     """Write the fake image of a :class:`~jpegtrace.eval.CollageResult` and its scores.
 
-    Files: ``fake.png``, ``mask.png``, ``fake_quality.png``, ``fake_flag.png``, ``fake_overlay.png``
-    (colour-mapped maps as :func:`save_maps` makes them), ``collage.png`` (the four panels of
+    Files: ``fake.png``, ``mask.png``, ``fake_quality.png``, ``fake_flag.png``, ``fake_evidence.png``,
+    ``fake_overlay.png``, ``fake_legend.png`` (full-resolution colour-mapped maps and their colour bars,
+    as :func:`save_maps` makes them), ``collage.png`` (the four panels of
     Fig. 3), ``maps.npz`` (float32 ``quality_map`` and ``flag_map``, boolean ``mask``),
     ``scores.json`` and ``scores.csv``.
     """
@@ -382,36 +480,61 @@ def thumbnail(rgb: np.ndarray, size: int = 160) -> np.ndarray:
 
 def flag_thumbnail(flag_map: np.ndarray, size: int = 160) -> np.ndarray:
     """The flag map scaled like :func:`thumbnail` and colour-mapped as in :func:`flag_map_figure`."""
+    return _map_thumbnail(flag_map, size, FLAG_SCALE)
+
+
+def quality_thumbnail(quality_map: np.ndarray, size: int = 160) -> np.ndarray:
+    """The quality map scaled like :func:`thumbnail` and colour-mapped as in :func:`quality_map_figure`."""
+    return _map_thumbnail(quality_map, size, QUALITY_SCALE)
+
+
+def _map_thumbnail(values: np.ndarray, size: int, scale: tuple) -> np.ndarray:
     from PIL import Image
 
-    target = _resize_to(size, *flag_map.shape)
-    resample = Image.Resampling.BOX if target[0] < flag_map.shape[1] else Image.Resampling.NEAREST
-    small = np.asarray(Image.fromarray(flag_map.astype(np.float32), mode="F").resize(target, resample))
-    colour = _colormap(FLAG_CMAP)(np.clip(small, 0, 1))[:, :, :3]
+    cmap, _, vmin, vmax = scale
+    target = _resize_to(size, *values.shape)
+    resample = Image.Resampling.BOX if target[0] < values.shape[1] else Image.Resampling.NEAREST
+    small = np.asarray(Image.fromarray(values.astype(np.float32), mode="F").resize(target, resample))
+    colour = _colormap(cmap)(np.clip((small - vmin) / (vmax - vmin), 0, 1))[:, :, :3]
     return np.round(colour * 255).astype(np.uint8)
 
 
 def save_thumbnails(out_dir: str | os.PathLike, index: int, rgb: np.ndarray, flag_map: np.ndarray,
-                    size: int = 160) -> tuple[str, str]:
-    """Write ``thumbnails/NNNNN.png`` and ``thumbnails/NNNNN_flag.png`` under ``out_dir``.
+                    size: int = 160, *, quality_map: np.ndarray | None = None) -> tuple[str, ...]:
+    """Write ``thumbnails/NNNNN.png`` and ``thumbnails/NNNNN_flag.png`` under ``out_dir``, and
+    ``thumbnails/NNNNN_quality.png`` when ``quality_map`` is given.
 
-    Returns their paths relative to ``out_dir`` (as the HTML page links them).
+    Returns their paths relative to ``out_dir`` (as the HTML page links them): ``(image, flag)``, or
+    ``(image, flag, quality)`` with ``quality_map``.
     """
     folder = Path(out_dir) / "thumbnails"
     folder.mkdir(parents=True, exist_ok=True)
     image_name, flag_name = f"{index:05d}.png", f"{index:05d}_flag.png"
     _write_image(thumbnail(rgb, size), folder / image_name)
     _write_image(flag_thumbnail(flag_map, size), folder / flag_name)
-    return f"thumbnails/{image_name}", f"thumbnails/{flag_name}"
+    if quality_map is None:
+        return f"thumbnails/{image_name}", f"thumbnails/{flag_name}"
+    quality_name = f"{index:05d}_quality.png"
+    _write_image(quality_thumbnail(quality_map, size), folder / quality_name)
+    return f"thumbnails/{image_name}", f"thumbnails/{flag_name}", f"thumbnails/{quality_name}"
 
 
+# The page fits a 1280-pixel window: thumbnails shrink with it, and file names and notes wrap
+# (anywhere, for names without spaces) instead of widening the table.
 _HTML_STYLE = """
+* { box-sizing: border-box; }
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: middle; }
+p { max-width: 75em; }
+img.histogram { max-width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: 0.9em; width: 100%; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 6px; text-align: left; vertical-align: middle; }
 th { background: #f4f4f4; position: sticky; top: 0; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-img.thumb { max-width: 160px; max-height: 160px; image-rendering: auto; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.file, td.notes, td.reason { overflow-wrap: anywhere; }
+td.file { min-width: 8em; }
+td.notes { min-width: 15em; font-size: 0.92em; }
+td.thumb { width: 1%; }
+img.thumb { display: block; max-width: min(160px, 10vw); max-height: 160px; height: auto; image-rendering: auto; }
 .compressed { color: #b00020; font-weight: 600; }
 .never-compressed { color: #0a7a2f; font-weight: 600; }
 .no-evidence { color: #666; font-style: italic; }
@@ -420,19 +543,37 @@ img.thumb { max-width: 160px; max-height: 160px; image-rendering: auto; }
 """
 
 
-def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tuple[str, str]] | None = None,
-                    histogram: str | None = "qf_histogram.png", title: str = "JPEG compression audit",
-                    source: str | None = None) -> str:
-    """The HTML page of an audit: counts, histogram, one table row per image with its thumbnail
-    and flag map, and the files that could not be read with their reasons.
+def _href(path: str) -> str:
+    """A relative path as an attribute value: percent-encoded (spaces, ``#``, ``?``) and HTML-escaped."""
+    from html import escape
+    from urllib.parse import quote
 
-    ``thumbnails`` maps a record's file name to the relative paths of its thumbnail and flag
-    map (see :func:`save_thumbnails`).
+    return escape(quote(path.replace(os.sep, "/"), safe="/-_.~"), quote=True)
+
+
+def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tuple[str, ...]] | None = None,
+                    histogram: str | None = "qf_histogram.png", title: str = "JPEG compression audit",
+                    source: str | None = None, *, pages: dict[str, str] | None = None) -> str:
+    """The HTML page of an audit: counts, histogram, one table row per image with its thumbnail,
+    flag map and quality map, and the files that could not be read with their reasons.
+
+    ``thumbnails`` maps a record's file name to the relative paths of its thumbnail, flag map and,
+    optionally, quality map (see :func:`save_thumbnails`). ``pages`` maps a record's file name to
+    the relative path of its own page (:func:`jpegtrace.viewer.write_viewer`); the file name and
+    the thumbnails of its row then link to it.
+
+    Notes
+    -----
+    The page fits a window 1280 pixels wide without scrolling sideways: the thumbnails shrink to a
+    tenth of the window's width, and long file names and notes wrap.
     """
     from html import escape
 
     thumbnails = thumbnails or {}
+    pages = pages or {}
+    with_quality = any(len(t) > 2 and t[2] for t in thumbnails.values())
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{escape(title)}</title><style>{_HTML_STYLE}</style></head><body>",
              f"<h1>{escape(title)}</h1>"]
     if source:
@@ -447,45 +588,59 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
         f"{'file' if summary['n_failed'] == 1 else 'files'} could not be read."
         + (f" Mean estimated QF of the compressed ones: {mean_q:.1f}." if mean_q is not None else "") + "</p>")
     if histogram:
-        parts.append(f'<p><img src="{escape(histogram)}" alt="histogram of estimated QF"></p>')
+        parts.append(f'<p><img class="histogram" src="{escape(histogram)}" alt="histogram of estimated QF"></p>')
     parts.append("<p>Estimated QF: mean of the quality map (100 also means never compressed). "
-                 "Flag map: 1 (bright) where the network finds JPEG traces. Grid score: how far the "
+                 "Flag map: 1 (bright) where the network finds JPEG traces"
+                 + ("; quality map: QF in viridis, dark = low QF, yellow = QF 100" if with_quality else "")
+                 + ". Evidence: share of pixels whose texture can carry JPEG traces. Grid score: how far the "
                  "DCT coefficients of one 8×8 grid lie closer to integers than those of the other 63 "
-                 "(about 0-4 for never-compressed photos; blank when the check was not run).</p>")
-    parts.append("<table><thead><tr><th>#</th><th>image</th><th>flag map</th><th>file</th><th>size</th>"
-                 "<th>mean QF</th><th>mean flag</th><th>grid score</th><th>verdict</th><th>notes</th>"
-                 "</tr></thead><tbody>")
+                 "(about 0-4 for never-compressed photos; blank when the check was not run)."
+                 + (" Each file name links to the image's own page: its maps as layers over it, the values "
+                    "under the cursor." if pages else "") + "</p>")
+    parts.append("<table><thead><tr><th>#</th><th>image</th><th>flag map</th>"
+                 + ("<th>quality map</th>" if with_quality else "")
+                 + "<th>file</th><th>size</th><th>mean QF</th><th>mean flag</th><th>evidence</th>"
+                   "<th>grid score</th><th>verdict</th><th>notes</th></tr></thead><tbody>")
     for i, r in enumerate(records, 1):
-        thumb, flag = thumbnails.get(r.file, ("", ""))
-        thumb_html = f'<img class="thumb" src="{escape(thumb)}" alt="">' if thumb else ""
-        flag_html = f'<img class="thumb" src="{escape(flag)}" alt="">' if flag else ""
+        thumb, flag, *rest = thumbnails.get(r.file, ("", ""))
+        quality = rest[0] if rest else ""
+        page = pages.get(r.file)
+
+        def linked(html: str, label: str) -> str:
+            return f'<a href="{_href(page)}" title="{escape(label)}">{html}</a>' if page and html else html
+
+        cells = [linked(f'<img class="thumb" src="{escape(src)}" alt="">' if src else "", f"open the page of {r.file}")
+                 for src in ((thumb, flag, quality) if with_quality else (thumb, flag))]
         gray = ' <span class="gray">grayscale</span>' if r.grayscale else ""
         parts.append(
-            f"<tr><td class=num>{i}</td><td>{thumb_html}</td><td>{flag_html}</td><td>{escape(r.file)}</td>"
+            f"<tr><td class=num>{i}</td>" + "".join(f"<td class=thumb>{c}</td>" for c in cells)
+            + f"<td class=file>{linked(escape(r.file), f'open the page of {r.file}')}</td>"
             f"<td class=num>{r.width}×{r.height}</td><td class=num>{_number(r.mean_quality, 1)}</td>"
-            f"<td class=num>{_number(r.mean_flag, 3)}</td>"
+            f"<td class=num>{_number(r.mean_flag, 3)}</td><td class=num>{100 * r.evidence_share:.0f} %</td>"
             f"<td class=num>{'' if r.grid_score is None else f'{r.grid_score:.1f}'}</td>"
             f"<td class={r.verdict.replace(' ', '-')}>{r.verdict}{gray}</td>"
-            f"<td>{escape('; '.join(r.notes))}</td></tr>")
+            f"<td class=notes>{escape('; '.join(r.notes))}</td></tr>")
     parts.append("</tbody></table>")
     if failures:
         parts.append(f"<h2>Files that could not be read ({len(failures)})</h2><table class=failed>"
                      "<thead><tr><th>file</th><th>reason</th></tr></thead><tbody>")
-        parts.extend(f"<tr class=failed><td>{escape(f.file)}</td><td>{escape(f.reason)}</td></tr>" for f in failures)
+        parts.extend(f"<tr class=failed><td class=file>{escape(f.file)}</td><td class=reason>{escape(f.reason)}</td></tr>"
+                     for f in failures)
         parts.append("</tbody></table>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
 def write_assessment_report(out_dir: str | os.PathLike, records, failures, summary: dict,
-                            thumbnails: dict[str, tuple[str, str]] | None = None,
-                            settings: dict | None = None) -> dict[str, Path]:
+                            thumbnails: dict[str, tuple[str, ...]] | None = None,
+                            settings: dict | None = None, *, pages: dict[str, str] | None = None) -> dict[str, Path]:
     """Write the results of :func:`jpegtrace.eval.assess_images` into ``out_dir``.
 
     Files: ``table.csv`` (one row per image: file, width, height, mean QF, mean flag, grid score,
     verdict, grayscale, notes), ``failures.csv`` (file, reason), ``assessment.json`` (settings, counts,
     histogram, rows and failures), ``qf_histogram.png`` and ``index.html``; the thumbnails are
-    written beforehand by :func:`save_thumbnails`.
+    written beforehand by :func:`save_thumbnails`, the per-image pages that ``pages`` names (file
+    name to path relative to ``out_dir``) by :func:`jpegtrace.viewer.write_viewer`.
     """
     from ..io import write_csv, write_json, write_text
 
@@ -503,5 +658,5 @@ def write_assessment_report(out_dir: str | os.PathLike, records, failures, summa
     fig = qf_histogram_figure(summary)
     written["histogram"] = save_figure(fig, out / "qf_histogram.png", dpi=120)
     written["html"] = write_text(out / "index.html", assessment_html(
-        records, failures, summary, thumbnails, source=(settings or {}).get("folder")))
+        records, failures, summary, thumbnails, source=(settings or {}).get("folder"), pages=pages))
     return written
