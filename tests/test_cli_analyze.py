@@ -48,7 +48,7 @@ def _run(capsys, *args):
 
 
 @pytest.mark.parametrize("kind,reason", [
-    ("missing", "no such file"), ("directory", "is a directory, not an image"), ("empty", "empty file"),
+    ("missing", "no such file"), ("directory", "is a directory (use --recursive)"), ("empty", "empty file"),
     ("text", "not an image file"), ("truncated", "cannot decode image"), ("bomb", "exceeds the limit"),
 ])
 def test_single_bad_file_gives_one_error_line(capsys, weights, files, kind, reason):
@@ -71,14 +71,18 @@ def test_many_files_report_each_failure_and_finish_the_others(capsys, weights, f
         assert line.startswith(f"jpegtrace: error: {files[kind]}: ")
 
 
+def _records(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def test_json_marks_failures_per_file(capsys, weights, files):
     code, out, err = _run(capsys, "--json", "--model", weights, files["good"], files["text"], files["bomb"])
     assert code == 1
-    doc = json.loads(out)
-    assert doc["failed"] == 2
-    good, text, bomb = doc["images"]
+    records = _records(out)  # JSON Lines: one object per image, in order, as each finished
+    assert sum(not r["ok"] for r in records) == 2
+    good, text, bomb = records
     assert good["ok"] is True and good["file"] == str(files["good"]) and good["width"] == 24
-    assert text == {"file": str(files["text"]), "ok": False, "error": text["error"]}
+    assert text == {"file": str(files["text"]), "ok": False, "schema": 1, "error": text["error"]}
     assert "not an image file" in text["error"] and "exceeds the limit" in bomb["error"]
     assert len(err) == 2  # failures are also reported on stderr; stdout stays pure JSON
 
@@ -100,7 +104,7 @@ def test_non_utf8_file_name(capsys, weights, tmp_path):
     assert err == [f"jpegtrace: error: {tmp_path}/bad-\\xff.png: not an image file (unrecognised or corrupt format)"]
     assert out.startswith(f"{tmp_path}/good-\\xe9.png\t")
     code, out, err = _run(capsys, "--json", "--model", weights, os.fsdecode(good))
-    assert json.loads(out)["images"][0]["file"] == f"{tmp_path}/good-\\xe9.png"
+    assert _records(out)[0]["file"] == f"{tmp_path}/good-\\xe9.png"
 
 
 def test_max_pixels_option(capsys, weights, files):
@@ -148,7 +152,7 @@ def test_maps_reuse_an_existing_folder_without_deleting_other_files(capsys, weig
         "keep.txt"]  # no temporary files left
     for kind in ("overlay", "quality", "flag", "evidence"):  # every map at the image's full resolution
         assert Image.open(out_dir / f"good_{kind}.png").size == (24, 20)
-    record = json.loads(out)["images"][0]
+    record = _records(out)[0]
     assert record["maps"]["overlay"] == str(out_dir / "good_overlay.png")
 
 
@@ -184,7 +188,7 @@ def test_tiny_images(capsys, weights, tmp_path, size):
     path = tmp_path / "tiny.png"
     Image.new("L", size, 90).save(path)
     code, out, err = _run(capsys, "--json", "--model", weights, path)
-    record = json.loads(out)["images"][0]
+    record = _records(out)[0]
     assert code == 0 and err == [] and (record["width"], record["height"]) == size and record["grayscale"]
 
 
@@ -194,7 +198,7 @@ def test_maps_of_files_with_the_same_stem_do_not_overwrite_each_other(capsys, we
     Image.new("RGB", (8, 6)).save(twin / "good.bmp")
     code, out, _ = _run(capsys, "--json", "--model", weights, "--maps", tmp_path / "maps", files["good"],
                         twin / "good.bmp")
-    first, second = (r["maps"]["overlay"] for r in json.loads(out)["images"])
+    first, second = (r["maps"]["overlay"] for r in _records(out))
     assert code == 0 and first.endswith("good_overlay.png") and second.endswith("good-2_overlay.png")
     assert Image.open(first).size == (24, 20) and Image.open(second).size == (8, 6)
 

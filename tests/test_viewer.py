@@ -149,8 +149,11 @@ def _assessment(out: Path, image, analysis) -> str:
 
     long_name = "a-very-long-folder-name-without-any-spaces/" * 4 + "image_with_a_long_name.png"
     notes = tuple(f"note {i}: a long remark about how this file was read and what was done to it" for i in range(6))
+    from jpegtrace.record import analysis_record
+
     records = [AssessmentRecord(file=name, height=HEIGHT, width=WIDTH, mean_quality=analysis.mean_quality,
-                                mean_flag=analysis.mean_flag, verdict=analysis.verdict, notes=notes, grid_score=23.4)
+                                mean_flag=analysis.mean_flag, verdict=analysis.verdict, notes=notes, grid_score=23.4,
+                                quality=analysis.headline_quality, record=analysis_record(analysis, file=name))
                for name in ("odd#name.png", long_name)]
     thumbnails = {r.file: save_thumbnails(out, i, image, analysis.flag_map, quality_map=analysis.quality_map)
                   for i, r in enumerate(records, 1)}

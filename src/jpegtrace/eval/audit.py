@@ -12,6 +12,7 @@ from ..analysis import (DEFAULT_TILE_SIZE, JPEG_VERDICTS, NEVER_COMPRESSED, NO_E
 from ..errors import ImageReadError
 from ..io import as_analysis_array
 from ..nn.qfnet import QFNet
+from ..record import analysis_record
 from .common import Failure, Files, Progress, _named_files, _wrap, cell
 
 #: Edges of the QF histogram of an assessment: 20 bins of 5 QF.
@@ -20,7 +21,12 @@ HISTOGRAM_EDGES = tuple(range(0, 101, 5))
 
 @dataclass(frozen=True)
 class AssessmentRecord:
-    """The whole-image verdict on one file of an audited data set."""
+    """The whole-image verdict on one file of an audited data set.
+
+    ``mean_quality`` is the mean of the quality map, ``quality`` the headline QF
+    (:attr:`jpegtrace.analysis.Analysis.headline_quality`) and ``record`` the full record of the
+    image (:func:`jpegtrace.record.analysis_record`), the one ``analyze`` prints.
+    """
 
     file: str
     height: int
@@ -32,6 +38,8 @@ class AssessmentRecord:
     grayscale: bool = False
     notes: tuple[str, ...] = field(default=())
     grid_score: float | None = None
+    quality: float | None = None
+    record: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def compressed(self) -> bool:
@@ -49,7 +57,8 @@ class AssessmentRecord:
 def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
                   progress: Progress | None = None,
                   on_result: Callable[[str, np.ndarray, Analysis], None] | None = None,
-                  grid_check: bool = True) -> tuple[list[AssessmentRecord], list[Failure]]:
+                  on_failure: Callable[[Failure], None] | None = None,
+                  grid_check: bool = True, max_pixels: int | None = None) -> tuple[list[AssessmentRecord], list[Failure]]:
     """Analyse every file of a data set and record its verdict (Figs. 4-9 of the paper).
 
     Parameters
@@ -64,6 +73,10 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
     on_result : callable, optional
         Called as ``on_result(name, rgb, analysis)`` after each image is analysed, e.g. to
         write its thumbnails; the maps are not kept otherwise.
+    on_failure : callable, optional
+        Called with each :class:`~jpegtrace.eval.common.Failure` as it happens.
+    max_pixels : int, optional
+        Refuse files whose header claims more pixels (default: the reader's limit).
     grid_check : bool
         Also look for a JPEG block grid (:mod:`jpegtrace.grid`); a grid found makes the verdict
         "compressed" whatever the mean flag.
@@ -76,11 +89,14 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
     """
     records: list[AssessmentRecord] = []
     failures: list[Failure] = []
+    limit = {} if max_pixels is None else {"max_pixels": max_pixels}
     for name, path in _wrap(progress, _named_files(files)):
         try:
-            rgb, grayscale, notes = as_analysis_array(path)
+            rgb, grayscale, notes = as_analysis_array(path, **limit)
         except ImageReadError as exc:
             failures.append(Failure(name, exc.reason))
+            if on_failure is not None:
+                on_failure(failures[-1])
             continue
         analysis = analyze_array(rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
                                  grayscale=grayscale, notes=notes)
@@ -89,7 +105,9 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
                                         mean_quality=analysis.mean_quality, mean_flag=analysis.mean_flag,
                                         verdict=analysis.verdict, evidence_share=analysis.evidence_share,
                                         grayscale=grayscale, notes=notes,
-                                        grid_score=None if grid is None else grid.score))
+                                        grid_score=None if grid is None else grid.score,
+                                        quality=analysis.headline_quality,
+                                        record=analysis_record(analysis, file=name)))
         if on_result is not None:
             on_result(name, rgb, analysis)
     return records, failures
@@ -97,7 +115,7 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
 
 def summarize_assessment(records: Sequence[AssessmentRecord], failures: Sequence[Failure] = (), *,
                          edges: Sequence[float] = HISTOGRAM_EDGES) -> dict:
-    """Counts of an audit and the histogram of the estimated QF over the images judged compressed.
+    """Counts of an audit and the histogram of the headline QF over the images judged compressed.
 
     Returns
     -------
@@ -109,7 +127,8 @@ def summarize_assessment(records: Sequence[AssessmentRecord], failures: Sequence
         and ``counts``.
     """
     compressed = [r for r in records if r.compressed]
-    qualities = np.array([r.mean_quality for r in compressed], dtype=np.float64)
+    headline = [r.mean_quality if r.quality is None else r.quality for r in compressed]  # (records made by hand)
+    qualities = np.array([q for q in headline if q is not None], dtype=np.float64)
     counts, bin_edges = np.histogram(qualities, bins=np.asarray(edges, dtype=np.float64))
     return {
         "n_files": len(records) + len(failures),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -322,11 +323,11 @@ def write_evaluation_report(out_dir: str | os.PathLike, records, summary: dict, 
     written = {
         "records": write_csv(out / "records.csv", [r.as_row() for r in records],
                              ["image", "quality", "estimated_quality", "mean_flag", "network_mean_flag", "grid_score",
-                              "evidence_share", "verdict", "abs_error"]),
+                              "evidence_share", "verdict", "abs_error", "headline_quality", "quality_source"]),
         "per_quality": write_csv(out / "per_quality.csv", [_json_value(r) for r in summary["per_quality"]],
                                  ["quality", "n", "mean_estimate", "std_estimate", "mae", "mean_flag",
                                   "judged_uncompressed", "flag_judged_uncompressed", "network_judged_uncompressed",
-                                  "no_evidence"]),
+                                  "no_evidence", "mean_headline", "headline_mae", "table_share"]),
         "table1": write_csv(out / "table1.csv", [_json_value(r) for r in summary["table1"]],
                             ["label", "quality", "n", "judged_uncompressed", "flag_judged_uncompressed",
                              "network_judged_uncompressed"]),
@@ -538,6 +539,7 @@ img.thumb { display: block; max-width: min(160px, 10vw); max-height: 160px; heig
 .compressed { color: #b00020; font-weight: 600; }
 .never-compressed { color: #0a7a2f; font-weight: 600; }
 .no-evidence { color: #666; font-style: italic; }
+.partly-compressed { color: #b05a00; font-weight: 600; }
 .gray { background: #eee; border-radius: 3px; padding: 1px 4px; font-size: 0.85em; }
 .failed td { color: #8a4b00; }
 """
@@ -553,7 +555,8 @@ def _href(path: str) -> str:
 
 def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tuple[str, ...]] | None = None,
                     histogram: str | None = "qf_histogram.png", title: str = "JPEG compression audit",
-                    source: str | None = None, *, pages: dict[str, str] | None = None) -> str:
+                    source: str | None = None, *, pages: dict[str, str] | None = None,
+                    skipped: Sequence[dict] = ()) -> str:
     """The HTML page of an audit: counts, histogram, one table row per image with its thumbnail,
     flag map and quality map, and the files that could not be read with their reasons.
 
@@ -582,14 +585,20 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
     parts.append(
         f"<p><b>{summary['n_compressed']}</b> images judged JPEG-compressed (mean flag above 0.5, or a "
         f"JPEG block grid found in the DCT coefficients: grid score above {GRID_SCORE_THRESHOLD:g}), "
+        f"<b>{summary.get('n_partly_compressed', 0)}</b> of them only in part (regions of flagged blocks in "
+        f"an otherwise never-compressed image), "
         f"<b>{summary['n_uncompressed']}</b> never compressed, <b>{summary['n_no_evidence']}</b> without evidence, "
         f"of {summary['n_analysed']} analysed"
         f" ({summary['n_grayscale']} grayscale); {summary['n_failed']} "
         f"{'file' if summary['n_failed'] == 1 else 'files'} could not be read."
-        + (f" Mean estimated QF of the compressed ones: {mean_q:.1f}." if mean_q is not None else "") + "</p>")
+        + (f" Mean headline QF of the compressed ones: {mean_q:.1f}." if mean_q is not None else "")
+        + (f" {len(skipped)} {'file was' if len(skipped) == 1 else 'files were'} skipped (see assessment.json)."
+           if skipped else "") + "</p>")
     if histogram:
         parts.append(f'<p><img class="histogram" src="{escape(histogram)}" alt="histogram of estimated QF"></p>')
-    parts.append("<p>Estimated QF: mean of the quality map (100 also means never compressed). "
+    parts.append("<p>QF: the headline QF, from the quantisation table read from the pixels where it could be "
+                 "read, the largest flagged region's for a partly compressed image, else the mean of the "
+                 "quality map (100 also means never compressed). "
                  "Flag map: 1 (bright) where the network finds JPEG traces"
                  + ("; quality map: QF in viridis, dark = low QF, yellow = QF 100" if with_quality else "")
                  + ". Evidence: share of pixels whose texture can carry JPEG traces. Grid score: how far the "
@@ -599,7 +608,7 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
                     "under the cursor." if pages else "") + "</p>")
     parts.append("<table><thead><tr><th>#</th><th>image</th><th>flag map</th>"
                  + ("<th>quality map</th>" if with_quality else "")
-                 + "<th>file</th><th>size</th><th>mean QF</th><th>mean flag</th><th>evidence</th>"
+                 + "<th>file</th><th>size</th><th>QF</th><th>mean flag</th><th>evidence</th>"
                    "<th>grid score</th><th>verdict</th><th>notes</th></tr></thead><tbody>")
     for i, r in enumerate(records, 1):
         thumb, flag, *rest = thumbnails.get(r.file, ("", ""))
@@ -615,7 +624,7 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
         parts.append(
             f"<tr><td class=num>{i}</td>" + "".join(f"<td class=thumb>{c}</td>" for c in cells)
             + f"<td class=file>{linked(escape(r.file), f'open the page of {r.file}')}</td>"
-            f"<td class=num>{r.width}×{r.height}</td><td class=num>{_number(r.mean_quality, 1)}</td>"
+            f"<td class=num>{r.width}×{r.height}</td><td class=num>{_number(r.quality, 1)}</td>"
             f"<td class=num>{_number(r.mean_flag, 3)}</td><td class=num>{100 * r.evidence_share:.0f} %</td>"
             f"<td class=num>{'' if r.grid_score is None else f'{r.grid_score:.1f}'}</td>"
             f"<td class={r.verdict.replace(' ', '-')}>{r.verdict}{gray}</td>"
@@ -633,12 +642,14 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
 
 def write_assessment_report(out_dir: str | os.PathLike, records, failures, summary: dict,
                             thumbnails: dict[str, tuple[str, ...]] | None = None,
-                            settings: dict | None = None, *, pages: dict[str, str] | None = None) -> dict[str, Path]:
+                            settings: dict | None = None, *, pages: dict[str, str] | None = None,
+                            skipped: Sequence[dict] = ()) -> dict[str, Path]:
     """Write the results of :func:`jpegtrace.eval.assess_images` into ``out_dir``.
 
-    Files: ``table.csv`` (one row per image: file, width, height, mean QF, mean flag, grid score,
-    verdict, grayscale, notes), ``failures.csv`` (file, reason), ``assessment.json`` (settings, counts,
-    histogram, rows and failures), ``qf_histogram.png`` and ``index.html``; the thumbnails are
+    Files: ``table.csv`` (one row per image, analysed or failed: the columns of
+    :data:`jpegtrace.record.CSV_COLUMNS`), ``failures.csv`` (file, reason), ``assessment.json``
+    (settings, counts, histogram, ``images``: the record of every image as ``analyze`` prints it,
+    and ``skipped``: the files left out, each with its reason), ``qf_histogram.png`` and ``index.html``; the thumbnails are
     written beforehand by :func:`save_thumbnails`, the per-image pages that ``pages`` names (file
     name to path relative to ``out_dir``) by :func:`jpegtrace.viewer.write_viewer`.
     """
@@ -646,17 +657,19 @@ def write_assessment_report(out_dir: str | os.PathLike, records, failures, summa
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [r.as_row() for r in records]
+    from ..record import CSV_COLUMNS, csv_row, failure_record
+
+    # The same record as `jpegtrace analyze` prints, failures included (ok false).
+    images = [r.record for r in records] + [failure_record(f.file, f.reason) for f in failures]
     written = {
-        "table": write_csv(out / "table.csv", rows,
-                           ["file", "width", "height", "mean_quality", "mean_flag", "evidence_share", "grid_score", "verdict",
-                            "grayscale", "notes"]),
+        "table": write_csv(out / "table.csv", [csv_row(r) for r in images], CSV_COLUMNS),
         "failures": write_csv(out / "failures.csv", _failure_rows(failures), ["file", "reason"]),
-        "summary": write_json(out / "assessment.json", {"settings": settings or {}, **summary, "images": rows,
-                                                        "failures": _failure_rows(failures)}),
+        "summary": write_json(out / "assessment.json", {"settings": settings or {}, **summary, "images": images,
+                                                        "skipped": list(skipped)}),
     }
     fig = qf_histogram_figure(summary)
     written["histogram"] = save_figure(fig, out / "qf_histogram.png", dpi=120)
     written["html"] = write_text(out / "index.html", assessment_html(
-        records, failures, summary, thumbnails, source=(settings or {}).get("folder"), pages=pages))
+        records, failures, summary, thumbnails, source=(settings or {}).get("folder"), pages=pages,
+        skipped=skipped))
     return written
