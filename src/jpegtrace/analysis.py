@@ -18,6 +18,7 @@ from .evidence import MIN_EVIDENCE_SHARE, block_structure, evidence_map, set_blo
 from .grid.check import GridEvidence, find_jpeg_grid
 from .grid.clipped import clipped_block_flag, grid_block_origin
 from .io import DEFAULT_MAX_PIXELS, as_analysis_array
+from .history import DoubleCompression, detect_double_compression
 from .regions import FLAG, Region, confirm_regions, find_regions, outside_regions
 from .nn import engine
 from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
@@ -118,6 +119,9 @@ class Analysis:
         The last JPEG's luma quantisation table read from the pixels at the grid found
         (:func:`jpegtrace.tables.estimate_luma_table`); None without a grid or when too few steps
         can be read.
+    history : DoubleCompression or None
+        The double-JPEG test on the table's grid (:func:`jpegtrace.history.detect_double_compression`):
+        whether an earlier, coarser JPEG left its traces, and its QF; None without a table.
     regions : tuple of Region
         Areas of flagged blocks, and of flagged blocks whose QF differs from the rest
         (:func:`jpegtrace.regions.find_regions`).
@@ -140,6 +144,7 @@ class Analysis:
     table: TableEstimate | None = None
     regions: tuple[Region, ...] = field(default=())
     outside_flag: float | None = None
+    history: DoubleCompression | None = None
 
     @property
     def flag_regions(self) -> tuple[Region, ...]:
@@ -483,7 +488,7 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
     repeated, piecewise_constant = block_structure(rgb)
     set_blocks(evidence, repeated, 0.0)  # one period of a tile carries all of its evidence
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision, backend=backend)
-    network_mean_flag = table = None
+    network_mean_flag = table = history = None
     found = grid is not None and grid.found
     if found or piecewise_constant.any():
         flag = np.clip(raw[FLAG_CHANNEL], 0.0, 1.0, out=raw[FLAG_CHANNEL])
@@ -491,6 +496,7 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
         if found:
             join_grid_evidence(flag, rgb, grid)
             table = estimate_luma_table(rgb, grid_offset=grid.grid_offset)
+            history = None if table is None else detect_double_compression(rgb, table)
         else:
             # An edge between exactly flat pixels is what a JPEG cannot leave (it rings); only a
             # coarse JPEG's DC-only blocks look so, and those show their grid.
@@ -498,6 +504,8 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
     result = summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
                        quality_calibration=model.quality_calibration, network_mean_flag=network_mean_flag,
                        evidence=evidence, table=table)
+    if history is not None:
+        result = dataclasses.replace(result, history=history)
     if not result.flag_regions:
         return result
     # Each flag region's own grid confirms it; the image's grid may be the regions' own, so it is

@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 CSV_COLUMNS = ("file", "ok", "error", "height", "width", "verdict", "compressed", "quality", "quality_source",
                "map_quality", "mean_flag", "evidence_share", "outside_flag", "grid_score", "grid_found",
                "grid_offset_y", "grid_offset_x", "table_quality", "table_standard", "table_known_steps",
-               "n_regions", "region_area_share", "region_quality", "file_format", "file_quality", "notes")
+               "double_compressed", "primary_quality", "n_regions", "region_area_share", "region_quality", "file_format", "file_quality", "notes")
 
 
 def _rounded(value, digits: int):
@@ -63,6 +63,7 @@ def analysis_record(analysis: Analysis, *, file: str, input_info=None, maps: dic
         "grid": None if grid is None else {"score": round(float(grid.score), 2), "found": bool(grid.found),
                                            "offset": list(grid.grid_offset) if grid.found else None},
         "table": None if analysis.table is None else analysis.table.as_dict(),
+        "history": None if analysis.history is None else analysis.history.as_dict(),
         "regions": [r.as_dict() for r in analysis.regions],
         "grayscale": bool(analysis.grayscale), "notes": list(analysis.notes),
         "input": None if input_info is None else input_info.as_dict(),
@@ -82,6 +83,7 @@ def csv_row(record: dict) -> dict:
     if not record["ok"]:
         return {**{c: "" for c in CSV_COLUMNS}, "file": record["file"], "ok": 0, "error": record["error"]}
     grid, table, info = record["grid"] or {}, record["table"] or {}, record.get("input") or {}
+    history = record.get("history") or {}
     offset = grid.get("offset") or ("", "")
     flag_regions = [r for r in record["regions"] if r["kind"] == "flag"]
     largest = flag_regions[0] if flag_regions else {}
@@ -101,6 +103,7 @@ def csv_row(record: dict) -> dict:
             "grid_offset_y": offset[0], "grid_offset_x": offset[1],
             "table_quality": cell(table_quality), "table_standard": cell(table.get("standard")),
             "table_known_steps": cell(table.get("known_steps")),
+            "double_compressed": cell(history.get("detected")), "primary_quality": cell(history.get("primary_quality")),
             "n_regions": len(flag_regions), "region_area_share": cell(largest.get("area_share")),
             "region_quality": cell(largest.get("quality_inside")),
             "file_format": cell(info.get("format")), "file_quality": cell(info.get("file_quality")),
@@ -143,6 +146,9 @@ def text_line(record: dict) -> str:
     for r in quality_regions[:3]:
         details.append(f"QF ≈ {r['quality_inside']:.0f} in x {r['box'][1]}-{r['box'][3]}, y {r['box'][0]}-{r['box'][2]} "
                        f"(≈ {r['quality_around']:.0f} around)")
+    history = record.get("history") or {}
+    if history.get("detected"):
+        details.append(f"compressed at least twice (earlier QF ≈ {history['primary_quality']})")
     info = record.get("input") or {}
     if info.get("file_quality") is not None:
         details.append(f"file: {info.get('format', 'JPEG')} QF {info['file_quality']:.0f} by its own tables")

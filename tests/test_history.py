@@ -1,0 +1,56 @@
+"""Double JPEG: an earlier, coarser quantisation on the same grid, read from the last table's histograms."""
+
+import numpy as np
+import pytest
+
+from jpegtrace.history import DoubleCompression, detect_double_compression, empty_bin_ratio
+from jpegtrace.jpeg import ijg_table, jpeg_compress
+from jpegtrace.tables import block_coefficients, estimate_luma_table
+
+
+@pytest.mark.parametrize("first, last", [(50, 80), (60, 90)])
+def test_an_aligned_double_jpeg_is_detected_with_its_earlier_qf(photo, first, last):
+    twice = jpeg_compress(jpeg_compress(photo, first), last)
+    table = estimate_luma_table(twice, grid_offset=(0, 0))
+    if first == 50:
+        assert table.ijg_quality == last  # the last table stays exact here...
+    # ...but not at 60 -> 90, where steps of QF 60 that are multiples of QF 90's read as the earlier
+    # ones (a known limit: docs/tables.md); the test still finds the earlier JPEG.
+    result = detect_double_compression(twice, table)
+    assert result.detected and abs(result.primary_quality - first) <= 2
+    assert result.empty_ratio < 0.3 and result.frequencies >= 3
+    assert "at least twice" in result.describe() and result.as_dict()["detected"] is True
+
+
+@pytest.mark.parametrize("quality", [60, 80, 90, 95])
+def test_a_single_jpeg_is_not_called_double(photo, quality):
+    once = jpeg_compress(photo, quality)
+    table = estimate_luma_table(once, grid_offset=(0, 0))
+    result = detect_double_compression(once, table)
+    assert result is None or not result.detected
+    if result is not None:
+        assert result.empty_ratio > 0.5 and result.primary_quality is None
+
+
+def test_empty_bins_are_counted_only_where_the_earlier_step_is_coarser(photo):
+    twice = jpeg_compress(jpeg_compress(photo, 50), 80)
+    coefficients = block_coefficients(twice, (0, 0))
+    ratio, used = empty_bin_ratio(coefficients, ijg_table(80), ijg_table(50))
+    assert used >= 3 and ratio < 0.3
+    # a "finer earlier" table leaves no gaps: nothing to count
+    assert empty_bin_ratio(coefficients, ijg_table(80), ijg_table(90)) == (None, 0)
+    single = block_coefficients(jpeg_compress(photo, 80), (0, 0))
+    assert empty_bin_ratio(single, ijg_table(80), ijg_table(50))[0] > 0.5
+
+
+def test_analysis_reports_history_only_with_a_table(photo):
+    import torch
+
+    from jpegtrace.analysis import analyze_array
+    from jpegtrace.nn.qfnet import QFNet
+
+    torch.manual_seed(0)
+    model = QFNet().eval()
+    twice = analyze_array(jpeg_compress(jpeg_compress(photo, 50), 80), model)
+    assert isinstance(twice.history, DoubleCompression) and twice.history.detected
+    assert analyze_array(photo, model).history is None
