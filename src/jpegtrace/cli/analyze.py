@@ -7,8 +7,15 @@ from pathlib import Path
 
 from ..errors import JpegTraceError
 from ..grid.check import GRID_SCORE_THRESHOLD
-from ..io import DEFAULT_MAX_PIXELS
-from .common import add_grid_option, display, error, load_model, positive_int_arg, warn_if_bf16_is_slow
+from .common import (
+    add_grid_option,
+    add_input_options,
+    display,
+    error,
+    load_model,
+    positive_int_arg,
+    warn_if_bf16_is_slow,
+)
 
 
 def add_analyze(sub) -> None:
@@ -25,9 +32,7 @@ def add_analyze(sub) -> None:
     p.add_argument("--model", metavar="WEIGHTS", help="safetensors weights (default: the shipped model)")
     p.add_argument("--tile-size", type=positive_int_arg, default=512,
                    help="side of the region computed at once; bounds memory, never changes the maps (default 512)")
-    p.add_argument("--max-pixels", type=positive_int_arg, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help="refuse images whose header claims more pixels, before decoding them "
-                        f"(decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
+    add_input_options(p)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="arithmetic of the network: bf16 is about 1.9x faster on CPUs with AVX-512 BF16, many times "
@@ -42,7 +47,8 @@ def add_analyze(sub) -> None:
 
 def run_analyze(args) -> int:
     from ..analysis import analyze_array
-    from ..io import as_analysis_array, native_stderr_captured
+    from ..io import native_stderr_captured, read_analysis_input
+    from ..limits import time_limit
 
     model = load_model(args)
     if model is None:
@@ -51,22 +57,25 @@ def run_analyze(args) -> int:
     records, failed, stems = [], 0, {}
     for name in args.images:
         shown = display(name)
-        rgb = result = None  # free the previous image and maps before reading the next
+        rgb = result = read = None  # free the previous image and maps before reading the next
         try:
-            with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
-                rgb, grayscale, notes = as_analysis_array(Path(name), max_pixels=args.max_pixels)
-            result = analyze_array(rgb, model, tile_size=args.tile_size, device=args.device,
-                                   precision=args.precision, backend=args.backend, grid_check=args.grid_check,
-                                   grayscale=grayscale, notes=notes)
-            maps = {}
-            if args.maps:
-                from ..eval.reports import save_maps
+            with time_limit(args.time_limit, name):  # the file's whole work: reading, analysis, maps
+                with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
+                    read = read_analysis_input(Path(name), max_pixels=args.max_pixels,
+                                               allow_damaged=args.allow_damaged)
+                rgb = read.rgb
+                result = analyze_array(rgb, model, tile_size=args.tile_size, device=args.device,
+                                       precision=args.precision, backend=args.backend, grid_check=args.grid_check,
+                                       grayscale=read.grayscale, notes=read.notes, valid=read.valid)
+                maps = {}
+                if args.maps:
+                    from ..eval.reports import save_maps
 
-                stem = Path(name).stem
-                stems[stem] = stems.get(stem, 0) + 1
-                if stems[stem] > 1:  # a/x.png and b/x.tif: do not overwrite the first one's maps
-                    stem = f"{stem}-{stems[stem]}"
-                maps = {k: display(v) for k, v in save_maps(result, rgb, args.maps, stem).items()}
+                    stem = Path(name).stem
+                    stems[stem] = stems.get(stem, 0) + 1
+                    if stems[stem] > 1:  # a/x.png and b/x.tif: do not overwrite the first one's maps
+                        stem = f"{stem}-{stems[stem]}"
+                    maps = {k: display(v) for k, v in save_maps(result, rgb, args.maps, stem).items()}
         except JpegTraceError as exc:
             reason = " ".join(exc.reason.split())
         except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..grid.check import GRID_SCORE_THRESHOLD
 from .common import (
     add_grid_option,
+    add_input_options,
     add_model_options,
     add_quiet,
     display,
@@ -36,6 +37,7 @@ def add_assess(sub) -> None:
     p.add_argument("--thumbnail-size", type=positive_arg, default=160, metavar="PX",
                    help="longer side of the thumbnails in the HTML page (default 160)")
     add_model_options(p)
+    add_input_options(p)
     add_grid_option(p)
     add_quiet(p)
     p.set_defaults(func=run_assess)
@@ -67,7 +69,8 @@ def run_assess(args) -> int:
     try:
         records, failures = assess_images(model, files, tile_size=args.tile_size, device=args.device,
                                           progress=progress_bar(args, "assess", " image"), on_result=on_result,
-                                          grid_check=args.grid_check)
+                                          grid_check=args.grid_check, max_pixels=args.max_pixels,
+                                          allow_damaged=args.allow_damaged, time_limit=args.time_limit)
         report_failures(failures)
         summary = summarize_assessment(records, failures)
         settings = run_settings(args, folder=display(args.folder), recursive=args.recursive,

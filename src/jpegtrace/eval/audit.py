@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..analysis import COMPRESSED, DEFAULT_TILE_SIZE, NEVER_COMPRESSED, NO_EVIDENCE, Analysis, analyze_array
-from ..errors import ImageReadError
-from ..io import as_analysis_array
+from ..errors import ImageReadError, TimeLimitError
+from ..io import DEFAULT_MAX_PIXELS, read_analysis_input
+from ..limits import time_limit as limited
 from ..nn.qfnet import QFNet
 from .common import Failure, Files, Progress, _named_files, _wrap, cell
 
@@ -48,7 +49,8 @@ class AssessmentRecord:
 def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
                   progress: Progress | None = None,
                   on_result: Callable[[str, np.ndarray, Analysis], None] | None = None,
-                  grid_check: bool = True) -> tuple[list[AssessmentRecord], list[Failure]]:
+                  grid_check: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS, allow_damaged: bool = False,
+                  time_limit: float | None = None) -> tuple[list[AssessmentRecord], list[Failure]]:
     """Analyse every file of a data set and record its verdict (Figs. 4-9 of the paper).
 
     Parameters
@@ -66,6 +68,13 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
     grid_check : bool
         Also look for a JPEG block grid (:mod:`jpegtrace.grid`); a grid found makes the verdict
         "compressed" whatever the mean flag.
+    max_pixels, allow_damaged
+        As for :func:`jpegtrace.analyze`: files over the pixel limit, and damaged JPEGs unless
+        ``allow_damaged``, are failures.
+    time_limit : float, optional
+        Seconds the reading and analysis of one file may take (:func:`jpegtrace.limits.time_limit`,
+        main thread on Unix only); a file that takes longer is a failure ("took longer than N s")
+        and the audit goes on.
 
     Returns
     -------
@@ -76,18 +85,20 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
     records: list[AssessmentRecord] = []
     failures: list[Failure] = []
     for name, path in _wrap(progress, _named_files(files)):
+        read = analysis = None  # free the previous image and maps first
         try:
-            rgb, grayscale, notes = as_analysis_array(path)
-        except ImageReadError as exc:
+            with limited(time_limit, path):
+                read = read_analysis_input(path, max_pixels=max_pixels, allow_damaged=allow_damaged)
+                analysis = analyze_array(read.rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
+                                         grayscale=read.grayscale, notes=read.notes, valid=read.valid)
+        except (ImageReadError, TimeLimitError) as exc:
             failures.append(Failure(name, exc.reason))
             continue
-        analysis = analyze_array(rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
-                                 grayscale=grayscale, notes=notes)
-        grid = analysis.grid
+        rgb, grid = read.rgb, analysis.grid
         records.append(AssessmentRecord(file=name, height=int(rgb.shape[0]), width=int(rgb.shape[1]),
                                         mean_quality=analysis.mean_quality, mean_flag=analysis.mean_flag,
                                         verdict=analysis.verdict, evidence_share=analysis.evidence_share,
-                                        grayscale=grayscale, notes=notes,
+                                        grayscale=read.grayscale, notes=read.notes,
                                         grid_score=None if grid is None else grid.score))
         if on_result is not None:
             on_result(name, rgb, analysis)
