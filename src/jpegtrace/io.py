@@ -166,10 +166,13 @@ def _read_file(path, max_pixels, allow_damaged: bool) -> _FileRead:
         source, data, structure = fp, None, None
         if kind == "JPEG":
             data, structure = _jpeg_structure(fp, path)
-            if structure is not None and (structure.truncated or structure.cut):
-                # Pillow refuses a JPEG cut short, libjpeg one with a bad marker; ended where the
-                # data stops, both decode what there is, and the damage check says what is missing.
-                source = io.BytesIO(jpegfile.repaired(data, structure))
+            if structure is not None:
+                # The image's bytes alone (no copy of a sound file's); Pillow refuses a JPEG cut short,
+                # libjpeg one with a bad marker: ended where the data stops, both decode what there
+                # is, and the damage check says what is missing.
+                data = jpegfile.repaired(data, structure)
+                if structure.truncated or structure.cut:
+                    source = io.BytesIO(data)
         try:
             array, notes, im_format, im_lossy = _decode(source, path, max_pixels, kind)
             big = False
@@ -336,10 +339,11 @@ def _jpeg_structure(fp, path: Path):
 
 def _check_jpeg(data: bytes, structure, path: Path, shape: tuple[int, int], allow_damaged: bool,
                 notes: list[str]) -> tuple[np.ndarray | None, bool]:
-    """``(valid, damaged)`` of a decoded JPEG: refuse it when damaged, unless ``allow_damaged``, when a
-    note says what is damaged and ``valid`` where it was decoded (None: everywhere, or not known)."""
+    """``(valid, damaged)`` of a decoded JPEG (``data``: :func:`jpegtrace.jpegfile.repaired` bytes): refuse
+    it when damaged, unless ``allow_damaged``, when a note says what is damaged and ``valid`` where it
+    was decoded (None: everywhere, or not known)."""
     try:
-        damage = jpegfile.find_damage(jpegfile.repaired(data, structure), structure)
+        damage = jpegfile.find_damage(data, structure)
     except MemoryError:
         raise ImageReadError(path, "not enough memory to check the JPEG data") from None
     if damage is None:

@@ -338,8 +338,9 @@ def repaired(data, structure: JpegStructure) -> bytes:
     unexpected marker with an error; ended with an EOI, both decode what there is and libjpeg
     fills the rest.
     """
-    image = bytes(data[:structure.image_end])
-    return image + b"\xff\xd9" if structure.truncated or structure.cut else image
+    if structure.truncated or structure.cut:
+        return b"".join((memoryview(data)[:structure.image_end], b"\xff\xd9"))  # one copy, not two
+    return bytes(data[:structure.image_end])  # the same bytes object when nothing follows the image
 
 
 @dataclass(frozen=True)
@@ -465,11 +466,12 @@ def _ran_out(data: bytes, structure: JpegStructure) -> np.ndarray | None:
     """MCUs libjpeg filled in because the data ran out (None when the check could not decode)."""
     cuts = sorted(end for scan in structure.scans for _, end in _segments(scan))
     junk = _junk(_INSERTED_BYTES, 1)
+    view = memoryview(data)  # slices of a view are no copies: the changed file is the only one made
     pieces, previous = [], 0
     for cut in cuts:
-        pieces += [data[previous:cut], junk]
+        pieces += [view[previous:cut], junk]
         previous = cut
-    pieces.append(data[previous:])
+    pieces.append(view[previous:])
     try:
         original, scale = _decode(data, 1 if structure.progressive else 8)
         changed, changed_scale = _decode(b"".join(pieces), scale)
@@ -536,14 +538,17 @@ def _left_over(data: bytes, structure: JpegStructure) -> np.ndarray | None:
     tested = [(i, start, end) for i, (start, end) in enumerate(segments) if end - start >= 4 * LEFTOVER_BYTES]
     if not tested:
         return None
-    changed = bytearray(data)
+    view = memoryview(data)  # slices of a view are no copies: the changed file is the only one made
+    pieces, previous = [], 0
     for i, start, end in tested:
         at = end - LEFTOVER_BYTES
-        if changed[at - 1] == 0xFF:  # keep the 0x00 of a stuffed 0xFF: junk after 0xFF could be a marker
+        if data[at - 1] == 0xFF:  # keep the 0x00 of a stuffed 0xFF: junk after 0xFF could be a marker
             at += 1
-        changed[at:end] = _junk(end - at, 2 + i)
+        pieces += [view[previous:at], _junk(end - at, 2 + i)]
+        previous = end
+    pieces.append(view[previous:])
     try:
-        original, changed = _decode(data, 1)[0], _decode(bytes(changed), 1)[0]
+        original, changed = _decode(data, 1)[0], _decode(b"".join(pieces), 1)[0]
     except Exception:  # noqa: BLE001 -- a copy libjpeg refuses proves nothing about the file
         return None
     differ = _mcu_differences(original, changed, structure, 1)
