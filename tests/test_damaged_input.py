@@ -231,6 +231,27 @@ def test_corrupt_data_in_one_restart_interval_is_located_there(tmp_path):
     assert not read.valid[48:64].any() and read.valid[:48].all() and read.valid[64:].all()
 
 
+def test_headers_the_parser_did_not_foresee_give_one_line(tmp_path):
+    """Found by fuzzing: a 16-bit quantisation table of an odd length; and a scan of a component the
+    frame lacks, sampling factors of 0."""
+    gray = jpeg_bytes(texture(32, 40)[:, :, 0], quality=80, restart_marker_rows=1)
+    dqt, sos, sof = gray.index(b"\xff\xdb"), gray.index(b"\xff\xda"), gray.index(b"\xff\xc0")
+    odd = bytearray(gray)
+    odd[dqt + 4] = 0x10  # 16-bit steps...
+    struct.pack_into(">H", odd, dqt + 2, 66)  # ... in 63 bytes
+    stranger, unsampled = bytearray(gray), bytearray(gray)
+    stranger[sos + 5] = 9
+    unsampled[sof + 11] = 0x00
+    for data in (odd, stranger, unsampled):
+        path = tmp_path / "odd.jpg"
+        path.write_bytes(bytes(data))
+        for allow in (False, True):
+            try:
+                read_image(path, allow_damaged=allow)
+            except ImageReadError as exc:
+                assert exc.reason and "\n" not in exc.reason
+
+
 # --------------------------------------------------------------------------- ... or, if allowed, analysed
 
 @pytest.fixture

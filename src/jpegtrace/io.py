@@ -334,7 +334,10 @@ def _jpeg_structure(fp, path: Path):
     finally:
         with contextlib.suppress(OSError):
             fp.seek(0)
-    return data, jpegfile.parse_jpeg(data)
+    try:
+        return data, jpegfile.parse_jpeg(data)
+    except Exception as exc:  # noqa: BLE001 -- bytes no parser foresaw: say so, never a traceback
+        raise ImageReadError(path, f"cannot read the JPEG structure: {_one_line(exc)}") from None
 
 
 def _check_jpeg(data: bytes, structure, path: Path, shape: tuple[int, int], allow_damaged: bool,
@@ -346,6 +349,8 @@ def _check_jpeg(data: bytes, structure, path: Path, shape: tuple[int, int], allo
         damage = jpegfile.find_damage(data, structure)
     except MemoryError:
         raise ImageReadError(path, "not enough memory to check the JPEG data") from None
+    except Exception as exc:  # noqa: BLE001 -- unforeseen bytes: refuse rather than pass them unchecked
+        raise ImageReadError(path, f"cannot check the JPEG data: {_one_line(exc)}") from None
     if damage is None:
         if structure.truncated:
             notes.append("JPEG file ends without its end marker (its image data is complete)")

@@ -243,6 +243,8 @@ def parse_jpeg(data) -> JpegStructure | None:
                 height, width = struct.unpack_from(">HH", segment, 1)
                 components = [(segment[7 + 3 * i] >> 4, segment[7 + 3 * i] & 15, segment[8 + 3 * i], segment[6 + 3 * i])
                               for i in range(segment[5])]
+                if not components or any(not (1 <= h <= 4 and 1 <= v <= 4) for h, v, _, _ in components):
+                    return None  # libjpeg refuses such a frame: Pillow will say so
                 frame = (width, height, components)
             elif code == 0xDD:
                 (restart_interval,) = struct.unpack_from(">H", segment)
@@ -254,6 +256,8 @@ def parse_jpeg(data) -> JpegStructure | None:
                 count = segment[0]
                 ids = [c[3] for c in frame[2]]
                 members = tuple(ids.index(segment[1 + 2 * i]) for i in range(count) if segment[1 + 2 * i] in ids)
+                if not members or len(members) != count:
+                    return None  # a scan of components the frame lacks: libjpeg refuses it
                 spectral = (segment[1 + 2 * count], segment[2 + 2 * count])
                 approximation = (segment[3 + 2 * count] >> 4, segment[3 + 2 * count] & 15)
         except (IndexError, struct.error):  # a segment too short for its kind: Pillow will say so
@@ -279,9 +283,10 @@ def _read_tables(segment: bytes, tables: dict) -> None:
     while at < len(segment):
         precision, table_id = segment[at] >> 4, segment[at] & 15
         width = 2 if precision else 1
-        values = np.frombuffer(segment[at + 1:at + 1 + 64 * width], dtype=">u2" if width == 2 else np.uint8)
-        if values.size < 64:
+        raw = segment[at + 1:at + 1 + 64 * width]
+        if len(raw) < 64 * width:  # a segment cut short: Pillow will say so
             return
+        values = np.frombuffer(raw, dtype=">u2" if width == 2 else np.uint8)
         table = np.empty(64, dtype=np.int64)
         table[_ZIGZAG] = values
         tables[table_id] = table.reshape(8, 8)
