@@ -17,8 +17,8 @@ from .errors import JpegTraceError
 from .evidence import MIN_EVIDENCE_SHARE, block_structure, evidence_map, set_blocks
 from .grid.check import GridEvidence, find_jpeg_grid
 from .grid.clipped import clipped_block_flag, grid_block_origin
-from .io import DEFAULT_MAX_PIXELS, as_analysis_array
 from .history import DoubleCompression, detect_double_compression
+from .io import DEFAULT_MAX_PIXELS, read_analysis_input
 from .regions import FLAG, Region, confirm_regions, find_regions, outside_regions
 from .nn import engine
 from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
@@ -408,7 +408,7 @@ def join_grid_evidence(flag_map: np.ndarray, image: np.ndarray, grid: GridEviden
 
 def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | None = None, *,
             tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS, grid_check: bool = True) -> Analysis:
+            max_pixels: int = DEFAULT_MAX_PIXELS, grid_check: bool = True, allow_damaged: bool = False) -> Analysis:
     """Find JPEG compression in an image, pixel by pixel.
 
     Parameters
@@ -424,12 +424,16 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
         'cpu' or 'cuda'; the model's device by default.
     max_pixels : int
         Files whose header claims more pixels are refused before decoding (decompression-bomb
-        guard; default 400 million).
+        guard; default 64 million).
     grid_check : bool
         Also look for a JPEG block grid in the DCT coefficients (:mod:`jpegtrace.grid`), which
         finds near-lossless JPEGs the network misses, and let it join the verdict and, in clipped
         blocks, the flag map (:func:`join_grid_evidence`). False keeps the network's flag map
         and the paper's rule, mean flag above 0.5, alone.
+    allow_damaged : bool
+        Analyse a JPEG that decodes from missing or corrupt data instead of refusing it: a note says
+        what is damaged, and the pixels the decoder filled in get no evidence (they are left out of
+        the means and the verdict).
 
     Returns
     -------
@@ -438,8 +442,8 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     Raises
     ------
     ImageReadError
-        When a file cannot be read (missing, unreadable, corrupt, truncated, over ``max_pixels``)
-        or an array has an unusable shape or type. ``.path`` and ``.reason`` say which and why.
+        When a file cannot be read (missing, unreadable, corrupt, truncated, damaged, over
+        ``max_pixels``) or an array has an unusable shape, type or values. ``.path`` and ``.reason`` say which and why.
     ModelError
         When ``model`` is None and the shipped weights cannot be loaded.
 
@@ -450,17 +454,17 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     >>> result.compressed, round(result.mean_quality)   # doctest: +SKIP
     (True, 31)
     """
-    rgb, grayscale, notes = as_analysis_array(image, max_pixels=max_pixels)
+    read = read_analysis_input(image, max_pixels=max_pixels, allow_damaged=allow_damaged)
     if model is None:
         model = _shipped_model(device or "cpu")
-    return analyze_array(rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
-                         grayscale=grayscale, notes=notes)
+    return analyze_array(read.rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
+                         grayscale=read.grayscale, notes=read.notes, valid=read.valid)
 
 
 def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TILE_SIZE,
                   device: str | torch.device | None = None, precision: str = "fp32", backend: str = "torch",
                   grid_check: bool = True,
-                  grayscale: bool = False, notes: Sequence[str] = ()) -> Analysis:
+                  grayscale: bool = False, notes: Sequence[str] = (), valid: np.ndarray | None = None) -> Analysis:
     """:func:`analyze` of an 8-bit RGB array already read: the network's maps, the grid check, the summary.
 
     Parameters
@@ -474,6 +478,10 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
         As for :func:`analyze`.
     grayscale, notes
         Passed on to the :class:`Analysis`: what reading the image found and did.
+    valid : ndarray of bool, (H, W), optional
+        The pixels decoded from the file's data (:attr:`jpegtrace.io.AnalysisInput.valid`); the
+        evidence map is 0 elsewhere, so that a damaged JPEG's filled-in area is left out of the
+        summary.
 
     Notes
     -----
@@ -487,6 +495,8 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
     evidence = evidence_map(rgb)
     repeated, piecewise_constant = block_structure(rgb)
     set_blocks(evidence, repeated, 0.0)  # one period of a tile carries all of its evidence
+    if valid is not None:
+        evidence *= valid  # the decoder's fill of a damaged JPEG says nothing about the file
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision, backend=backend)
     network_mean_flag = table = history = None
     found = grid is not None and grid.found

@@ -31,3 +31,7 @@ class ImageReadError(JpegTraceError):
 
 class ModelError(JpegTraceError):
     """A weights file that is missing, unreadable or does not match the network."""
+
+
+class TimeLimitError(JpegTraceError):
+    """Work on one input that ran past its time limit (:func:`jpegtrace.limits.time_limit`)."""

@@ -4,7 +4,9 @@ The EXIF orientation is deliberately not applied: the JPEG block grid lives in t
 orientation, and rotating the pixels would move it.
 
 Every failure to read a file raises :class:`~jpegtrace.errors.ImageReadError` with the path and a
-one-line reason; no other exception escapes :func:`read_image` for any file content.
+one-line reason; no other exception escapes :func:`read_image` for any file content. A JPEG that
+decodes from missing or corrupt data (:mod:`jpegtrace.jpegfile`) is refused too, unless
+``allow_damaged`` is set: then :func:`read_analysis_input` says which pixels were decoded.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import io
 import json
 import os
 import re
@@ -21,15 +24,22 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from . import jpegfile
 from .errors import ImageReadError
 
 #: Images with more pixels than this are refused before decoding (decompression-bomb guard).
-DEFAULT_MAX_PIXELS = 400_000_000
+#: It also bounds memory: ``jpegtrace analyze --maps`` peaks at about 23 bytes a pixel (the image 3, the
+#: two float32 maps 8, the evidence map 4, the decoded-pixel mask of a damaged JPEG 1, the overlay and
+#: Pillow's copy of it 7) over a fixed 235 MiB (Python, torch, the model) and about 50 MiB of the
+#: network's buffers, so 64 million pixels stay near 1.7 GiB, under the 2 GiB bound that 100 million
+#: (2.4 GiB) would exceed (``benchmarks/bench_memory.py`` measures it; raise the limit for larger images).
+DEFAULT_MAX_PIXELS = 64_000_000
 
 #: Pixels converted at once when turning a decoded image into an array (bounds temporary memory).
 _STRIP_PIXELS = 1 << 22
@@ -45,8 +55,75 @@ class _NeedsLargerPillowLimit(Exception):
     """Pillow's own bomb limit refused an image that our (larger) limit allows."""
 
 
-def read_image(path: str | bytes | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
-               ) -> tuple[np.ndarray, tuple[str, ...]]:
+@dataclass(frozen=True)
+class InputInfo:
+    """What an input is, as its bytes say (:func:`describe_file`, :attr:`AnalysisInput.info`).
+
+    Attributes
+    ----------
+    format : str
+        Pillow's name of the format ("JPEG", "MPO", "PNG", "WEBP", "TIFF", ...), "AVIF" or "HEIF"
+        for those recognised from their bytes, "array" or "PIL image" for what was not a file, or
+        "unknown".
+    lossy : bool or None
+        Whether the format's own compression lost information: True for JPEG and lossy WebP (and
+        JPEG-compressed TIFF), False for PNG, lossless WebP and the other lossless formats, None
+        when the bytes do not say (AVIF, HEIF, JPEG 2000, arrays).
+    file_quality : float or None
+        For a JPEG, the IJG QF nearest to the luma quantisation table it declares
+        (:func:`jpegtrace.jpeg.ijg_equivalent_quality`); None otherwise.
+    damaged : bool
+        The JPEG's data is missing or corrupt (see :mod:`jpegtrace.jpegfile`). From
+        :func:`describe_file`, only what its structure shows (a cut file, bad markers); from
+        :func:`read_analysis_input`, also what decoding shows.
+    """
+
+    format: str
+    lossy: bool | None
+    file_quality: float | None
+    damaged: bool = False
+
+    def as_dict(self) -> dict:
+        """The record's ``input`` (:func:`jpegtrace.record.analysis_record`)."""
+        return {"format": self.format, "lossy": self.lossy,
+                "file_quality": None if self.file_quality is None else round(float(self.file_quality), 2),
+                "damaged": self.damaged}
+
+
+@dataclass(frozen=True)
+class AnalysisInput:
+    """An image ready for the network (:func:`read_analysis_input`).
+
+    Attributes
+    ----------
+    rgb : ndarray of uint8, (H, W, 3)
+        As :func:`as_analysis_array` gives it.
+    grayscale : bool
+    notes : tuple of str
+    valid : ndarray of bool, (H, W), or None
+        Where the pixels were decoded from the file's data; False where a damaged JPEG (read with
+        ``allow_damaged``) was filled in by the decoder. None when every pixel was decoded.
+    info : InputInfo or None
+        What the input is (format "array" or "PIL image" for those).
+    """
+
+    rgb: np.ndarray
+    grayscale: bool
+    notes: tuple[str, ...]
+    valid: np.ndarray | None = None
+    info: InputInfo | None = None
+
+
+@dataclass(frozen=True)
+class _FileRead:
+    array: np.ndarray
+    notes: tuple[str, ...]
+    valid: np.ndarray | None
+    info: InputInfo
+
+
+def read_image(path: str | bytes | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+               allow_damaged: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
     """Read the first frame of an image file as an array ready for :func:`as_analysis_array`.
 
     Parameters
@@ -57,6 +134,9 @@ def read_image(path: str | bytes | os.PathLike, max_pixels: int = DEFAULT_MAX_PI
         Refuse, before decoding, images with more pixels than this (decompression-bomb guard).
         It replaces Pillow's own limit (``PIL.Image.MAX_IMAGE_PIXELS``) for this read, in both
         directions.
+    allow_damaged : bool
+        Read a JPEG that decodes from missing or corrupt data instead of refusing it; a note says
+        what is damaged (:func:`read_analysis_input` also says where).
 
     Returns
     -------
@@ -70,26 +150,252 @@ def read_image(path: str | bytes | os.PathLike, max_pixels: int = DEFAULT_MAX_PI
     Raises
     ------
     ImageReadError
-        For a missing, unreadable, empty, truncated, oversized or non-image file; ``.path`` is
-        the file and ``.reason`` one line saying why.
+        For a missing, unreadable, empty, truncated, oversized or non-image file, a damaged JPEG
+        (without ``allow_damaged``) and a HEIF or AVIF file Pillow cannot open; ``.path`` is the
+        file and ``.reason`` one line saying why.
+
+    Notes
+    -----
+    The notes also say what the file is where that matters to the maps: a JPEG file's own QF
+    (``JPEG file, QF 90 by its own tables``), beside which the maps' estimate can be read, and that
+    a lossy WebP or an AVIF file was compressed otherwise than by JPEG, which the maps do not see.
     """
+    read = _read_file(path, max_pixels, allow_damaged)
+    return read.array, read.notes
+
+
+def _read_file(path, max_pixels, allow_damaged: bool) -> _FileRead:
     path = Path(os.fsdecode(path)) if isinstance(path, bytes) else Path(path)
     max_pixels = _check_max_pixels(max_pixels)
     with _open_file(path) as fp:
+        kind, lossy = _file_kind(fp)
+        source, data, structure = fp, None, None
+        if kind == "JPEG":
+            data, structure = _jpeg_structure(fp, path)
+            if structure is not None:
+                # The image's bytes alone (no copy of a sound file's); Pillow refuses a JPEG cut short,
+                # libjpeg one with a bad marker: ended where the data stops, both decode what there
+                # is, and the damage check says what is missing.
+                data = jpegfile.repaired(data, structure)
+                if structure.truncated or structure.cut:
+                    source = io.BytesIO(data)
         try:
-            array, notes = _decode(fp, path, max_pixels)
+            array, notes, im_format, im_lossy = _decode(source, path, max_pixels, kind)
+            big = False
         except _NeedsLargerPillowLimit:
             # Bigger than Pillow's default limit but within ours: decode again with Pillow's limit
             # set to ours. Pillow only has a module-wide setting, so hold a lock and restore it.
             with _pillow_limit(max_pixels):
-                fp.seek(0)
+                source.seek(0)
                 try:
-                    array, notes = _decode(fp, path, max_pixels)
+                    array, notes, im_format, im_lossy = _decode(source, path, max_pixels, kind)
                 except _NeedsLargerPillowLimit:  # cannot happen with the limits equal; be safe
                     raise ImageReadError(path, _too_large(None, max_pixels)) from None
+            big = True
     if array.size == 0:
         raise ImageReadError(path, "image has no pixels")
-    return array, notes
+    notes = list(notes)
+    valid, damaged, quality = None, False, None
+    if structure is not None:
+        del source
+        with _pillow_limit(max_pixels) if big else contextlib.nullcontext():
+            valid, damaged = _check_jpeg(data, structure, path, array.shape[:2], allow_damaged, notes)
+    del data
+    if kind == "JPEG":
+        quality = _jpeg_file_quality(path, notes)
+    elif lossy and kind == "WEBP":
+        notes.append("lossy WebP: its compression is not JPEG's; the maps say nothing about it")
+    elif kind in ("AVIF", "HEIF"):
+        notes.append(f"{kind} file: its compression (if lossy) is not JPEG's; the maps say nothing about it")
+    info = InputInfo(format=im_format or kind or "unknown", lossy=lossy if lossy is not None else im_lossy,
+                     file_quality=quality, damaged=damaged)
+    return _FileRead(array, tuple(notes), valid, info)
+
+
+def describe_file(path: str | bytes | os.PathLike) -> InputInfo:
+    """What an image file is, from its headers: format, whether lossy, a JPEG's own QF, whether damaged.
+
+    Cheap: no pixel is decoded. Pillow reads the header; of a JPEG, the marker structure is
+    scanned (:func:`jpegtrace.jpegfile.parse_jpeg`, a regular-expression pass over its bytes).
+
+    Parameters
+    ----------
+    path : str, bytes or path-like
+
+    Returns
+    -------
+    InputInfo
+        ``damaged`` says only what the structure shows: a file cut short (or only missing its end
+        marker, which decoding would tell apart), an unexpected marker, restart markers out of
+        order. A JPEG whose data runs out before the image its header claims, or whose corrupt
+        data the decoder reads to the end, shows it only when decoded (:func:`read_analysis_input`
+        then sets ``damaged``).
+
+    Raises
+    ------
+    ImageReadError
+        When the file cannot be opened, or is no image Pillow or this function recognises.
+    """
+    path = Path(os.fsdecode(path)) if isinstance(path, bytes) else Path(path)
+    with _open_file(path) as fp:
+        kind, lossy = _file_kind(fp)
+        if kind == "JPEG":
+            data, structure = _jpeg_structure(fp, path)
+            # A file that ends early is counted damaged: only decoding tells whether just its end marker is missing.
+            damaged = structure is not None and bool(structure.problems or structure.truncated)
+            del data
+            fp.seek(0)
+        if kind in ("AVIF", "HEIF"):
+            fmt = kind
+        else:
+            fmt, im_lossy = _pillow_format(fp, path)
+            lossy = lossy if lossy is not None else im_lossy
+    if kind != "JPEG":
+        return InputInfo(format=fmt, lossy=lossy, file_quality=None, damaged=False)
+    return InputInfo(format=fmt, lossy=True, file_quality=_jpeg_file_quality(path), damaged=damaged)
+
+
+def _pillow_format(fp, path: Path) -> tuple[str, bool | None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(fp) as im:
+                return im.format or "unknown", _format_lossy(im)
+        except Image.UnidentifiedImageError:
+            raise ImageReadError(path, "not an image file (unrecognised or corrupt format)") from None
+        except Exception as exc:  # noqa: BLE001 -- any failure of a parser on bad bytes
+            raise ImageReadError(path, f"cannot decode image: {_one_line(exc)}") from None
+
+
+#: Formats whose compression never loses information.
+_LOSSLESS_FORMATS = frozenset({"PNG", "BMP", "DIB", "GIF", "PPM", "PCX", "TGA", "ICO", "SGI", "QOI", "TIFF", "XBM"})
+
+
+def _format_lossy(im: Image.Image) -> bool | None:
+    if im.format in ("JPEG", "MPO"):
+        return True
+    if im.format == "TIFF":
+        return "jpeg" in str(im.info.get("compression", "")).lower()  # tiff_jpeg / jpeg: lossy
+    return False if im.format in _LOSSLESS_FORMATS else None
+
+
+#: ISO base media file brands of AVIF and of the other HEIF images (HEIC and the generic HEIF brands).
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"mif2", b"heif"})
+
+
+def _file_kind(fp) -> tuple[str | None, bool | None]:
+    """``(kind, lossy)`` from the first bytes: JPEG, WEBP (lossy or not), AVIF, HEIF, or None for the
+    rest (left to Pillow). ``fp`` is left at its start."""
+    try:
+        head = fp.read(64)
+        if jpegfile.is_jpeg(head):
+            return "JPEG", True
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            return "WEBP", _webp_lossy(fp)
+        if head[4:8] == b"ftyp":
+            size = int.from_bytes(head[:4], "big")
+            fp.seek(0)
+            box = fp.read(min(max(size, 16), 4096))
+            brands = {box[8:12]} | {box[i:i + 4] for i in range(16, len(box) - 3, 4)}
+            if brands & _AVIF_BRANDS:
+                return "AVIF", None
+            if brands & _HEIF_BRANDS:
+                return "HEIF", None
+        return None, None
+    except OSError:  # an unreadable file: Pillow will say so
+        return None, None
+    finally:
+        with contextlib.suppress(OSError):
+            fp.seek(0)
+
+
+def _webp_lossy(fp) -> bool | None:
+    """Whether a WebP's (first frame's) image is lossy: a 'VP8 ' chunk (lossy) or 'VP8L' (lossless),
+    at the top level or, in an extended file ('VP8X'), inside its first animation frame."""
+    at = 12
+    for _ in range(64):  # chunks before the image: VP8X, ICCP, ANIM, ALPH, EXIF... a few at most
+        fp.seek(at)
+        header = fp.read(8)
+        if len(header) < 8:
+            return None
+        fourcc, size = header[:4], int.from_bytes(header[4:], "little")
+        if fourcc == b"VP8 ":
+            return True
+        if fourcc == b"VP8L":
+            return False
+        # An animation frame's chunks follow its 16-byte header; other chunks are skipped (padded to even).
+        at += 8 + 16 if fourcc == b"ANMF" else 8 + size + (size & 1)
+    return None
+
+
+def _jpeg_structure(fp, path: Path):
+    """The file's bytes and :func:`jpegtrace.jpegfile.parse_jpeg` of them (None: no frame, left to Pillow)."""
+    try:
+        data = fp.read()
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to read the file") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot read: {_os_reason(exc)}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            fp.seek(0)
+    try:
+        return data, jpegfile.parse_jpeg(data)
+    except Exception as exc:  # noqa: BLE001 -- bytes no parser foresaw: say so, never a traceback
+        raise ImageReadError(path, f"cannot read the JPEG structure: {_one_line(exc)}") from None
+
+
+def _check_jpeg(data: bytes, structure, path: Path, shape: tuple[int, int], allow_damaged: bool,
+                notes: list[str]) -> tuple[np.ndarray | None, bool]:
+    """``(valid, damaged)`` of a decoded JPEG (``data``: :func:`jpegtrace.jpegfile.repaired` bytes): refuse
+    it when damaged, unless ``allow_damaged``, when a note says what is damaged and ``valid`` where it
+    was decoded (None: everywhere, or not known)."""
+    try:
+        damage = jpegfile.find_damage(data, structure)
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to check the JPEG data") from None
+    except Exception as exc:  # noqa: BLE001 -- unforeseen bytes: refuse rather than pass them unchecked
+        raise ImageReadError(path, f"cannot check the JPEG data: {_one_line(exc)}") from None
+    if damage is None:
+        if structure.truncated:
+            notes.append("JPEG file ends without its end marker (its image data is complete)")
+        return None, False
+    what = "; ".join(damage.reasons)
+    if not damage.undecoded.any():
+        if not allow_damaged:
+            raise ImageReadError(path, f"damaged JPEG: {what} (allow_damaged / --allow-damaged analyses it anyway)")
+        notes.append(f"damaged JPEG ({what}): where cannot be located, the whole image analysed")
+        return None, True
+    height, width = shape
+    mh, mw = structure.mcu_size
+    valid = ~damage.undecoded[np.arange(height) // mh][:, np.arange(width) // mw]
+    rows = np.flatnonzero(~valid.all(axis=1))
+    share = f"{1.0 - float(valid.mean()):.0%} of the image"
+    rest = "" if damage.placed else "; the rest of the damage cannot be located"
+    if not allow_damaged:
+        raise ImageReadError(path, f"damaged JPEG: {what}; rows {rows[0]}-{rows[-1]} ({share}) not decoded{rest} "
+                                   "(allow_damaged / --allow-damaged analyses the rest)")
+    notes.append(f"damaged JPEG ({what}): rows {rows[0]}-{rows[-1]} not decoded, left out ({share}){rest}")
+    return valid, True
+
+
+def _jpeg_file_quality(path: Path, notes: list[str] | None = None) -> float | None:
+    """The IJG QF nearest to the JPEG file's own luma table (:func:`jpegtrace.tables.file_tables`),
+    with the note ``JPEG file, QF N by its own tables`` added to ``notes``."""
+    from .jpeg import ijg_equivalent_quality
+    from .tables import file_tables, match_ijg
+
+    tables = file_tables(path)
+    if not tables:
+        return None
+    luma = tables[0]
+    quality = ijg_equivalent_quality(luma)
+    if notes is not None:
+        standard = match_ijg(luma)[0] is not None
+        notes.insert(0, f"JPEG file, QF {quality} by its own tables" if standard
+                     else f"JPEG file, QF ≈ {quality} by its own tables (non-standard)")
+    return float(quality)
 
 
 def _check_max_pixels(max_pixels) -> int:
@@ -167,18 +473,21 @@ def native_stderr_captured():
         nonlocal restored
         if restored:
             return
-        restored = True
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        os.dup2(saved, 2)
+        from .limits import alarm_deferred
+
+        with alarm_deferred():  # a time limit expiring half-way must not leave stderr redirected
+            restored = True
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
         tmp.seek(0)
         text = tmp.read().decode("utf-8", "replace")
         lines.extend(line.strip() for line in text.splitlines() if line.strip())
 
     try:
         with tempfile.TemporaryFile() as tmp:
-            os.dup2(tmp.fileno(), 2)
-            try:
+            try:  # redirected inside the try, so that whatever interrupts the block finds it restored
+                os.dup2(tmp.fileno(), 2)
                 yield lines
             except ImageReadError as exc:
                 restore(tmp)
@@ -230,7 +539,9 @@ def _bomb(exc: Exception, path: Path, max_pixels: int) -> Exception:
     return ImageReadError(path, _too_large(None, max_pixels, pixels))
 
 
-def _decode(fp, path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...]]:
+def _decode(fp, path: Path, max_pixels: int, kind: str | None = None
+            ) -> tuple[np.ndarray, tuple[str, ...], str | None, bool | None]:
+    """``(array, notes, format, lossy)`` of the first frame of the image in ``fp``."""
     notes: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # DecompressionBombWarning, palette and EXIF warnings
@@ -239,6 +550,9 @@ def _decode(fp, path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...
         except Image.DecompressionBombError as exc:
             raise _bomb(exc, path, max_pixels) from None
         except Image.UnidentifiedImageError:
+            if kind in ("AVIF", "HEIF"):
+                raise ImageReadError(path, f"HEIF/AVIF images are not supported ({kind} file that this "
+                                           "Pillow cannot open; convert it to PNG first)") from None
             raise ImageReadError(path, "not an image file (unrecognised or corrupt format)") from None
         except Exception as exc:  # noqa: BLE001 -- any failure of a parser on bad bytes
             raise ImageReadError(path, f"cannot decode image: {_one_line(exc)}") from None
@@ -254,6 +568,7 @@ def _decode(fp, path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...
                 if im.size[0] * im.size[1] > max_pixels:  # formats that learn their size late (ICO)
                     raise ImageReadError(path, _too_large(im.size, max_pixels))
                 _orientation_note(im, notes)
+                lossy = _format_lossy(im)
                 array = _pil_to_array(im, notes, deep)
             except ImageReadError:
                 raise
@@ -263,7 +578,7 @@ def _decode(fp, path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...
                 raise ImageReadError(path, "not enough memory to decode the image") from None
             except Exception as exc:  # noqa: BLE001 -- truncated data, corrupt chunks, decoder errors
                 raise ImageReadError(path, f"cannot decode image: {_one_line(exc)}") from None
-    return array, tuple(notes)
+            return array, tuple(notes), im.format, lossy
 
 
 #: Formats whose pixel data must cover the whole image; Pillow would leave the rest black.
@@ -326,13 +641,26 @@ def _pil_to_array(im: Image.Image, notes: list[str], deep: bool = False) -> np.n
             notes.append("32-bit integer image clipped to 16 bits")
         return _strips(im, np.uint16, None, lambda s: np.clip(np.asarray(s), 0, 65535).astype(np.uint16))
     if mode == "F":
-        data = np.asarray(im, dtype=np.float64)
         notes.append("floating-point image scaled to 8 bits")
-        finite = data[np.isfinite(data)]
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        # Two passes of strips (the finite range, then the scaling): float64 copies of the whole
+        # image would cost 8 bytes a pixel each, more than the analysis itself.
+        width, height = im.size
+        rows = max(1, _STRIP_PIXELS // max(1, width))
+        lo, hi = np.inf, -np.inf
+        for y0 in range(0, height, rows):
+            part = np.asarray(im.crop((0, y0, width, min(height, y0 + rows))), dtype=np.float64)
+            finite = part[np.isfinite(part)]
+            if finite.size:
+                lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        if lo > hi:  # no finite value at all
+            lo = hi = 0.0
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        data = np.nan_to_num(data, nan=lo, posinf=hi, neginf=lo)
-        return np.round((np.clip(data, lo, hi) - lo) * scale).astype(np.uint8)
+
+        def scaled(strip):
+            data = np.nan_to_num(np.asarray(strip, dtype=np.float64), nan=lo, posinf=hi, neginf=lo)
+            return np.round((np.clip(data, lo, hi) - lo) * scale).astype(np.uint8)
+
+        return _strips(im, np.uint8, None, scaled)
     if deep:  # Pillow decodes 16-bit colour to 8 bits (keeping the high byte)
         notes.append("16-bit data reduced to 8 bits")
     if mode in ("L", "1"):
@@ -377,7 +705,8 @@ def _strips(im: Image.Image, dtype, channels: int | None, convert) -> np.ndarray
     return out
 
 
-def as_analysis_array(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, bool, tuple[str, ...]]:
+def as_analysis_array(image, max_pixels: int = DEFAULT_MAX_PIXELS, *, allow_damaged: bool = False
+                      ) -> tuple[np.ndarray, bool, tuple[str, ...]]:
     """Bring a path, PIL image or array to the uint8 ``(H, W, 3)`` RGB the network takes.
 
     Parameters
@@ -385,6 +714,9 @@ def as_analysis_array(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.n
     image : path, bytes path, PIL.Image.Image or ndarray
     max_pixels : int
         Pixel limit for files (see :func:`read_image`).
+    allow_damaged : bool
+        Read a damaged JPEG instead of refusing it (see :func:`read_image`); which of its pixels
+        were decoded only :func:`read_analysis_input` says.
 
     Returns
     -------
@@ -398,13 +730,42 @@ def as_analysis_array(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.n
     Raises
     ------
     ImageReadError
-        For an unreadable file, a PIL image that fails to decode, or an array of unusable shape
-        or type.
+        For an unreadable or damaged file, a PIL image that fails to decode, or an array of unusable
+        shape, type or values (NaN or infinite).
+    """
+    read = read_analysis_input(image, max_pixels=max_pixels, allow_damaged=allow_damaged)
+    return read.rgb, read.grayscale, read.notes
+
+
+def read_analysis_input(image, *, max_pixels: int = DEFAULT_MAX_PIXELS, allow_damaged: bool = False
+                        ) -> AnalysisInput:
+    """:func:`as_analysis_array`, with which pixels were decoded and what the input is.
+
+    Parameters
+    ----------
+    image : path, bytes path, PIL.Image.Image or ndarray
+    max_pixels : int
+        Pixel limit for files (see :func:`read_image`).
+    allow_damaged : bool
+        Read a JPEG that decodes from missing or corrupt data instead of refusing it:
+        :attr:`AnalysisInput.valid` is then False where the decoder filled the image in, and a
+        note says which rows (:func:`jpegtrace.analyze` leaves them out of the evidence).
+
+    Returns
+    -------
+    AnalysisInput
+
+    Raises
+    ------
+    ImageReadError
+        As :func:`as_analysis_array`.
     """
     notes: list[str] = []
+    valid = info = None
     if isinstance(image, (str, bytes, os.PathLike)):
-        array, file_notes = read_image(image, max_pixels=max_pixels)
-        notes.extend(file_notes)
+        read = _read_file(image, max_pixels, allow_damaged)
+        array, valid, info = read.array, read.valid, read.info
+        notes.extend(read.notes)
     elif isinstance(image, Image.Image):
         name = getattr(image, "filename", None) or None
         try:
@@ -417,11 +778,14 @@ def as_analysis_array(image, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.n
             raise ImageReadError(name, "not enough memory to decode the image") from None
         except Exception as exc:  # noqa: BLE001 -- a lazily opened PIL image may be truncated
             raise ImageReadError(name, f"cannot decode image: {_one_line(exc)}") from None
+        info = InputInfo(format=image.format or "PIL image", lossy=_format_lossy(image), file_quality=None)
     elif isinstance(image, np.ndarray):
         array = image
+        info = InputInfo(format="array", lossy=None, file_quality=None)
     else:
         raise ImageReadError(None, f"cannot analyse an object of type {type(image).__name__}")
-    return (*_normalise_array(array, notes), tuple(notes))
+    rgb, grayscale = _normalise_array(array, notes)
+    return AnalysisInput(rgb=rgb, grayscale=grayscale, notes=tuple(notes), valid=valid, info=info)
 
 
 def _normalise_array(array: np.ndarray, notes: list[str]) -> tuple[np.ndarray, bool]:
@@ -443,6 +807,8 @@ def _normalise_array(array: np.ndarray, notes: list[str]) -> tuple[np.ndarray, b
     elif array.dtype == bool:
         array = array.astype(np.uint8) * 255
     elif array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and not _all_finite(array):
+            raise ImageReadError(None, "array has NaN or infinite values")
         if np.issubdtype(array.dtype, np.floating) and array.size and np.nanmax(array) <= 1.0:
             notes.append("float image in [0, 1] scaled to 8 bits")
             array = np.round(np.clip(np.nan_to_num(array), 0, 1) * 255).astype(np.uint8)
@@ -451,6 +817,12 @@ def _normalise_array(array: np.ndarray, notes: list[str]) -> tuple[np.ndarray, b
     if array.ndim == 2:
         return np.broadcast_to(array[:, :, None], (*array.shape, 3)), True
     return np.ascontiguousarray(array), _channels_equal(array)
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """Whether no value is NaN or infinite (checked a strip at a time: no image-sized mask)."""
+    rows = max(1, _STRIP_PIXELS // max(1, array[0].size))
+    return all(np.isfinite(array[y0:y0 + rows]).all() for y0 in range(0, array.shape[0], rows))
 
 
 def _reduce_16_bits(array: np.ndarray) -> np.ndarray:

@@ -333,12 +333,13 @@ def format_table(steps: np.ndarray, confidence: np.ndarray | None = None) -> str
 def file_tables(path) -> list[np.ndarray] | None:
     """The quantisation tables a JPEG file declares (luma first; Pillow's ``quantization``), None for
     any other file. This reads the file's header, not its pixels: beside the table read from the
-    pixels it tells a JPEG re-saved from an older one (the pixels show the older table's traces)."""
+    pixels it tells a JPEG re-saved from an older one (the pixels show the older table's traces).
+    Of a multi-picture file (MPO: a camera's JPEG with others after it), the first picture's."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            if im.format != "JPEG":
+            if im.format not in ("JPEG", "MPO"):
                 return None
             return [np.array(im.quantization[k], dtype=np.int64).reshape(8, 8) for k in sorted(im.quantization)]
     except (OSError, ValueError, SyntaxError):

@@ -9,9 +9,9 @@ import tempfile
 from pathlib import Path
 
 from ..errors import JpegTraceError
-from ..io import DEFAULT_MAX_PIXELS
 from .common import (
     add_grid_option,
+    add_input_options,
     add_quiet,
     display,
     error,
@@ -56,9 +56,6 @@ def add_analyze(sub) -> None:
     p.add_argument("--model", metavar="WEIGHTS", help="safetensors weights (default: the shipped model)")
     p.add_argument("--tile-size", type=positive_int_arg, default=512,
                    help="side of the region computed at once; bounds memory, never changes the maps (default 512)")
-    p.add_argument("--max-pixels", type=positive_int_arg, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help="refuse images whose header claims more pixels, before decoding them "
-                        f"(decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="arithmetic of the network: bf16 is about 1.9x faster on CPUs with AVX-512 BF16, many times "
@@ -67,6 +64,7 @@ def add_analyze(sub) -> None:
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
                    help="what runs the network: jpegtrace's streaming torch engine (default) or ONNX Runtime "
                         "(fp32; needs the onnx and onnxruntime packages)")
+    add_input_options(p)
     add_grid_option(p)
     add_quiet(p)
     p.set_defaults(func=run_analyze)
@@ -99,6 +97,7 @@ def expand_inputs(names, *, recursive: bool) -> list[tuple[str, str | Path | Non
 def run_analyze(args) -> int:
     from ..analysis import analyze_array
     from ..io import native_stderr_captured
+    from ..limits import time_limit
     from ..record import CSV_COLUMNS, analysis_record, csv_row, failure_record, text_line
 
     inputs = expand_inputs(args.images, recursive=args.recursive)
@@ -115,15 +114,18 @@ def run_analyze(args) -> int:
         writer.writeheader()
     failed, stems = 0, {}
     for shown, path, reason in progress_bar(args, "analyze", " image")(inputs):
-        rgb = result = None  # free the previous image and maps before reading the next
+        rgb = result = read = None  # free the previous image and maps before reading the next
         if reason is None:
             try:
-                with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our one line
-                    rgb, grayscale, notes = _read(path, args.max_pixels)
-                result = analyze_array(rgb, model, tile_size=args.tile_size, device=args.device,
-                                       precision=args.precision, backend=args.backend,
-                                       grid_check=args.grid_check, grayscale=grayscale, notes=notes)
-                maps = _write_maps(args, shown, path, rgb, result, stems)
+                with time_limit(args.time_limit, shown):  # the file's whole work: reading, analysis, maps
+                    with native_stderr_captured():  # libtiff prints its complaints itself; keep stderr to our line
+                        read = _read(path, args.max_pixels, args.allow_damaged)
+                    rgb = read.rgb
+                    result = analyze_array(rgb, model, tile_size=args.tile_size, device=args.device,
+                                           precision=args.precision, backend=args.backend,
+                                           grid_check=args.grid_check, grayscale=read.grayscale, notes=read.notes,
+                                           valid=read.valid)
+                    maps = _write_maps(args, shown, path, rgb, result, stems)
             except JpegTraceError as exc:
                 reason = " ".join(exc.reason.split())
             except OSError as exc:
@@ -139,7 +141,7 @@ def run_analyze(args) -> int:
             error(f"{shown}: {reason}")
             record = failure_record(shown, reason)
         else:
-            record = analysis_record(result, file=shown, maps=maps)
+            record = analysis_record(result, file=shown, input_info=read.info, maps=maps)
         if args.format == "jsonl":
             print(json.dumps(record, ensure_ascii=False), flush=True)
         elif args.format == "csv":
@@ -150,11 +152,11 @@ def run_analyze(args) -> int:
     return 1 if failed else 0
 
 
-def _read(path: Path | None, max_pixels: int):
-    from ..io import as_analysis_array
+def _read(path: Path | None, max_pixels: int, allow_damaged: bool):
+    from ..io import read_analysis_input
 
     if path is not None:
-        return as_analysis_array(path, max_pixels=max_pixels)
+        return read_analysis_input(path, max_pixels=max_pixels, allow_damaged=allow_damaged)
     # Standard input: the same hardened reader, on a private temporary copy of the bytes.
     with tempfile.NamedTemporaryFile(prefix="jpegtrace-stdin-") as copy:
         data = sys.stdin.buffer.read()
@@ -163,7 +165,7 @@ def _read(path: Path | None, max_pixels: int):
         copy.write(data)
         copy.flush()
         try:
-            return as_analysis_array(Path(copy.name), max_pixels=max_pixels)
+            return read_analysis_input(Path(copy.name), max_pixels=max_pixels, allow_damaged=allow_damaged)
         except JpegTraceError as exc:
             raise JpegTraceError("-", exc.reason) from None
 

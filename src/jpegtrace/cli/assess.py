@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..grid.check import GRID_SCORE_THRESHOLD
-from ..io import DEFAULT_MAX_PIXELS
 from .common import (
     add_grid_option,
+    add_input_options,
     add_model_options,
     add_quiet,
     display,
     error,
     load_model,
     positive_arg,
-    positive_int_arg,
     prepare_out,
     progress_bar,
     report_failures,
@@ -45,10 +44,8 @@ def add_assess(sub) -> None:
                    help="also write one self-contained HTML page per image into OUT_DIR/pages (the image with its "
                         "maps and regions as layers, the values under the cursor; about 3-4 bytes per pixel each), "
                         "linked from index.html")
-    p.add_argument("--max-pixels", type=positive_int_arg, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help="refuse images whose header claims more pixels, before decoding them "
-                        f"(decompression-bomb guard; default {DEFAULT_MAX_PIXELS:,})")
     add_model_options(p)
+    add_input_options(p)
     add_grid_option(p)
     add_quiet(p)
     p.set_defaults(func=run_assess)
@@ -82,7 +79,7 @@ def run_assess(args) -> int:
     from ..eval.audit import assess_images, summarize_assessment
     from ..eval.reports import save_thumbnails, write_assessment_report
     from ..io import list_images
-    from ..record import analysis_record, failure_record
+    from ..record import failure_record
 
     try:
         paths = list_images(args.folder, recursive=args.recursive, exclude=args.out)
@@ -109,7 +106,6 @@ def run_assess(args) -> int:
         stream.flush()
 
     def on_result(name, rgb, analysis):
-        write_line(analysis_record(analysis, file=name))
         index = len(thumbnails) + 1
         thumbnails[name] = save_thumbnails(args.out, index, rgb, analysis.flag_map, args.thumbnail_size,
                                            quality_map=analysis.quality_map)
@@ -124,10 +120,11 @@ def run_assess(args) -> int:
         with stream:
             records, failures = assess_images(
                 model, files, tile_size=args.tile_size, device=args.device,
-                progress=progress_bar(args, "assess", " image"),
-                on_result=on_result,
+                progress=progress_bar(args, "assess", " image"), on_result=on_result,
+                on_record=write_line,
                 on_failure=lambda failure: write_line(failure_record(failure.file, failure.reason)),
-                grid_check=args.grid_check, max_pixels=args.max_pixels)
+                grid_check=args.grid_check, max_pixels=args.max_pixels, allow_damaged=args.allow_damaged,
+                time_limit=args.time_limit)
         report_failures(failures)
         summary = summarize_assessment(records, failures)
         summary["n_skipped"] = len(skipped)

@@ -124,6 +124,34 @@ def positive_arg(text: str) -> int:
     return value
 
 
+def positive_float_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def add_input_options(p) -> None:
+    """``--max-pixels``, ``--allow-damaged`` and ``--time-limit``: what to refuse of the inputs."""
+    from ..io import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=positive_int_arg, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse images whose header claims more pixels, before decoding them (decompression-bomb "
+                        "guard; it also bounds memory, about 23 bytes a pixel at worst; "
+                        f"default {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--allow-damaged", action="store_true",
+                   help="analyse a JPEG that decodes from missing or corrupt data (truncated, a header claiming a "
+                        "larger image, corrupt data) instead of refusing it: a note says what is damaged, and the "
+                        "area the decoder filled in is left out of the summary")
+    p.add_argument("--time-limit", type=positive_float_arg, metavar="SECONDS",
+                   help="give up on a file that takes longer (it fails with 'took longer than SECONDS s' and the "
+                        "run goes on); kept by SIGALRM between steps, so a long native call finishes first "
+                        "(Unix only)")
+
+
 def add_grid_option(p) -> None:
     p.add_argument("--no-grid-check", dest="grid_check", action="store_false",
                    help="keep the network's flag map and judge by its mean alone (the paper's rule), without "

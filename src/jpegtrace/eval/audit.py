@@ -9,8 +9,9 @@ import numpy as np
 
 from ..analysis import (DEFAULT_TILE_SIZE, JPEG_VERDICTS, NEVER_COMPRESSED, NO_EVIDENCE, PARTLY_COMPRESSED, Analysis,
                         analyze_array)
-from ..errors import ImageReadError
-from ..io import as_analysis_array
+from ..errors import ImageReadError, TimeLimitError
+from ..io import DEFAULT_MAX_PIXELS, read_analysis_input
+from ..limits import time_limit as limited
 from ..nn.qfnet import QFNet
 from ..record import analysis_record
 from .common import Failure, Files, Progress, _named_files, _wrap, cell
@@ -58,7 +59,9 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
                   progress: Progress | None = None,
                   on_result: Callable[[str, np.ndarray, Analysis], None] | None = None,
                   on_failure: Callable[[Failure], None] | None = None,
-                  grid_check: bool = True, max_pixels: int | None = None) -> tuple[list[AssessmentRecord], list[Failure]]:
+                  on_record: Callable[[dict], None] | None = None,
+                  grid_check: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS, allow_damaged: bool = False,
+                  time_limit: float | None = None) -> tuple[list[AssessmentRecord], list[Failure]]:
     """Analyse every file of a data set and record its verdict (Figs. 4-9 of the paper).
 
     Parameters
@@ -75,11 +78,19 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
         write its thumbnails; the maps are not kept otherwise.
     on_failure : callable, optional
         Called with each :class:`~jpegtrace.eval.common.Failure` as it happens.
-    max_pixels : int, optional
-        Refuse files whose header claims more pixels (default: the reader's limit).
+    on_record : callable, optional
+        Called with each analysed image's record (:func:`jpegtrace.record.analysis_record`) as it
+        is made, e.g. to stream it.
     grid_check : bool
         Also look for a JPEG block grid (:mod:`jpegtrace.grid`); a grid found makes the verdict
         "compressed" whatever the mean flag.
+    max_pixels, allow_damaged
+        As for :func:`jpegtrace.analyze`: files over the pixel limit, and damaged JPEGs unless
+        ``allow_damaged``, are failures.
+    time_limit : float, optional
+        Seconds the reading and analysis of one file may take (:func:`jpegtrace.limits.time_limit`,
+        main thread on Unix only); a file that takes longer is a failure ("took longer than N s")
+        and the audit goes on.
 
     Returns
     -------
@@ -89,25 +100,28 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
     """
     records: list[AssessmentRecord] = []
     failures: list[Failure] = []
-    limit = {} if max_pixels is None else {"max_pixels": max_pixels}
     for name, path in _wrap(progress, _named_files(files)):
+        read = analysis = None  # free the previous image and maps first
         try:
-            rgb, grayscale, notes = as_analysis_array(path, **limit)
-        except ImageReadError as exc:
+            with limited(time_limit, path):
+                read = read_analysis_input(path, max_pixels=max_pixels, allow_damaged=allow_damaged)
+                analysis = analyze_array(read.rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
+                                         grayscale=read.grayscale, notes=read.notes, valid=read.valid)
+        except (ImageReadError, TimeLimitError) as exc:
             failures.append(Failure(name, exc.reason))
             if on_failure is not None:
                 on_failure(failures[-1])
             continue
-        analysis = analyze_array(rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
-                                 grayscale=grayscale, notes=notes)
-        grid = analysis.grid
+        rgb, grid = read.rgb, analysis.grid
         records.append(AssessmentRecord(file=name, height=int(rgb.shape[0]), width=int(rgb.shape[1]),
                                         mean_quality=analysis.mean_quality, mean_flag=analysis.mean_flag,
                                         verdict=analysis.verdict, evidence_share=analysis.evidence_share,
-                                        grayscale=grayscale, notes=notes,
+                                        grayscale=read.grayscale, notes=read.notes,
                                         grid_score=None if grid is None else grid.score,
                                         quality=analysis.headline_quality,
-                                        record=analysis_record(analysis, file=name)))
+                                        record=analysis_record(analysis, file=name, input_info=read.info)))
+        if on_record is not None:
+            on_record(records[-1].record)
         if on_result is not None:
             on_result(name, rgb, analysis)
     return records, failures
