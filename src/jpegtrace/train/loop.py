@@ -238,8 +238,9 @@ def train(config: TrainConfig, *, resume: bool = False, progress: bool = True, s
     step = start_step
     tick = time.perf_counter()
     waited, fetch_start = 0.0, tick  # seconds spent waiting for the data loader, per log interval
-    bar = tqdm(total=config.steps, initial=start_step, disable=not progress, dynamic_ncols=True,
-               mininterval=1.0 if sys.stderr.isatty() else 60.0)
+    # A bar only on a terminal: in a pipe or a log file its redraws are noise (log.csv has the numbers).
+    bar = tqdm(total=config.steps, initial=start_step, disable=not progress or not sys.stderr.isatty(),
+               dynamic_ncols=True, mininterval=1.0)
     model.to(memory_format=torch.channels_last)  # NHWC: oneDNN's convolutions train about 10% faster
     model.train()
     try:
