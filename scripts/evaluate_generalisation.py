@@ -58,6 +58,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--parts", default="collage,clean,negatives,qf",
                         help="which scores to compute (comma-separated; the QF scores alone for a calibration's effect)")
+    parser.add_argument("--variants", default=",".join([*VARIANTS, "camera_tables"]),
+                        help="which JPEG variants the QF part covers (comma-separated of "
+                             f"{', '.join([*VARIANTS, 'camera_tables'])}); the JSON is written after each")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,7 +85,8 @@ def main() -> int:
         print("negatives", {k: v for k, v in report["negatives"].items() if k != "per_kind"}, file=sys.stderr)
     write_json(args.out, report)  # what is done so far, should the QF part not finish
     if "qf" in parts:
-        qf_scores(report, model, images)
+        qf_scores(report, model, images, variants=args.variants.split(","),
+                  save=lambda: write_json(args.out, report))
     report["seconds"] = round(time.time() - start, 1)
     write_json(args.out, report)
     return 0
@@ -98,14 +102,19 @@ def clean_photos(report: dict, model, images: dict) -> None:
     print("clean", report["clean_photos"], file=sys.stderr)
 
 
-def qf_scores(report: dict, model, images: dict) -> None:
+def qf_scores(report: dict, model, images: dict, *, variants, save=lambda: None) -> None:
     report["qf"], report["table1"] = {}, {}
     for name, options in VARIANTS.items():
+        if name not in variants:
+            continue
         summary = summarize_evaluation(evaluate_model(model, images, MAE_QUALITIES + TABLE1 + (None,), **options))
         report["qf"][name] = _qf_scores(summary)
         report["table1"][name] = {str(r["quality"]): r["judged_uncompressed"] for r in summary["table1"]}
         print(name, report["qf"][name]["qf_mae"], report["qf"][name]["headline_qf_mae"], report["table1"][name],
               file=sys.stderr)
+        save()
+    if "camera_tables" not in variants:
+        return
     tables = summarize_evaluation(evaluate_model(model, images, MAE_QUALITIES, camera_tables_seed=7))
     report["qf"]["camera_tables"] = {"qf_mae": tables["qf_mae"], "headline_qf_mae": tables["headline_qf_mae"]}
     print("camera tables", tables["qf_mae"], tables["headline_qf_mae"], file=sys.stderr)
