@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
+import io
 import json
 import os
 import re
@@ -76,17 +77,35 @@ def read_image(path: str | bytes | os.PathLike, max_pixels: int = DEFAULT_MAX_PI
     path = Path(os.fsdecode(path)) if isinstance(path, bytes) else Path(path)
     max_pixels = _check_max_pixels(max_pixels)
     with _open_file(path) as fp:
-        try:
-            array, notes = _decode(fp, path, max_pixels)
-        except _NeedsLargerPillowLimit:
-            # Bigger than Pillow's default limit but within ours: decode again with Pillow's limit
-            # set to ours. Pillow only has a module-wide setting, so hold a lock and restore it.
-            with _pillow_limit(max_pixels):
-                fp.seek(0)
-                try:
-                    array, notes = _decode(fp, path, max_pixels)
-                except _NeedsLargerPillowLimit:  # cannot happen with the limits equal; be safe
-                    raise ImageReadError(path, _too_large(None, max_pixels)) from None
+        return _read_open(fp, path, max_pixels)
+
+
+def read_image_data(data: bytes, name: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
+                    ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`read_image` of a file's bytes already in memory (e.g. read from object storage).
+
+    ``name`` is the file the bytes come from, for the error's ``.path``. The checks and reasons are
+    :func:`read_image`'s; an empty ``data`` is an "empty file".
+    """
+    path = Path(os.fsdecode(name))
+    max_pixels = _check_max_pixels(max_pixels)
+    if not data:
+        raise ImageReadError(path, "empty file")
+    return _read_open(io.BytesIO(data), path, max_pixels)
+
+
+def _read_open(fp, path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    try:
+        array, notes = _decode(fp, path, max_pixels)
+    except _NeedsLargerPillowLimit:
+        # Bigger than Pillow's default limit but within ours: decode again with Pillow's limit
+        # set to ours. Pillow only has a module-wide setting, so hold a lock and restore it.
+        with _pillow_limit(max_pixels):
+            fp.seek(0)
+            try:
+                array, notes = _decode(fp, path, max_pixels)
+            except _NeedsLargerPillowLimit:  # cannot happen with the limits equal; be safe
+                raise ImageReadError(path, _too_large(None, max_pixels)) from None
     if array.size == 0:
         raise ImageReadError(path, "image has no pixels")
     return array, notes
