@@ -131,18 +131,30 @@ def select_pending(items: Sequence[SourceItem], done: dict[str, tuple], *,
     return pending, n_done
 
 
-def _blocks(pending: Sequence[tuple[SourceItem, str | None]], block_rows: int):
-    """The pending items as pyarrow tables of ``block_rows`` rows: the pipeline's input blocks."""
+def pending_table(pending: Sequence[tuple[SourceItem, str | None]]):
+    """The pending items as one pyarrow table, the input of the pipeline (sent to the cluster once)."""
     import pyarrow as pa
 
     schema = pa.schema([("path", pa.string()), ("file", pa.string()), ("label", pa.string()),
                         ("size", pa.int64()), ("mtime_ns", pa.int64()), ("filesystem", pa.int32()),
                         ("fs_path", pa.string()), ("done_sha256", pa.string())])
-    for start in range(0, len(pending), block_rows):
-        chunk = pending[start:start + block_rows]
-        yield pa.Table.from_pylist([{"path": i.path, "file": i.file, "label": i.label, "size": i.size,
-                                     "mtime_ns": i.mtime_ns, "filesystem": i.filesystem, "fs_path": i.fs_path,
-                                     "done_sha256": sha} for i, sha in chunk], schema=schema)
+    columns = {name: [] for name in schema.names}
+    for item, sha in pending:
+        for name in ("path", "file", "label", "size", "mtime_ns", "filesystem", "fs_path"):
+            columns[name].append(getattr(item, name))
+        columns["done_sha256"].append(sha)
+    return pa.table(columns, schema=schema)
+
+
+def _block_items(batch, items, block_rows: int) -> list[dict]:
+    """The items of the blocks whose numbers ``batch`` holds (``id``: block ``i`` is rows ``i * block_rows`` on)."""
+    import ray
+
+    table = ray.get(items) if isinstance(items, ray.ObjectRef) else items
+    rows = []
+    for block in batch.column("id").to_pylist():
+        rows.extend(table.slice(block * block_rows, block_rows).to_pylist())
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,8 +216,12 @@ def _stage_one_schema():
                       ("skip", pa.bool_()), ("failure", pa.string()), ("image", pa.large_binary())])
 
 
-def read_and_check(batch, *, options: RayAuditOptions, filesystems: dict):
-    """Stage 1: each row's file read, hashed (in hash mode), decoded and checked; a failure has its reason.
+def read_and_check(batch, *, options: RayAuditOptions, filesystems: dict, items, block_rows: int):
+    """Stage 1: the files of the blocks numbered in ``batch`` read, hashed (in hash mode), decoded and checked.
+
+    ``items`` is :func:`pending_table` (or a reference to it in the object store): block ``i``
+    is its rows ``i * block_rows`` on, so the driver sends the list once and each task takes its
+    part. A file that cannot be read is a row with the reason.
 
     Returns a pyarrow table: the key and names, ``sha256``, ``skip`` (hash unchanged: drop it),
     ``failure`` (the reason, or null) and ``image`` (pickled pixels, notes and
@@ -217,14 +233,14 @@ def read_and_check(batch, *, options: RayAuditOptions, filesystems: dict):
     from ..errors import ImageReadError
 
     out = []
-    for row in batch.to_pylist():
+    for row in _block_items(batch, items, block_rows):
         result = {k: row[k] for k in ("path", "file", "label", "size", "mtime_ns")}
         result.update(sha256=None, skip=False, failure=None, image=None)
         data = None
         try:
             if options.hash_files or row["filesystem"] is not None:
                 data = _read_bytes(row, filesystems)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 -- OSError mostly; any other is this file's failure too
             result["failure"] = _open_reason(exc)
             out.append(result)
             continue
@@ -238,6 +254,10 @@ def read_and_check(batch, *, options: RayAuditOptions, filesystems: dict):
             rgb, grayscale, notes = _decode(row, data, options.max_pixels)
         except ImageReadError as exc:
             result["failure"] = exc.reason
+            out.append(result)
+            continue
+        except Exception as exc:  # noqa: BLE001 -- the reader promises ImageReadError; never stop the audit
+            result["failure"] = f"cannot decode image: {_one_line(exc)}"
             out.append(result)
             continue
         del data
@@ -368,14 +388,28 @@ def _quiet_data_context() -> None:
 
 def build_dataset(pending: Sequence[tuple[SourceItem, str | None]], *, options: RayAuditOptions,
                   filesystems: dict, quality_calibration=None):
-    """The Ray Dataset of a run: the pending files through the three stages (nothing runs until it is read)."""
+    """The Ray Dataset of a run: the pending files through the three stages (nothing runs until it is read).
+
+    Notes
+    -----
+    The input is a range of block numbers, one per block of ``block_rows`` files, and the list of
+    files is put in the object store once: no task per block is needed up front, as
+    ``from_arrow`` of a million small tables would need.
+    """
+    import ray
     import ray.data
 
     workers = max(1, int(options.num_workers))
     block_rows = options.block_rows or max(1, min(MAX_BLOCK_ROWS, -(-len(pending) // (4 * workers))))
-    ds = ray.data.from_arrow(list(_blocks(pending, block_rows)))
+    n_blocks = -(-len(pending) // block_rows)
+    workers = min(workers, n_blocks)  # more actors than blocks would idle
+    try:
+        ds = ray.data.range(n_blocks, override_num_blocks=n_blocks)
+    except TypeError:  # Ray before 2.10
+        ds = ray.data.range(n_blocks, parallelism=n_blocks)
     ds = ds.map_batches(read_and_check, batch_size=None, batch_format="pyarrow", num_cpus=1,
-                        fn_kwargs={"options": options, "filesystems": filesystems})
+                        fn_kwargs={"options": options, "filesystems": filesystems,
+                                   "items": ray.put(pending_table(pending)), "block_rows": block_rows})
     # Ray Data restarts a dead actor and retries its block (max_restarts and max_task_retries are
     # -1 by default for actor pools), so a killed worker loses nothing and duplicates nothing.
     resources = {"num_gpus": options.num_gpus_per_worker} if options.num_gpus_per_worker else {"num_cpus": 1}

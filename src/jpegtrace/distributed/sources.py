@@ -378,7 +378,7 @@ def list_manifest(manifest: str | os.PathLike, *, label_column: str | None = Non
                 infos = [None] * len(chunk)
             for i, fs_path, info in zip(chunk, fs_paths, infos):
                 items[i] = _remote_item(items[i], fs_id, fs_path, info, reason if info is None else None)
-    return Listing(str(manifest), [i for i in items if i is not None])
+    return Listing(str(manifest), [i for i in items if i is not None], filesystems=filesystems)
 
 
 def _fs_prefix(uri: str, fs_path: str) -> str:
