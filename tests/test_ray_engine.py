@@ -184,6 +184,22 @@ def test_select_pending_skips_by_path_size_and_mtime_and_hands_on_the_stored_has
     assert [(i.path, sha) for i, sha in pending] == [("/b", "h2"), ("/c", None)]
 
 
+def test_read_image_data_reads_bytes_as_read_image_reads_the_file(corpus):
+    from jpegtrace.errors import ImageReadError
+    from jpegtrace.io import read_image, read_image_data
+
+    for name in ("cats/000.png", "gray.png"):
+        array, notes = read_image(corpus / name)
+        from_bytes, notes_from_bytes = read_image_data((corpus / name).read_bytes(), name)
+        assert np.array_equal(array, from_bytes) and notes == notes_from_bytes
+    for name in sorted(BAD_FILES):
+        with pytest.raises(ImageReadError) as by_path:
+            read_image(corpus / name)
+        with pytest.raises(ImageReadError) as by_bytes:
+            read_image_data((corpus / name).read_bytes(), name)
+        assert by_bytes.value.reason == by_path.value.reason and by_bytes.value.path == name
+
+
 # --- format bias ---------------------------------------------------------------------------------
 
 def _rows(label, n_jpeg, n_never, n_none=0, quality=75.0):
