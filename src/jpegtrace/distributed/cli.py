@@ -8,6 +8,7 @@ branch ``assess`` takes with ``--engine ray``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -86,7 +87,7 @@ def run_ray_assess(args) -> int:
     if args.pages:
         error("--pages needs --engine local (a page per image does not fit an audit of millions)")
         return 2
-    from .pipeline import RayAuditOptions, ray_session, run_ray_audit
+    from .pipeline import RayAuditOptions, done_index, ray_session, run_ray_audit, select_pending
     from .report import write_ray_report
     from .sources import list_source
     from .store import ParquetStore
@@ -110,8 +111,12 @@ def run_ray_assess(args) -> int:
         return 2
     store = ParquetStore(args.out)
     progress = None
+    # Nothing left for a worker (all done, or only files the listing found missing): no Ray to start.
+    pending, _ = select_pending(listing.items, done_index(store.done(retry_failures=args.retry_failures)),
+                                hash_files=args.resume_by == "hash")
+    needs_ray = any(item.error is None for item, _ in pending)
     try:
-        with ray_session(address=args.address) as resources:
+        with ray_session(address=args.address) if needs_ray else contextlib.nullcontext({}) as resources:
             gpus = args.num_gpus_per_worker
             if gpus is None:
                 gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
