@@ -461,6 +461,46 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
                          grayscale=read.grayscale, notes=read.notes, valid=read.valid)
 
 
+@dataclass(frozen=True)
+class PixelChecks:
+    """What :func:`analyze_array` finds in the pixels apart from the network (see :func:`check_pixels`).
+
+    Attributes
+    ----------
+    grid : GridEvidence or None
+        The DCT check for a JPEG block grid; None when it was not run.
+    evidence : ndarray of float32, (H, W)
+        The evidence map, zero in blocks that repeat exactly.
+    piecewise_constant : ndarray of bool, (H // 8, W // 8)
+        Blocks that are piecewise constant with an edge (their flag is set to 0 without a grid).
+    """
+
+    grid: GridEvidence | None
+    evidence: np.ndarray
+    piecewise_constant: np.ndarray
+
+
+def check_pixels(rgb: np.ndarray, *, grid_check: bool = True, valid: np.ndarray | None = None) -> PixelChecks:
+    """The part of :func:`analyze_array` before the network: grid check, evidence map, block structure.
+
+    ``valid`` (:attr:`jpegtrace.io.AnalysisInput.valid`) zeroes the evidence where a damaged JPEG
+    was filled in by the decoder.
+
+    Notes
+    -----
+    It needs no model, so a pipeline can run it apart from the network (on CPUs while a GPU runs
+    the network, :mod:`jpegtrace.distributed`); :func:`finish_analysis` takes it with the network's
+    maps and gives the same :class:`Analysis` as :func:`analyze_array`.
+    """
+    grid = find_jpeg_grid(rgb) if grid_check else None
+    evidence = evidence_map(rgb)
+    repeated, piecewise_constant = block_structure(rgb)
+    set_blocks(evidence, repeated, 0.0)  # one period of a tile carries all of its evidence
+    if valid is not None:
+        evidence *= valid  # the decoder's fill of a damaged JPEG says nothing about the file
+    return PixelChecks(grid=grid, evidence=evidence, piecewise_constant=piecewise_constant)
+
+
 def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TILE_SIZE,
                   device: str | torch.device | None = None, precision: str = "fp32", backend: str = "torch",
                   grid_check: bool = True,
@@ -490,14 +530,33 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
     evidence map: a JPEG of a tile is itself periodic, so the copies add nothing. Where no grid is
     found, blocks that are piecewise constant with an edge (pixel art, text, line drawings) get
     flag 0: quantising an edge's DCT rings on both sides of it, so no JPEG decodes to them.
+
+    It is :func:`check_pixels`, :func:`predict_maps` and :func:`finish_analysis` in turn.
     """
-    grid = find_jpeg_grid(rgb) if grid_check else None
-    evidence = evidence_map(rgb)
-    repeated, piecewise_constant = block_structure(rgb)
-    set_blocks(evidence, repeated, 0.0)  # one period of a tile carries all of its evidence
-    if valid is not None:
-        evidence *= valid  # the decoder's fill of a damaged JPEG says nothing about the file
+    checks = check_pixels(rgb, grid_check=grid_check, valid=valid)
     raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision, backend=backend)
+    return finish_analysis(rgb, raw, checks, quality_calibration=model.quality_calibration,
+                           grayscale=grayscale, notes=notes)
+
+
+def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
+                    quality_calibration: QualityCalibration | None = None,
+                    grayscale: bool = False, notes: Sequence[str] = ()) -> Analysis:
+    """The part of :func:`analyze_array` after the network: flag corrections, summary, regions, verdict.
+
+    Parameters
+    ----------
+    rgb : ndarray of uint8, (H, W, 3)
+    raw : ndarray of float32, (2, H, W)
+        :func:`predict_maps`'s output for ``rgb``; changed in place.
+    checks : PixelChecks
+        :func:`check_pixels` of ``rgb``; its evidence map becomes the analysis's.
+    quality_calibration : QualityCalibration, optional
+        The model's (``model.quality_calibration``).
+    grayscale, notes
+        As for :func:`analyze_array`.
+    """
+    grid, evidence, piecewise_constant = checks.grid, checks.evidence, checks.piecewise_constant
     network_mean_flag = table = history = None
     found = grid is not None and grid.found
     if found or piecewise_constant.any():
@@ -512,7 +571,7 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
             # coarse JPEG's DC-only blocks look so, and those show their grid.
             set_blocks(flag, piecewise_constant, 0.0)
     result = summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
-                       quality_calibration=model.quality_calibration, network_mean_flag=network_mean_flag,
+                       quality_calibration=quality_calibration, network_mean_flag=network_mean_flag,
                        evidence=evidence, table=table)
     if history is not None:
         result = dataclasses.replace(result, history=history)

@@ -168,30 +168,50 @@ def _read_file(path, max_pixels, allow_damaged: bool) -> _FileRead:
     path = Path(os.fsdecode(path)) if isinstance(path, bytes) else Path(path)
     max_pixels = _check_max_pixels(max_pixels)
     with _open_file(path) as fp:
-        kind, lossy = _file_kind(fp)
-        source, data, structure = fp, None, None
-        if kind == "JPEG":
-            data, structure = _jpeg_structure(fp, path)
-            if structure is not None:
-                # The image's bytes alone (no copy of a sound file's); Pillow refuses a JPEG cut short,
-                # libjpeg one with a bad marker: ended where the data stops, both decode what there
-                # is, and the damage check says what is missing.
-                data = jpegfile.repaired(data, structure)
-                if structure.truncated or structure.cut:
-                    source = io.BytesIO(data)
-        try:
-            array, notes, im_format, im_lossy = _decode(source, path, max_pixels, kind)
-            big = False
-        except _NeedsLargerPillowLimit:
-            # Bigger than Pillow's default limit but within ours: decode again with Pillow's limit
-            # set to ours. Pillow only has a module-wide setting, so hold a lock and restore it.
-            with _pillow_limit(max_pixels):
-                source.seek(0)
-                try:
-                    array, notes, im_format, im_lossy = _decode(source, path, max_pixels, kind)
-                except _NeedsLargerPillowLimit:  # cannot happen with the limits equal; be safe
-                    raise ImageReadError(path, _too_large(None, max_pixels)) from None
-            big = True
+        return _read_open(fp, path, max_pixels, allow_damaged)
+
+
+def read_image_data(data: bytes, name: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, *,
+                    allow_damaged: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`read_image` of a file's bytes already in memory (e.g. read from object storage).
+
+    ``name`` is the file the bytes come from, for the error's ``.path``. The checks and reasons are
+    :func:`read_image`'s; an empty ``data`` is an "empty file".
+    """
+    path = Path(os.fsdecode(name))
+    max_pixels = _check_max_pixels(max_pixels)
+    if not data:
+        raise ImageReadError(path, "empty file")
+    read = _read_open(io.BytesIO(data), path, max_pixels, allow_damaged)
+    return read.array, read.notes
+
+
+def _read_open(fp, path: Path, max_pixels: int, allow_damaged: bool) -> _FileRead:
+    """The reading of an open file (or bytes) ``fp`` named ``path``: decode, damage check, notes."""
+    kind, lossy = _file_kind(fp)
+    source, data, structure = fp, None, None
+    if kind == "JPEG":
+        data, structure = _jpeg_structure(fp, path)
+        if structure is not None:
+            # The image's bytes alone (no copy of a sound file's); Pillow refuses a JPEG cut short,
+            # libjpeg one with a bad marker: ended where the data stops, both decode what there
+            # is, and the damage check says what is missing.
+            data = jpegfile.repaired(data, structure)
+            if structure.truncated or structure.cut:
+                source = io.BytesIO(data)
+    try:
+        array, notes, im_format, im_lossy = _decode(source, path, max_pixels, kind)
+        big = False
+    except _NeedsLargerPillowLimit:
+        # Bigger than Pillow's default limit but within ours: decode again with Pillow's limit
+        # set to ours. Pillow only has a module-wide setting, so hold a lock and restore it.
+        with _pillow_limit(max_pixels):
+            source.seek(0)
+            try:
+                array, notes, im_format, im_lossy = _decode(source, path, max_pixels, kind)
+            except _NeedsLargerPillowLimit:  # cannot happen with the limits equal; be safe
+                raise ImageReadError(path, _too_large(None, max_pixels)) from None
+        big = True
     if array.size == 0:
         raise ImageReadError(path, "image has no pixels")
     notes = list(notes)
@@ -202,7 +222,8 @@ def _read_file(path, max_pixels, allow_damaged: bool) -> _FileRead:
             valid, damaged = _check_jpeg(data, structure, path, array.shape[:2], allow_damaged, notes)
     del data
     if kind == "JPEG":
-        quality = _jpeg_file_quality(path, notes)
+        fp.seek(0)
+        quality = _jpeg_file_quality(fp, notes)  # the open file: bytes from memory have no path to reopen
     elif lossy and kind == "WEBP":
         notes.append("lossy WebP: its compression is not JPEG's; the maps say nothing about it")
     elif kind in ("AVIF", "HEIF"):
@@ -380,7 +401,7 @@ def _check_jpeg(data: bytes, structure, path: Path, shape: tuple[int, int], allo
     return valid, True
 
 
-def _jpeg_file_quality(path: Path, notes: list[str] | None = None) -> float | None:
+def _jpeg_file_quality(path, notes: list[str] | None = None) -> float | None:
     """The IJG QF nearest to the JPEG file's own luma table (:func:`jpegtrace.tables.file_tables`),
     with the note ``JPEG file, QF N by its own tables`` added to ``notes``."""
     from .jpeg import ijg_equivalent_quality
@@ -786,6 +807,20 @@ def read_analysis_input(image, *, max_pixels: int = DEFAULT_MAX_PIXELS, allow_da
         raise ImageReadError(None, f"cannot analyse an object of type {type(image).__name__}")
     rgb, grayscale = _normalise_array(array, notes)
     return AnalysisInput(rgb=rgb, grayscale=grayscale, notes=tuple(notes), valid=valid, info=info)
+
+
+def read_analysis_data(data: bytes, name: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                       allow_damaged: bool = False) -> AnalysisInput:
+    """:func:`read_analysis_input` of a file's bytes already in memory (e.g. read from object storage);
+    ``name`` is the file they come from, for errors. An empty ``data`` is an "empty file"."""
+    path = Path(os.fsdecode(name))
+    max_pixels = _check_max_pixels(max_pixels)
+    if not data:
+        raise ImageReadError(path, "empty file")
+    read = _read_open(io.BytesIO(data), path, max_pixels, allow_damaged)
+    notes = list(read.notes)
+    rgb, grayscale = _normalise_array(read.array, notes)
+    return AnalysisInput(rgb=rgb, grayscale=grayscale, notes=tuple(notes), valid=read.valid, info=read.info)
 
 
 def _normalise_array(array: np.ndarray, notes: list[str]) -> tuple[np.ndarray, bool]:

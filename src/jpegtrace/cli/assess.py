@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..distributed.cli import add_engine_options, check_local_engine
 from ..grid.check import GRID_SCORE_THRESHOLD
 from .common import (
     add_grid_option,
@@ -35,7 +36,9 @@ def add_assess(sub) -> None:
                     f"mean flag is above 0.5 or the grid score above {GRID_SCORE_THRESHOLD:g}, partly compressed "
                     "when only regions of it are. Grayscale images are analysed too and marked. Unreadable files "
                     "are listed with the reason and the run goes on; the exit status is then 1.")
-    p.add_argument("folder", metavar="DIR", help="folder of images to audit")
+    p.add_argument("folder", metavar="SOURCE", nargs="?",
+                   help="folder of images to audit; with --engine ray also a glob (data/*/*.png), a pyarrow URI "
+                        "(s3://bucket/prefix) or none with --manifest")
     p.add_argument("--recursive", action="store_true", help="also audit the images in sub-folders (OUT_DIR excluded)")
     p.add_argument("--out", required=True, metavar="OUT_DIR", help="folder for the results (created; other files kept)")
     p.add_argument("--thumbnail-size", type=positive_arg, default=160, metavar="PX",
@@ -48,6 +51,7 @@ def add_assess(sub) -> None:
     add_input_options(p)
     add_grid_option(p)
     add_quiet(p)
+    add_engine_options(p)
     p.set_defaults(func=run_assess)
 
 
@@ -77,10 +81,18 @@ def run_assess(args) -> int:
     from collections import Counter
 
     from ..eval.audit import assess_images, summarize_assessment
+    from ..eval.bias import local_bias, write_bias
     from ..eval.reports import save_thumbnails, write_assessment_report
     from ..io import list_images
     from ..record import failure_record
 
+    if args.engine == "ray":
+        from ..distributed.cli import run_ray_assess
+
+        return run_ray_assess(args)
+    if (problem := check_local_engine(args)) is not None:
+        error(problem)
+        return 2
     try:
         paths = list_images(args.folder, recursive=args.recursive, exclude=args.out)
     except FileNotFoundError:
@@ -129,14 +141,19 @@ def run_assess(args) -> int:
         summary = summarize_assessment(records, failures)
         summary["n_skipped"] = len(skipped)
         summary["skipped_by_reason"] = dict(Counter(s["reason"] for s in skipped))
+        bias = local_bias(records, failures) if args.recursive else None  # classes: the first folder level
+        if bias is not None:
+            write_bias(args.out, bias)
         settings = run_settings(args, folder=display(args.folder), recursive=args.recursive,
                                 grid_check=args.grid_check, max_pixels=args.max_pixels)
         written = write_assessment_report(args.out, records, failures, summary, thumbnails, settings,
-                                          pages=pages or None, skipped=skipped)
+                                          pages=pages or None, skipped=skipped, bias=bias)
     except OSError as exc:
         return write_error(exc)
     print(f"{summary['n_compressed']} compressed ({summary['n_partly_compressed']} in part), "
           f"{summary['n_uncompressed']} never compressed, {summary['n_no_evidence']} without evidence "
           f"({summary['n_grayscale']} grayscale), {summary['n_failed']} unreadable, {len(skipped)} skipped")
+    if bias is not None:
+        print(f"format bias: {bias['summary']}")
     print(f"results written to {display(args.out)}; open {display(written['html'])}")
     return 1 if failures else 0

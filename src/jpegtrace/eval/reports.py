@@ -556,7 +556,7 @@ def _href(path: str) -> str:
 def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tuple[str, ...]] | None = None,
                     histogram: str | None = "qf_histogram.png", title: str = "JPEG compression audit",
                     source: str | None = None, *, pages: dict[str, str] | None = None,
-                    skipped: Sequence[dict] = ()) -> str:
+                    skipped: Sequence[dict] = (), bias: dict | None = None) -> str:
     """The HTML page of an audit: counts, histogram, one table row per image with its thumbnail,
     flag map and quality map, and the files that could not be read with their reasons.
 
@@ -596,6 +596,10 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
            if skipped else "") + "</p>")
     if histogram:
         parts.append(f'<p><img class="histogram" src="{escape(histogram)}" alt="histogram of estimated QF"></p>')
+    if bias is not None:
+        from .bias import bias_html
+
+        parts.append(bias_html(bias))
     parts.append("<p>QF: the headline QF, from the quantisation table read from the pixels where it could be "
                  "read, the largest flagged region's for a partly compressed image, else the mean of the "
                  "quality map (100 also means never compressed). "
@@ -643,7 +647,7 @@ def assessment_html(records, failures, summary: dict, thumbnails: dict[str, tupl
 def write_assessment_report(out_dir: str | os.PathLike, records, failures, summary: dict,
                             thumbnails: dict[str, tuple[str, ...]] | None = None,
                             settings: dict | None = None, *, pages: dict[str, str] | None = None,
-                            skipped: Sequence[dict] = ()) -> dict[str, Path]:
+                            skipped: Sequence[dict] = (), bias: dict | None = None) -> dict[str, Path]:
     """Write the results of :func:`jpegtrace.eval.assess_images` into ``out_dir``.
 
     Files: ``table.csv`` (one row per image, analysed or failed: the columns of
@@ -651,7 +655,8 @@ def write_assessment_report(out_dir: str | os.PathLike, records, failures, summa
     (settings, counts, histogram, ``images``: the record of every image as ``analyze`` prints it,
     and ``skipped``: the files left out, each with its reason), ``qf_histogram.png`` and ``index.html``; the thumbnails are
     written beforehand by :func:`save_thumbnails`, the per-image pages that ``pages`` names (file
-    name to path relative to ``out_dir``) by :func:`jpegtrace.viewer.write_viewer`.
+    name to path relative to ``out_dir``) by :func:`jpegtrace.viewer.write_viewer`. ``bias``
+    (:func:`jpegtrace.eval.bias.class_bias`) adds its section to the page.
     """
     from ..io import write_csv, write_json, write_text
 
@@ -671,5 +676,5 @@ def write_assessment_report(out_dir: str | os.PathLike, records, failures, summa
     written["histogram"] = save_figure(fig, out / "qf_histogram.png", dpi=120)
     written["html"] = write_text(out / "index.html", assessment_html(
         records, failures, summary, thumbnails, source=(settings or {}).get("folder"), pages=pages,
-        skipped=skipped))
+        skipped=skipped, bias=bias))
     return written
