@@ -49,6 +49,12 @@ MIN_BLOCK_STD = 1.0
 #: Fewest steps read for a table to be reported at all: a few chance lattices (a never-compressed
 #: image read at a made-up grid shows up to 4) are no table.
 MIN_KNOWN_STEPS = 8
+#: Fewer steps make a table when they are exactly those of a coarse IJG table (QF up to
+#: :data:`MAX_FEW_STEPS_QUALITY`): low-QF JPEGs quantise most frequencies to zero (4-8 steps read at QF
+#: 10 on val photos, all right), and chance lattices of never-compressed images are small steps, never
+#: a coarse table's exact values at five frequencies.
+MIN_KNOWN_IJG_STEPS = 5
+MAX_FEW_STEPS_QUALITY = 50
 #: Pixels of block rows read at once by :func:`block_coefficients` (a few MiB of float32 a band).
 _BAND_PIXELS = 1 << 20
 #: Blocks read at most (evenly spaced), bounding the cost whatever the image size.
@@ -212,7 +218,8 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
     Returns
     -------
     TableEstimate or None
-        None when no grid is found or fewer than :data:`MIN_KNOWN_STEPS` steps can be read.
+        None when no grid is found or fewer than :data:`MIN_KNOWN_STEPS` steps can be read (or
+        :data:`MIN_KNOWN_IJG_STEPS`, when they are exactly a coarse IJG table's).
 
     References
     ----------
@@ -232,9 +239,12 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
     for k in range(64):
         steps[k], confidence[k] = estimate_step(coefficients[:, k])
     steps, confidence = steps.reshape(8, 8), confidence.reshape(8, 8)
-    if (steps > 0).sum() < MIN_KNOWN_STEPS:
+    known = int((steps > 0).sum())
+    if known < MIN_KNOWN_IJG_STEPS:
         return None
     ijg, equivalent = match_ijg(steps)
+    if known < MIN_KNOWN_STEPS and (ijg is None or ijg > MAX_FEW_STEPS_QUALITY):
+        return None
     if ijg is not None:  # the read steps are within the decoder's bias of the IJG table's: report those
         steps = np.where(steps > 0, ijg_table(ijg), 0)
     return TableEstimate(steps, confidence, tuple(int(v) for v in grid_offset), int(len(coefficients)),
