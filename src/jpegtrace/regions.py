@@ -34,6 +34,10 @@ MIN_QUALITY_REGION_CELLS = 36
 #: JPEG grid found inside its box. QF-60..95 regions pasted into val photos score 0.71-0.95, the
 #: one blotch the network leaves on 50 val and 80 train never-compressed photos 0.72.
 MIN_REGION_SCORE = 0.75
+#: ... and from this side (pixels) in both directions: a strip along the image's edge, where the
+#: network sees only half its context, is evidence only with a grid of its own (a 64 x 18 strip of a
+#: never-compressed val photo scored 0.84).
+MIN_CONFIRMED_SIDE = 32
 #: Width (cells) of the ring around a region over which "around" is measured.
 RING_CELLS = 4
 
@@ -87,8 +91,11 @@ class Region:
     @property
     def confirmed(self) -> bool:
         """A flag region strong enough to make an image partly compressed: score at least
-        :data:`MIN_REGION_SCORE`, or a JPEG grid found in its box."""
-        return self.kind == FLAG and (self.score >= MIN_REGION_SCORE or self.grid_found)
+        :data:`MIN_REGION_SCORE` over a box of at least :data:`MIN_CONFIRMED_SIDE` pixels each way,
+        or a JPEG grid found in its box."""
+        top, left, bottom, right = self.box
+        large = min(bottom - top, right - left) >= MIN_CONFIRMED_SIDE
+        return self.kind == FLAG and ((self.score >= MIN_REGION_SCORE and large) or self.grid_found)
 
     def as_dict(self) -> dict:
         """The region as JSON-ready values (the record schema's ``regions`` items)."""
