@@ -84,6 +84,9 @@ def test_assess_tells_a_jpeg_from_a_clean_image(tmp_path, photos):
         rows = {r["file"]: r for r in csv.DictReader(f)}
     assert rows["clean.png"]["verdict"] == "never compressed"
     assert rows["was_jpeg.jpg"]["verdict"] == "compressed"
-    assert abs(float(rows["was_jpeg.jpg"]["mean_quality"]) - 30) < 20
+    assert abs(float(rows["was_jpeg.jpg"]["map_quality"]) - 30) < 20
+    # the headline: the table the pixels hold, and the file's own tables beside it
+    assert float(rows["was_jpeg.jpg"]["quality"]) == 30 and rows["was_jpeg.jpg"]["quality_source"] == "table (IJG)"
+    assert rows["was_jpeg.jpg"]["file_format"] == "JPEG" and float(rows["was_jpeg.jpg"]["file_quality"]) == 30
     report = json.loads((out / "assessment.json").read_text())
     assert report["n_compressed"] == 1 and sum(report["histogram"]["counts"]) == 1
