@@ -269,10 +269,13 @@ def test_assess_lists_unreadable_files_marks_grayscale_and_writes_the_page(folde
         assert code == 1
     err = capsys.readouterr().err
     assert "broken.png: not an image file (unrecognised or corrupt format)" in err
-    table = _csv(out / "table.csv")
+    rows = _csv(out / "table.csv")  # the records of analyze: failures are rows too (ok 0)
+    assert [r["file"] for r in rows if r["ok"] == "0"] == ["broken.png"]
+    table = [r for r in rows if r["ok"] == "1"]
     assert [r["file"] for r in table] == ["astronaut.png", "chelsea.png", "coffee.png", "more/gray.png",
                                           "more/photo.jpg"]
-    assert [r["grayscale"] for r in table] == ["False", "False", "False", "True", "False"]
+    assert [json.loads((out / "assessment.json").read_text())["images"][i]["grayscale"] for i in range(5)] == [
+        False, False, False, True, False]
     assert table[3]["width"] == "60" and table[3]["height"] == "60"
     assert all(r["verdict"] in VERDICTS and 0 <= float(r["evidence_share"]) <= 1 for r in table)
     assert all(float(r["grid_score"]) >= 0 for r in table)
@@ -281,8 +284,9 @@ def test_assess_lists_unreadable_files_marks_grayscale_and_writes_the_page(folde
     report = json.loads((out / "assessment.json").read_text())
     assert report["n_analysed"] == 5 and report["n_failed"] == 1 and report["n_grayscale"] == 1
     assert report["n_compressed"] + report["n_uncompressed"] + report["n_no_evidence"] == 5
-    for key, verdict in (("n_compressed", "compressed"), ("n_uncompressed", "never compressed"),
-                         ("n_no_evidence", "no evidence")):
+    assert report["n_compressed"] == sum(r["verdict"] in ("compressed", "partly compressed") for r in table)
+    for key, verdict in (("n_uncompressed", "never compressed"), ("n_no_evidence", "no evidence"),
+                         ("n_partly_compressed", "partly compressed")):
         assert report[key] == sum(r["verdict"] == verdict for r in table)
     assert sum(report["histogram"]["counts"]) == report["n_compressed"]
     assert (out / "qf_histogram.png").stat().st_size > 0
@@ -301,7 +305,8 @@ def test_assess_without_recursion_and_a_missing_folder(folder, weights, tmp_path
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(data / "more" / "hidden_deeper.png")
     out = tmp_path / "audit"
     assert main(["assess", str(data), "--model", weights, "--out", str(out), "--thumbnail-size", "32"]) == 1
-    assert [r["file"] for r in _csv(out / "table.csv")] == ["astronaut.png", "chelsea.png", "coffee.png"]
+    assert [r["file"] for r in _csv(out / "table.csv") if r["ok"] == "1"] == ["astronaut.png", "chelsea.png",
+                                                                            "coffee.png"]
     assert main(["assess", str(tmp_path / "nowhere"), "--model", weights, "--out", str(out)]) == 2
     assert "not a directory" in capsys.readouterr().err
 
