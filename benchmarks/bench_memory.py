@@ -143,7 +143,7 @@ def main() -> int:
         if code != 0:
             print(f"analysis failed (exit {code})", file=sys.stderr)
             return 2
-        record = json.loads(out)["images"][0]
+        record = json.loads(out.splitlines()[-1])  # one JSON Lines record
         assert (record["height"], record["width"]) == (height, width)
 
     children_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
