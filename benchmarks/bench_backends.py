@@ -1,17 +1,23 @@
-"""The shipped network on every backend and precision, side by side in one run.
+"""The shipped network on every backend and precision, side by side in one run (issue 24).
 
-    PYTHONPATH=src python benchmarks/bench_backends.py [--sizes 0.26,1,4] [--reps 2]
+    PYTHONPATH=src python benchmarks/bench_backends.py [--sizes 0.26,1,4] [--reps 3] [--json FILE]
 
-Backends: jpegtrace's streaming torch engine (fp32, and bf16 where the CPU has native BF16) and ONNX Runtime
-(fp32, the graph of ``jpegtrace export``, in 1024-pixel tiles with halos; where onnxruntime is installed).
-Reports per image size the best of ``--reps`` timings, the ratio to the fastest, the largest per-pixel QF
-difference to torch fp32, and the end-to-end wall time of ``jpegtrace analyze`` on a 1 MP PNG (start-up,
-decode, grid check, evidence, table, network, summary) in a fresh process.
+Paths: jpegtrace's streaming torch engine (fp32, and bf16 where the CPU has native BF16), ONNX Runtime
+(fp32, the graph of ``jpegtrace export``, in 1024-pixel tiles with halos) and OpenVINO (fp32 and bf16,
+the graph of :mod:`jpegtrace.nn.openvino`), each where installed, and the default path
+(``backend='auto', precision='auto'``). Per image size: the best of ``--reps`` timings of
+:func:`jpegtrace.analysis.predict_maps`, the ratio to the fastest path, the network's GFLOP/s as a
+share of the fp32 ``torch.mm`` rate measured in the same run, and the largest per-pixel QF difference
+to torch fp32. Then the end-to-end wall time of ``jpegtrace analyze`` on a 1 MP PNG in a fresh
+process (start-up, decode, grid check, evidence, table, network, summary), best of ``--reps``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,8 +30,13 @@ from PIL import Image
 
 from jpegtrace.analysis import predict_maps
 from jpegtrace.jpeg import jpeg_compress
+from jpegtrace.nn import backends
 from jpegtrace.nn.engine import bf16_is_fast
+from jpegtrace.nn.qfnet import flops_per_pixel
 from jpegtrace.nn.weights import load_weights
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import cpu_name, matmul_rate  # noqa: E402
 
 
 def test_image(megapixels: float) -> np.ndarray:
@@ -45,43 +56,71 @@ def best_of(reps: int, run) -> tuple[float, np.ndarray]:
     return min(times), out
 
 
+def end_to_end(reps: int) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        png = Path(folder) / "photo.png"
+        Image.fromarray(test_image(1.0)).save(png)
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "jpegtrace.cli", "analyze", str(png)], check=True,
+                           capture_output=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+            times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="0.26,1,4", help="image sizes in megapixels")
-    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--json", help="append the results as one JSON line to this file")
     args = parser.parse_args()
     model = load_weights()
+    installed = backends.installed_backends()
     paths = [("torch", "fp32")]
     if bf16_is_fast("cpu"):
         paths.append(("torch", "bf16"))
-    try:
-        import onnxruntime  # noqa: F401
-
+    if "onnxruntime" in installed:
         paths.append(("onnxruntime", "fp32"))
-    except ImportError:
-        pass
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; paths: {paths}\n")
-    print("| MP | backend | precision | seconds | × fastest | max pixel QF diff to torch fp32 |")
-    print("|---|---|---|---|---|---|")
+    if "openvino" in installed:
+        paths += [("openvino", "fp32")] + ([("openvino", "bf16")] if bf16_is_fast("cpu") else [])
+    default = backends.resolve(model)
+    device = torch.device("cpu")
+    matmul = matmul_rate(device)
+    flops = flops_per_pixel(model.config)
+    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; fp32 matmul {matmul / 1e9:.1f} GFLOP/s; default path: {default}\n")
+    print("| MP | backend | precision | ms | × fastest | GFLOP/s | of matmul | max pixel QF diff to torch fp32 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    rows = []
     for megapixels in (float(s) for s in args.sizes.split(",")):
         image = test_image(megapixels)
         results = {}
         for backend, precision in paths:
-            predict_maps(model, image[:128, :128], backend=backend, precision=precision)  # warm-up, export
+            predict_maps(model, image[:128, :128], backend=backend, precision=precision)  # warm-up, graph build
             results[(backend, precision)] = best_of(args.reps, lambda: predict_maps(
                 model, image, backend=backend, precision=precision))
         fastest = min(seconds for seconds, _ in results.values())
         reference = results[("torch", "fp32")][1][0]
         for (backend, precision), (seconds, maps) in results.items():
-            difference = 100 * float(np.abs(maps[0] - reference).max())
-            print(f"| {megapixels:g} | {backend} | {precision} | {seconds:.3f} | {seconds / fastest:.2f} | "
-                  f"{difference:.3f} |", flush=True)
-    with tempfile.TemporaryDirectory() as folder:
-        png = Path(folder) / "photo.png"
-        Image.fromarray(test_image(1.0)).save(png)
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "jpegtrace.cli", "analyze", str(png)], check=True, capture_output=True)
-        print(f"\nend-to-end `jpegtrace analyze` of a 1 MP PNG: {time.perf_counter() - start:.2f} s wall")
+            rate = flops * image.shape[0] * image.shape[1] / seconds
+            row = {"megapixels": round(image.shape[0] * image.shape[1] / 1e6, 3), "backend": backend,
+                   "precision": precision, "seconds": seconds, "of_fastest": seconds / fastest,
+                   "of_matmul": rate / matmul, "max_pixel_qf_diff": 100 * float(np.abs(maps[0] - reference).max()),
+                   "default": (backend, precision) == default}
+            rows.append(row)
+            mark = " (default)" if row["default"] else ""
+            print(f"| {row['megapixels']:g} | {backend}{mark} | {precision} | {1000 * seconds:.0f} | "
+                  f"{seconds / fastest:.2f} | {rate / 1e9:.0f} | {100 * rate / matmul:.0f} % | "
+                  f"{row['max_pixel_qf_diff']:.3f} |", flush=True)
+    wall = end_to_end(args.reps)
+    print(f"\nend-to-end `jpegtrace analyze` of a 1 MP PNG (default settings, fresh process, best of {args.reps}): "
+          f"{wall:.2f} s wall")
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                                "cpu": cpu_name(), "threads": torch.get_num_threads(), "matmul_gflops": matmul / 1e9,
+                                "default": list(default), "rows": rows, "analyze_1mp_seconds": wall}) + "\n")
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def test_network_never_sees_more_than_a_tile_and_its_halo(random_model, monkeypa
     original = engine.FastNet._to_input
     monkeypatch.setattr(engine.FastNet, "_to_input",
                         lambda self, pixels, rows=None: strips.append(pixels.shape) or original(self, pixels, rows))
-    analyze(np.zeros((300, 190, 3), np.uint8), model=random_model, tile_size=64)
+    analyze(np.zeros((300, 190, 3), np.uint8), model=random_model, tile_size=64, backend="torch")
     assert strips and sum(s[1] for s in strips) >= 300
     assert max(s[1] * s[2] for s in strips) <= 64 * 64
 

@@ -50,7 +50,7 @@ def test_the_runners_tiles_equal_one_pass_and_the_torch_engine(shipped, photo):
 
 def test_analyze_on_onnxruntime_gives_the_same_verdict_and_qf(shipped, photo):
     image = jpeg_compress(photo, 60)
-    torch_result = analyze_array(image, shipped)
+    torch_result = analyze_array(image, shipped, backend="torch", precision="fp32")
     onnx_result = analyze_array(image, shipped, backend="onnxruntime")
     assert onnx_result.verdict == torch_result.verdict
     assert abs(onnx_result.mean_quality - torch_result.mean_quality) < 0.01

@@ -359,3 +359,34 @@ def test_a_killed_worker_has_its_block_retried(ray_cluster, corpus, weights, loc
     finally:
         os.utime(touched, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (again.submitted, again.unchanged_by_hash, again.rows_written) == (1, 1, 0)
+
+
+@pytest.mark.slow
+def test_damaged_files_and_the_time_limit_as_the_local_engine_has_them(ray_cluster, weights, tmp_path):
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    buffer = io.BytesIO()
+    Image.fromarray(_texture(rng, 96, 128)).save(buffer, "JPEG", quality=80)
+    (folder / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) * 2 // 3])
+    Image.fromarray(_texture(rng, 64, 64)).save(folder / "sound.png")
+    for allow in (False, True):
+        flags = ["--allow-damaged"] if allow else []
+        local, distributed = tmp_path / f"local-{allow}", tmp_path / f"ray-{allow}"
+        main(["assess", str(folder), "--model", weights, "--out", str(local), "--quiet", *flags])
+        main(["assess", str(folder), "--model", weights, "--out", str(distributed), "--quiet", "--engine", "ray",
+              "--num-workers", "1", *flags])
+        records = _store_records(distributed)
+        assert records == _local_records(local)
+        truncated = records["truncated.jpg"]
+        if allow:  # analysed, with the damage named in its notes
+            assert truncated["verdict"] is not None and any("damaged" in n or "truncated" in n
+                                                            for n in truncated["notes"]), truncated
+        else:
+            assert "--allow-damaged" in (truncated.get("error") or ""), truncated
+    # A limit no file can keep: every file is a failure row with the local engine's reason.
+    out = tmp_path / "limited"
+    main(["assess", str(folder), "--model", weights, "--out", str(out), "--quiet", "--engine", "ray",
+          "--num-workers", "1", "--allow-damaged", "--time-limit", "0.0001"])
+    assert {f: r["error"] for f, r in _store_records(out).items()} == {
+        f: "took longer than 0.0001 s (time limit)" for f in ("truncated.jpg", "sound.png")}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ from .grid.clipped import clipped_block_flag, grid_block_origin
 from .history import DoubleCompression, detect_double_compression
 from .io import DEFAULT_MAX_PIXELS, read_analysis_input
 from .regions import FLAG, Region, confirm_regions, find_regions, outside_regions
-from .nn import engine
+from .nn import backends, engine
 from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
 from .nn.weights import QualityCalibration, load_weights
 from .tables import TableEstimate, estimate_luma_table
@@ -33,6 +32,8 @@ from .tables import TableEstimate, estimate_luma_table
 MIN_TABLE_STEPS_FOR_QF = 48
 #: Bounds the output pixels computed at once to about ``DEFAULT_TILE_SIZE ** 2``.
 DEFAULT_TILE_SIZE = 512
+#: Smallest tile ONNX Runtime and OpenVINO get: smaller ones recompute their 16-pixel halo too often.
+MIN_RUNTIME_TILE = 64
 
 
 # The verdicts, one vocabulary for every output (text, JSON, CSV, reports).
@@ -237,29 +238,30 @@ def load_model(weights: str | os.PathLike | None = None, *, device: str = "cpu")
     return to_device(load_weights(weights), str(device))
 
 
-#: Backends that run the network: jpegtrace's streaming torch engine, and ONNX Runtime (optional extra).
-BACKENDS = ("torch", "onnxruntime")
-
-
 def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE,
-                 device: str | torch.device | None = None, precision: str = "fp32",
-                 backend: str = "torch") -> np.ndarray:
-    """Raw network output for one uint8 image, computed strip by strip.
+                 device: str | torch.device | None = None, precision: str = "auto",
+                 backend: str = "auto") -> np.ndarray:
+    """Raw network output for one uint8 image, computed strip by strip (or tile by tile).
 
     Parameters
     ----------
     model : QFNet
     image : ndarray of uint8, (H, W, 3)
     tile_size : int
-        Bounds memory: about ``tile_size ** 2`` output pixels are computed at once. The result
-        equals a whole-image pass whatever its value (see :mod:`jpegtrace.nn.engine`).
+        Bounds memory: about ``tile_size ** 2`` output pixels are computed at once (the torch engine
+        streams strips of that size; ONNX Runtime and OpenVINO compute square tiles of that side with
+        a halo, at least :data:`MIN_RUNTIME_TILE`). The result equals a whole-image pass whatever its
+        value (see :mod:`jpegtrace.nn.engine`).
     device : str or torch.device, optional
         Where to run; the model's own device by default.
-    precision : {'fp32', 'bf16'}
-        Arithmetic of the convolutions; the default fp32 matches the plain network.
-    backend : {'torch', 'onnxruntime'}
-        'onnxruntime' runs the network's ONNX graph (:mod:`jpegtrace.nn.onnx`, fp32, CPU) in tiles
-        with halos; the maps equal torch's within about 1e-5.
+    precision : {'auto', 'fp32', 'bf16'}
+        Arithmetic of the inner convolutions (the first and last layers stay fp32). 'auto' (the
+        default) is bf16 where the CPU computes it natively and this model was checked to keep the
+        answer in bf16, fp32 otherwise (:func:`jpegtrace.nn.backends.resolve`).
+    backend : {'auto', 'torch', 'onnxruntime', 'openvino'}
+        What runs the network: jpegtrace's streaming torch engine, ONNX Runtime (fp32, CPU) or
+        OpenVINO (CPU); 'auto' (the default) the fastest installed for the device and precision.
+        The maps of every backend equal torch's within about 1e-5 in fp32.
 
     Returns
     -------
@@ -268,32 +270,20 @@ def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TI
     """
     if tile_size < 1:
         raise ValueError("tile_size must be positive")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "onnxruntime":
-        if precision != "fp32":
-            raise ValueError("the onnxruntime backend runs fp32 only")
-        return _onnx_runner(model).predict_maps(image)
+    if device is None:
+        device = next(model.parameters()).device
+    backend, precision = backends.resolve(model, backend=backend, precision=precision, device=device)
+    if backend != "torch":
+        try:
+            run = backends.runner(model, backend, precision)
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise JpegTraceError(None, f"the {backend} backend is not installed ({exc})") from None
+        return run.predict_maps(image, tile_size=max(tile_size, MIN_RUNTIME_TILE))
     if engine.supports(model):
         return engine.FastNet(model, device=device, precision=precision).predict_maps(image, tile_size)
     if precision != "fp32":
         raise ValueError(f"precision {precision!r} needs a plain QFNet")
     return engine.eager_predict_maps(model, image, tile_size=tile_size, device=device)
-
-
-def _onnx_runner(model: QFNet):
-    # One exported graph per model object, for as long as the model lives (exporting takes about a second).
-    runner = _ONNX_RUNNERS.get(model)
-    if runner is None:
-        try:
-            from .nn.onnx import OnnxRunner
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise JpegTraceError(None, f"the onnxruntime backend needs onnx and onnxruntime ({exc})") from None
-        runner = _ONNX_RUNNERS[model] = OnnxRunner(model)
-    return runner
-
-
-_ONNX_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def summarize(raw_maps: np.ndarray, *, grayscale: bool = False, notes: tuple[str, ...] = (),
@@ -412,7 +402,8 @@ def join_grid_evidence(flag_map: np.ndarray, image: np.ndarray, grid: GridEviden
 
 def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | None = None, *,
             tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
-            max_pixels: int = DEFAULT_MAX_PIXELS, grid_check: bool = True, allow_damaged: bool = False) -> Analysis:
+            max_pixels: int = DEFAULT_MAX_PIXELS, grid_check: bool = True, allow_damaged: bool = False,
+            backend: str = "auto", precision: str = "auto") -> Analysis:
     """Find JPEG compression in an image, pixel by pixel.
 
     Parameters
@@ -426,6 +417,9 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
         Side of the region computed at once; bounds memory without changing the result.
     device : str, optional
         'cpu' or 'cuda'; the model's device by default.
+    backend, precision : str
+        What runs the network and in which arithmetic (:func:`predict_maps`); 'auto' by default: the
+        fastest installed backend, bf16 where it was checked to keep the answer.
     max_pixels : int
         Files whose header claims more pixels are refused before decoding (decompression-bomb
         guard; default 64 million).
@@ -462,6 +456,7 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     if model is None:
         model = _shipped_model(device or "cpu")
     return analyze_array(read.rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
+                         backend=backend, precision=precision,
                          grayscale=read.grayscale, notes=read.notes, valid=read.valid)
 
 
@@ -506,7 +501,7 @@ def check_pixels(rgb: np.ndarray, *, grid_check: bool = True, valid: np.ndarray 
 
 
 def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TILE_SIZE,
-                  device: str | torch.device | None = None, precision: str = "fp32", backend: str = "torch",
+                  device: str | torch.device | None = None, precision: str = "auto", backend: str = "auto",
                   grid_check: bool = True,
                   grayscale: bool = False, notes: Sequence[str] = (), valid: np.ndarray | None = None) -> Analysis:
     """:func:`analyze` of an 8-bit RGB array already read: the network's maps, the grid check, the summary.

@@ -155,7 +155,8 @@ def block_coefficients(image: np.ndarray, grid_offset: tuple[int, int], *,
     return blocks.astype(np.float32) @ _DCT_2D
 
 
-def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP) -> tuple[int, float]:
+def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
+                  ambiguous: float = AMBIGUOUS) -> tuple[int, float]:
     """The quantisation step of one frequency from its coefficients: ``(step, confidence)``, ``(0, 0)`` if unknown.
 
     Notes
@@ -174,7 +175,7 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP) -> tupl
     confidence rises from 0 at that margin to 1 at three times it.
     """
     c = np.abs(np.asarray(coefficients, dtype=np.float64))
-    away = c[c > AMBIGUOUS]
+    away = c[c > ambiguous]
     if away.size < MIN_SUPPORT:
         return 0, 0.0
     if away.size > MAX_COEFFICIENTS:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..errors import JpegTraceError
 from .common import (
+    add_backend_options,
     add_grid_option,
     add_input_options,
     add_quiet,
@@ -18,7 +19,7 @@ from .common import (
     load_model,
     positive_int_arg,
     progress_bar,
-    warn_if_bf16_is_slow,
+    resolve_backend_args,
 )
 
 FORMATS = ("text", "jsonl", "csv")
@@ -57,13 +58,7 @@ def add_analyze(sub) -> None:
     p.add_argument("--tile-size", type=positive_int_arg, default=512,
                    help="side of the region computed at once; bounds memory, never changes the maps (default 512)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="arithmetic of the network: bf16 is about 1.9x faster on CPUs with AVX-512 BF16, many times "
-                        "slower on CPUs without AVX-512 (a warning says so), and moves a pixel's QF by up "
-                        "to about 1 (default fp32)")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="what runs the network: jpegtrace's streaming torch engine (default) or ONNX Runtime "
-                        "(fp32; needs the onnx and onnxruntime packages)")
+    add_backend_options(p)
     add_input_options(p)
     add_grid_option(p)
     add_quiet(p)
@@ -107,7 +102,8 @@ def run_analyze(args) -> int:
     model = load_model(args)
     if model is None:
         return 2
-    warn_if_bf16_is_slow(args.precision, args.device)
+    if not resolve_backend_args(args, model):
+        return 2
     writer = None
     if args.format == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")

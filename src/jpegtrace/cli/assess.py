@@ -7,6 +7,7 @@ from pathlib import Path
 from ..distributed.cli import add_engine_options, check_local_engine
 from ..grid.check import GRID_SCORE_THRESHOLD
 from .common import (
+    add_backend_options,
     add_grid_option,
     add_input_options,
     add_model_options,
@@ -18,6 +19,7 @@ from .common import (
     prepare_out,
     progress_bar,
     report_failures,
+    resolve_backend_args,
     run_settings,
     write_error,
 )
@@ -48,6 +50,7 @@ def add_assess(sub) -> None:
                         "maps and regions as layers, the values under the cursor; about 3-4 bytes per pixel each), "
                         "linked from index.html")
     add_model_options(p)
+    add_backend_options(p)
     add_input_options(p)
     add_grid_option(p)
     add_quiet(p)
@@ -102,7 +105,7 @@ def run_assess(args) -> int:
         error(f"{display(args.folder)}: no image files")
         return 2
     model = load_model(args)
-    if model is None or not prepare_out(args):
+    if model is None or not resolve_backend_args(args, model) or not prepare_out(args):
         return 2
     folder = Path(args.folder)
     files = {display(p.relative_to(folder)): p for p in paths}
@@ -131,8 +134,8 @@ def run_assess(args) -> int:
     try:
         with stream:
             records, failures = assess_images(
-                model, files, tile_size=args.tile_size, device=args.device,
-                progress=progress_bar(args, "assess", " image"), on_result=on_result,
+                model, files, tile_size=args.tile_size, device=args.device, backend=args.backend,
+                precision=args.precision, progress=progress_bar(args, "assess", " image"), on_result=on_result,
                 on_record=write_line,
                 on_failure=lambda failure: write_line(failure_record(failure.file, failure.reason)),
                 grid_check=args.grid_check, max_pixels=args.max_pixels, allow_damaged=args.allow_damaged,
@@ -145,7 +148,8 @@ def run_assess(args) -> int:
         if bias is not None:
             write_bias(args.out, bias)
         settings = run_settings(args, folder=display(args.folder), recursive=args.recursive,
-                                grid_check=args.grid_check, max_pixels=args.max_pixels)
+                                grid_check=args.grid_check, max_pixels=args.max_pixels, backend=args.backend,
+                                precision=args.precision)
         written = write_assessment_report(args.out, records, failures, summary, thumbnails, settings,
                                           pages=pages or None, skipped=skipped, bias=bias)
     except OSError as exc:

@@ -41,6 +41,39 @@ def warn_if_bf16_is_slow(precision: str | None, device: str | None) -> None:
               "emulated, many times slower than fp32", file=sys.stderr)
 
 
+def add_backend_options(p) -> None:
+    """``--backend`` and ``--precision``: what runs the network, and in which arithmetic."""
+    from ..nn.backends import BACKENDS, PRECISIONS
+
+    p.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
+                   help="what runs the network: jpegtrace's streaming torch engine, ONNX Runtime (fp32) or OpenVINO "
+                        "(the optional extras jpegtrace[onnx] and jpegtrace[openvino]); auto (default): the fastest "
+                        "installed for the device, measured in benchmarks/RESULTS.md")
+    p.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto",
+                   help="arithmetic of the network's inner layers: auto (default) is bf16 where the CPU has native "
+                        "bf16 and the model was checked to keep the answer in it (headline QF within 0.25, every "
+                        "pixel within 2 QF, no verdict changed on the val images), fp32 otherwise")
+
+
+def resolve_backend_args(args, model) -> bool:
+    """Replace ``args.backend`` and ``args.precision`` by what runs ``model`` (an error line and False
+    when they cannot run together or the backend is not installed)."""
+    from ..nn.backends import installed_backends, resolve
+
+    requested = args.backend
+    if requested not in ("auto", *installed_backends()):
+        extra = "onnx" if requested == "onnxruntime" else requested
+        error(f"--backend {requested} is not installed: pip install 'jpegtrace[{extra}]'")
+        return False
+    try:
+        args.backend, args.precision = resolve(model, backend=requested, precision=args.precision, device=args.device)
+    except ValueError as exc:
+        error(f"--backend {requested} --precision {args.precision}: {exc}")
+        return False
+    warn_if_bf16_is_slow(args.precision, args.device)
+    return True
+
+
 def error_of(exc: JpegTraceError) -> str:
     """``FILE: reason`` (or the reason alone) on one line, printable whatever the file name."""
     reason = " ".join(exc.reason.split())

@@ -77,7 +77,7 @@ def _default_workers(resources: dict, gpus_per_worker: float) -> int:
 
 def run_ray_assess(args) -> int:
     """``jpegtrace assess --engine ray``: list, audit what is not done yet, write the report from the Parquet."""
-    from ..cli.common import display, error, load_model, prepare_out, run_settings
+    from ..cli.common import display, error, load_model, prepare_out, resolve_backend_args, run_settings
     from ..errors import JpegTraceError
 
     for module in ("ray", "pyarrow"):
@@ -102,8 +102,10 @@ def run_ray_assess(args) -> int:
         error(f"{display(listing.source)}: no image files")
         return 2
     model = load_model(args)
-    if model is None or not prepare_out(args):
+    requested = (args.backend, args.precision)
+    if model is None or not resolve_backend_args(args, model) or not prepare_out(args):
         return 2
+    resolved, (args.backend, args.precision) = (args.backend, args.precision), requested
     try:
         weights = None if args.model is None else Path(args.model).read_bytes()
     except OSError as exc:
@@ -122,7 +124,9 @@ def run_ray_assess(args) -> int:
                 gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
             workers = args.num_workers or _default_workers(resources, gpus)
             options = RayAuditOptions(weights=weights, tile_size=args.tile_size, device=args.device,
-                                      grid_check=args.grid_check, max_pixels=args.max_pixels, num_workers=workers,
+                                      grid_check=args.grid_check, max_pixels=args.max_pixels,
+                                      allow_damaged=args.allow_damaged, time_limit=args.time_limit,
+                                      backend=args.backend, precision=args.precision, num_workers=workers,
                                       num_gpus_per_worker=gpus, hash_files=args.resume_by == "hash")
 
             def start(counts):
@@ -157,6 +161,8 @@ def run_ray_assess(args) -> int:
     settings = run_settings(args, engine="ray", source=display(listing.source), recursive=args.recursive,
                             manifest=display(args.manifest) if args.manifest else None,
                             label_column=args.label_column, grid_check=args.grid_check, max_pixels=args.max_pixels,
+                            allow_damaged=args.allow_damaged, time_limit=args.time_limit,
+                            backend=args.backend, precision=args.precision, runs_as="/".join(resolved),
                             address=args.address, num_workers=workers, num_gpus_per_worker=gpus,
                             resume_by=args.resume_by)
     import dataclasses

@@ -25,6 +25,7 @@ import logging
 import os
 import pickle
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -60,8 +61,15 @@ class RayAuditOptions:
     weights : bytes or None
         The safetensors file's contents (None: the shipped model); sent to each worker, so a
         cluster needs no copy of the file.
-    tile_size, device, grid_check, max_pixels
+    tile_size, device, grid_check, max_pixels, allow_damaged
         As for ``jpegtrace assess`` (``device`` is used by workers without a GPU).
+    time_limit : float or None
+        Seconds one file's work may take, as ``assess --time-limit``: its three stages' times add up
+        (stage 1 starts the clock; each later stage gets what is left), time spent waiting between
+        stages not counted. A file past it is a failure row ``took longer than N s (time limit)``.
+    backend, precision : str
+        As for :func:`jpegtrace.analysis.predict_maps`, resolved by each worker for its own device
+        (a GPU worker runs torch).
     num_workers : int
         Network workers (actors), each holding the model.
     num_gpus_per_worker : float
@@ -80,6 +88,10 @@ class RayAuditOptions:
     device: str = "cpu"
     grid_check: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
+    allow_damaged: bool = False
+    time_limit: float | None = None
+    backend: str = "auto"
+    precision: str = "auto"
     num_workers: int = 1
     num_gpus_per_worker: float = 0.0
     hash_files: bool = False
@@ -183,14 +195,42 @@ def _open_reason(exc: BaseException) -> str:
     return f"cannot open: {text.splitlines()[0] if text else type(exc).__name__}"
 
 
-def _decode(row: dict, data: bytes | None, max_pixels: int):
+def _decode(row: dict, data: bytes | None, max_pixels: int, allow_damaged: bool = False):
     """A row's file read as :func:`jpegtrace.io.read_analysis_input` reads it (an :class:`~jpegtrace.io.AnalysisInput`)."""
     from ..io import read_analysis_data, read_analysis_input
 
     if row["filesystem"] is None:
         # The local engine's own reader, so that reasons and notes are the same to the letter.
-        return read_analysis_input(row["path"], max_pixels=max_pixels)
-    return read_analysis_data(data, row["file"], max_pixels=max_pixels)
+        return read_analysis_input(row["path"], max_pixels=max_pixels, allow_damaged=allow_damaged)
+    return read_analysis_data(data, row["file"], max_pixels=max_pixels, allow_damaged=allow_damaged)
+
+
+@contextlib.contextmanager
+def _stage_time(options: RayAuditOptions, file: str, used: float | None) -> Iterator[list]:
+    """The rest of the file's time limit kept on the block (as :func:`jpegtrace.limits.time_limit`);
+    yields a one-item list that holds the seconds used so far, this stage's included, when it ends.
+
+    Raises :class:`~jpegtrace.errors.TimeLimitError` with the local engine's reason when the time is up."""
+    from ..errors import TimeLimitError
+    from ..limits import time_limit
+
+    used = used or 0.0
+    total = [used]
+    if options.time_limit is None:
+        yield total
+        return
+    left = options.time_limit - used
+    reason = f"took longer than {options.time_limit:g} s (time limit)"
+    if left <= 0:
+        raise TimeLimitError(file, reason)
+    start = time.monotonic()
+    try:
+        with time_limit(left, file):
+            yield total
+    except TimeLimitError:
+        raise TimeLimitError(file, reason) from None
+    finally:
+        total[0] = used + time.monotonic() - start
 
 
 def _pack_image(rgb: np.ndarray, grayscale: bool, notes, checks, info=None) -> bytes:
@@ -211,7 +251,8 @@ def _stage_one_schema():
 
     return pa.schema([("path", pa.string()), ("file", pa.string()), ("label", pa.string()),
                       ("size", pa.int64()), ("mtime_ns", pa.int64()), ("sha256", pa.string()),
-                      ("skip", pa.bool_()), ("failure", pa.string()), ("image", pa.large_binary())])
+                      ("skip", pa.bool_()), ("failure", pa.string()), ("image", pa.large_binary()),
+                      ("seconds", pa.float64())])
 
 
 def read_and_check(batch, *, options: RayAuditOptions, filesystems: dict, items, block_rows: int):
@@ -222,18 +263,18 @@ def read_and_check(batch, *, options: RayAuditOptions, filesystems: dict, items,
     part. A file that cannot be read is a row with the reason.
 
     Returns a pyarrow table: the key and names, ``sha256``, ``skip`` (hash unchanged: drop it),
-    ``failure`` (the reason, or null) and ``image`` (pickled pixels, notes and
-    :class:`~jpegtrace.analysis.PixelChecks`).
+    ``failure`` (the reason, or null), ``image`` (pickled pixels, notes and
+    :class:`~jpegtrace.analysis.PixelChecks`) and ``seconds`` (of the file's time limit used).
     """
     import pyarrow as pa
 
     from ..analysis import check_pixels
-    from ..errors import ImageReadError
+    from ..errors import ImageReadError, TimeLimitError
 
     out = []
     for row in _block_items(batch, items, block_rows):
         result = {k: row[k] for k in ("path", "file", "label", "size", "mtime_ns")}
-        result.update(sha256=None, skip=False, failure=None, image=None)
+        result.update(sha256=None, skip=False, failure=None, image=None, seconds=None)
         data = None
         try:
             if options.hash_files or row["filesystem"] is not None:
@@ -249,19 +290,23 @@ def read_and_check(batch, *, options: RayAuditOptions, filesystems: dict, items,
                 out.append(result)
                 continue
         try:
-            read = _decode(row, data, options.max_pixels)
-        except ImageReadError as exc:
-            result["failure"] = exc.reason
-            out.append(result)
-            continue
-        except Exception as exc:  # noqa: BLE001 -- the reader promises ImageReadError; never stop the audit
-            result["failure"] = f"cannot decode image: {_one_line(exc)}"
-            out.append(result)
-            continue
-        del data
-        try:
-            checks = check_pixels(read.rgb, grid_check=options.grid_check, valid=read.valid)
-            result["image"] = _pack_image(read.rgb, read.grayscale, read.notes, checks, read.info)
+            with _stage_time(options, row["file"], None) as used:
+                try:
+                    read = _decode(row, data, options.max_pixels, options.allow_damaged)
+                except ImageReadError as exc:
+                    result["failure"] = exc.reason
+                except TimeLimitError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 -- the reader promises ImageReadError; never stop the audit
+                    result["failure"] = f"cannot decode image: {_one_line(exc)}"
+                del data
+                if result["failure"] is None:
+                    checks = check_pixels(read.rgb, grid_check=options.grid_check, valid=read.valid)
+                    result["image"] = _pack_image(read.rgb, read.grayscale, read.notes, checks, read.info)
+                read = None
+            result["seconds"] = used[0]
+        except TimeLimitError as exc:
+            result["failure"], result["image"] = exc.reason, None
         except MemoryError:
             result["failure"] = "not enough memory to analyse the image"
         except Exception as exc:  # noqa: BLE001 -- one image's failure must not stop the audit
@@ -301,14 +346,23 @@ class NetworkWorker:
                 with open(path, "wb") as f:
                     f.write(options.weights)
                 self.model = load_model(path, device=self.device)
+        from ..nn.backends import resolve
+
+        # An explicit CPU backend on a GPU worker would fail every file: such a worker runs torch.
+        backend = options.backend if self.device == "cpu" else "auto"
+        self.backend, self.precision = resolve(self.model, backend=backend, precision=options.precision,
+                                               device=self.device)
 
     def __call__(self, batch):
         import pyarrow as pa
 
         from ..analysis import predict_maps
 
+        from ..errors import TimeLimitError
+
         maps = []
         failures = batch.column("failure").to_pylist()
+        seconds = batch.column("seconds").to_pylist()
         for i, (file, image) in enumerate(zip(batch.column("file").to_pylist(), batch.column("image").to_pylist())):
             if image is None:
                 maps.append(None)
@@ -320,8 +374,14 @@ class NetworkWorker:
                 os._exit(1)  # as a killed worker: no exception, no clean-up
             rgb = _unpack_image(image)[0]
             try:
-                raw = predict_maps(self.model, rgb, tile_size=self.options.tile_size, device=self.device)
+                with _stage_time(self.options, file, seconds[i]) as used:
+                    raw = predict_maps(self.model, rgb, tile_size=self.options.tile_size, device=self.device,
+                                       backend=self.backend, precision=self.precision)
+                seconds[i] = used[0]
                 maps.append(pickle.dumps(np.asarray(raw, dtype=np.float32), protocol=5))
+            except TimeLimitError as exc:
+                maps.append(None)
+                failures[i] = exc.reason
             except MemoryError:
                 maps.append(None)
                 failures[i] = "not enough memory to analyse the image"
@@ -329,6 +389,7 @@ class NetworkWorker:
                 maps.append(None)
                 failures[i] = f"network failed: {_one_line(exc)}"
         batch = batch.set_column(batch.schema.get_field_index("failure"), "failure", pa.array(failures, pa.string()))
+        batch = batch.set_column(batch.schema.get_field_index("seconds"), "seconds", pa.array(seconds, pa.float64()))
         return batch.append_column("maps", pa.array(maps, type=pa.large_binary()))
 
 
@@ -336,14 +397,17 @@ class NetworkWorker:
 # Stage 3: summarise (tasks)
 # --------------------------------------------------------------------------------------------
 
-def summarise(batch, *, quality_calibration=None):
+def summarise(batch, *, options: RayAuditOptions | None = None, quality_calibration=None):
     """Stage 3: each row's analysis finished and turned into its Parquet row; hash-unchanged rows dropped."""
     from ..analysis import finish_analysis
+    from ..errors import TimeLimitError
     from ..record import analysis_record, failure_record
 
+    options = options or RayAuditOptions()
     rows = []
     columns = {name: batch.column(name).to_pylist()
-               for name in ("path", "file", "label", "size", "mtime_ns", "sha256", "skip", "failure", "image", "maps")}
+               for name in ("path", "file", "label", "size", "mtime_ns", "sha256", "skip", "failure", "image", "maps",
+                            "seconds")}
     for i in range(batch.num_rows):
         if columns["skip"][i]:
             continue
@@ -352,11 +416,14 @@ def summarise(batch, *, quality_calibration=None):
         record = None
         if failure is None:
             try:
-                rgb, grayscale, notes, checks, info = _unpack_image(columns["image"][i])
-                raw = pickle.loads(columns["maps"][i])
-                analysis = finish_analysis(rgb, raw, checks, quality_calibration=quality_calibration,
-                                           grayscale=grayscale, notes=notes)
-                record = analysis_record(analysis, file=file, input_info=info)
+                with _stage_time(options, file, columns["seconds"][i]):
+                    rgb, grayscale, notes, checks, info = _unpack_image(columns["image"][i])
+                    raw = pickle.loads(columns["maps"][i])
+                    analysis = finish_analysis(rgb, raw, checks, quality_calibration=quality_calibration,
+                                               grayscale=grayscale, notes=notes)
+                    record = analysis_record(analysis, file=file, input_info=info)
+            except TimeLimitError as exc:
+                record, failure = None, exc.reason
             except MemoryError:
                 failure = "not enough memory to analyse the image"
             except Exception as exc:  # noqa: BLE001
@@ -415,7 +482,7 @@ def build_dataset(pending: Sequence[tuple[SourceItem, str | None]], *, options: 
                         compute=ray.data.ActorPoolStrategy(size=workers),
                         fn_constructor_kwargs={"options": options}, **resources)
     return ds.map_batches(summarise, batch_size=None, batch_format="pyarrow", num_cpus=1,
-                          fn_kwargs={"quality_calibration": quality_calibration})
+                          fn_kwargs={"options": options, "quality_calibration": quality_calibration})
 
 
 def run_ray_audit(listing: Listing, store: ParquetStore, options: RayAuditOptions, *, quality_calibration=None,

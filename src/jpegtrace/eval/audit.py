@@ -56,6 +56,7 @@ class AssessmentRecord:
 
 
 def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
+                  backend: str = "auto", precision: str = "auto",
                   progress: Progress | None = None,
                   on_result: Callable[[str, np.ndarray, Analysis], None] | None = None,
                   on_failure: Callable[[Failure], None] | None = None,
@@ -71,6 +72,8 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
         Any images; grayscale ones are analysed too and marked.
     tile_size, device
         As for :func:`jpegtrace.analyze`.
+    backend, precision : str
+        What runs the network (:func:`jpegtrace.analysis.predict_maps`); 'auto' by default.
     progress : callable, optional
         Wraps the list of ``(name, path)`` pairs, e.g. ``tqdm``.
     on_result : callable, optional
@@ -105,7 +108,8 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
         try:
             with limited(time_limit, path):
                 read = read_analysis_input(path, max_pixels=max_pixels, allow_damaged=allow_damaged)
-                analysis = analyze_array(read.rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
+                analysis = analyze_array(read.rgb, model, tile_size=tile_size, device=device, backend=backend,
+                                         precision=precision, grid_check=grid_check,
                                          grayscale=read.grayscale, notes=read.notes, valid=read.valid)
         except (ImageReadError, TimeLimitError) as exc:
             failures.append(Failure(name, exc.reason))

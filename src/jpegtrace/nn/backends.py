@@ -1,0 +1,158 @@
+"""What runs the network, and in which arithmetic: the backends, and the choice ``'auto'`` makes.
+
+Backends: ``'torch'`` (jpegtrace's streaming engine, :mod:`jpegtrace.nn.engine`; every device),
+``'onnxruntime'`` (the exported graph, :mod:`jpegtrace.nn.onnx`; CPU, fp32) and ``'openvino'``
+(:mod:`jpegtrace.nn.openvino`; CPU, fp32 and bf16). The last two are optional extras.
+
+:func:`resolve` turns the settings into what runs. ``backend='auto'`` takes the fastest backend
+installed for the device and precision, in the order of :data:`CPU_SPEED_ORDER` (measured by
+``benchmarks/bench_backends.py``). ``precision='auto'`` takes bf16 where the CPU computes it natively
+*and* the model's bf16 maps on that backend were checked to keep the answer (:data:`TOLERANCE`, on
+the corpus' ``val`` images, by ``benchmarks/check_precision.py``, recorded in
+``jpegtrace/weights/precision.json`` under the weights' fingerprint); fp32 otherwise, so a model of
+one's own runs fp32 until it is checked.
+
+References
+----------
+Issue 24 of the project; measurements in ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import weakref
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .qfnet import QFNet
+
+BACKENDS = ("torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16")
+#: On a CPU, per precision, the backends from fastest to slowest (1 MP, the shipped network, 2 cores of
+#: an AVX-512 BF16 machine; ``benchmarks/RESULTS.md``). ONNX Runtime runs fp32 only.
+CPU_SPEED_ORDER = {"fp32": ("openvino", "onnxruntime", "torch"), "bf16": ("openvino", "torch")}
+#: What a lower precision must keep against fp32, on every val image and QF, to be chosen by 'auto':
+#: the whole-image (headline) QF within 0.25, every pixel's QF within 2, the same verdict.
+TOLERANCE = {"max_image_qf": 0.25, "max_pixel_qf": 2.0, "verdict_changes": 0}
+PRECISION_RECORD = Path(__file__).resolve().parents[1] / "weights" / "precision.json"
+_PACKAGES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
+
+
+def installed_backends() -> tuple[str, ...]:
+    """The backends whose packages are installed (torch always is)."""
+    return tuple(b for b in BACKENDS
+                 if all(importlib.util.find_spec(p) is not None for p in _PACKAGES.get(b, ())))
+
+
+def choose_backend(backend: str = "auto", *, device: str | torch.device | None = "cpu",
+                   precision: str = "fp32") -> str:
+    """The backend ``backend`` names: itself, or for ``'auto'`` the fastest installed one that runs
+    ``precision`` on ``device`` (off the CPU: torch).
+
+    Raises
+    ------
+    ValueError
+        For an unknown backend, or one that cannot run ``precision`` or ``device``.
+    """
+    if backend not in ("auto", *BACKENDS):
+        raise ValueError(f"backend must be auto or one of {', '.join(BACKENDS)}, got {backend!r}")
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    if backend == "auto":
+        if not on_cpu:
+            return "torch"
+        installed = installed_backends()
+        return next(b for b in CPU_SPEED_ORDER[precision] if b in installed)
+    if backend != "torch" and not on_cpu:
+        raise ValueError(f"the {backend} backend runs on the CPU only, not on {device}")
+    if backend == "onnxruntime" and precision != "fp32":
+        raise ValueError("the onnxruntime backend runs fp32 only")
+    return backend
+
+
+def weights_fingerprint(model: QFNet) -> str:
+    """SHA-256 of the network's float32 tensors in name order: names a model's precision check."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(tensor.detach().float().cpu().numpy()).tobytes())
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _precision_record(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("models", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def bf16_checked(model: QFNet, backend: str, *, record: Path = PRECISION_RECORD) -> bool:
+    """Whether ``model``'s bf16 maps on ``backend`` were checked and kept :data:`TOLERANCE`."""
+    fingerprint = _FINGERPRINTS.get(model)
+    if fingerprint is None:
+        fingerprint = _FINGERPRINTS[model] = weights_fingerprint(model)
+    entry = _precision_record(Path(record)).get(fingerprint, {})
+    return bool(entry.get("bf16", {}).get(backend, {}).get("within_tolerance", False))
+
+
+def resolve(model: QFNet, *, backend: str = "auto", precision: str = "auto",
+            device: str | torch.device | None = "cpu") -> tuple[str, str]:
+    """The ``(backend, precision)`` that run ``model`` for these settings.
+
+    Parameters
+    ----------
+    model : QFNet
+    backend : {'auto', 'torch', 'onnxruntime', 'openvino'}
+    precision : {'auto', 'fp32', 'bf16'}
+        'auto': bf16 where ``device`` computes it natively (:func:`~jpegtrace.nn.engine.bf16_is_fast`)
+        and :func:`bf16_checked` says ``model`` keeps the answer on the backend that would run it;
+        fp32 otherwise (and always on ONNX Runtime).
+    device : str or torch.device, optional
+
+    Raises
+    ------
+    ValueError
+        For unknown settings, or a backend that cannot run the precision or the device.
+    """
+    from .engine import bf16_is_fast, supports
+
+    if precision not in ("auto", *PRECISIONS):
+        raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend == "auto" and not supports(model):  # not a plain QFNet: torch's eager path runs it, in fp32
+        return "torch", "fp32" if precision == "auto" else precision
+    if precision != "auto":
+        return choose_backend(backend, device=device, precision=precision), precision
+    if backend != "onnxruntime" and bf16_is_fast(device or "cpu"):
+        candidate = choose_backend(backend, device=device, precision="bf16")
+        if bf16_checked(model, candidate):
+            return candidate, "bf16"
+    return choose_backend(backend, device=device, precision="fp32"), "fp32"
+
+
+def runner(model: QFNet, backend: str, precision: str):
+    """A cached runner of ``model`` on ``backend`` (onnxruntime or openvino) in ``precision``: one per
+    model object and setting, kept while the model lives (building one takes 0.1-1 s). Its
+    ``predict_maps(image, tile_size=...)`` computes tiles of ``tile_size`` pixels a side and their halo."""
+    runners = _RUNNERS.setdefault(model, {})
+    key = (backend, precision)
+    if key not in runners:
+        if backend == "onnxruntime":
+            from .onnx import OnnxRunner
+
+            runners[key] = OnnxRunner(model)
+        elif backend == "openvino":
+            from .openvino import OpenVinoRunner
+
+            runners[key] = OpenVinoRunner(model, precision=precision)
+        else:
+            raise ValueError(f"no runner for backend {backend!r}")
+    return runners[key]
+
+
+_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

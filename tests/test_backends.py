@@ -1,0 +1,139 @@
+"""The backends (jpegtrace.nn.backends): OpenVINO's maps equal torch's, bf16 keeps the answer, and what
+'auto' chooses."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from jpegtrace.analysis import analyze_array, check_pixels, finish_analysis, predict_maps
+from jpegtrace.cli.main import main
+from jpegtrace.jpeg import jpeg_compress
+from jpegtrace.nn import backends
+from jpegtrace.nn.engine import bf16_is_fast
+from jpegtrace.nn.qfnet import NetConfig, QFNet
+from jpegtrace.nn.weights import load_weights, save_weights
+
+openvino_installed = "openvino" in backends.installed_backends()
+needs_openvino = pytest.mark.skipif(not openvino_installed, reason="openvino is not installed")
+needs_bf16 = pytest.mark.skipif(not bf16_is_fast("cpu"), reason="this CPU has no native bf16")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_weights()
+
+
+@needs_openvino
+def test_openvino_fp32_maps_equal_the_torch_engine_and_its_tiles_one_pass(shipped, photo):
+    from jpegtrace.nn.openvino import OpenVinoRunner
+
+    image = jpeg_compress(np.concatenate([photo, photo[::-1]], axis=1)[:, :301], 70)  # 170 x 301
+    reference = predict_maps(shipped, image, backend="torch", precision="fp32")
+    runner = OpenVinoRunner(shipped, threads=1)
+    whole = runner.predict_maps(image, tile_size=1000)
+    assert np.abs(whole - reference).max() < 1e-4
+    assert np.abs(runner.predict_maps(image, tile_size=48) - whole).max() < 1e-5
+    paper = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()  # a network without the grid presence
+    assert np.abs(OpenVinoRunner(paper).predict_maps(image) - predict_maps(paper, image, backend="torch")).max() < 1e-5
+
+
+@needs_openvino
+@needs_bf16
+def test_openvino_bf16_keeps_the_first_and_last_layers_exact_enough(shipped, photo):
+    # OpenVINO's own bf16 hint would round the pixels themselves (up to 15 QF on a pixel); the graph
+    # converts the inner layers only, as the torch engine does.
+    image = jpeg_compress(photo, 50)
+    reference = predict_maps(shipped, image, backend="torch", precision="fp32")
+    for backend in ("openvino", "torch"):
+        maps = predict_maps(shipped, image, backend=backend, precision="bf16")
+        assert 100 * np.abs(maps[0] - reference[0]).max() < backends.TOLERANCE["max_pixel_qf"], backend
+
+
+@needs_bf16
+@pytest.mark.parametrize("backend", ["torch", pytest.param("openvino", marks=needs_openvino)])
+def test_bf16_keeps_the_answer_on_a_few_images(shipped, photos, backend):
+    """The tolerance 'auto' chooses bf16 by (benchmarks/check_precision.py checks it on every val image)."""
+    for name, photo in photos.items():
+        for quality in (None, 30, 90):
+            image = photo if quality is None else jpeg_compress(photo, quality)
+            checks = check_pixels(image)
+            exact = finish_analysis(image, predict_maps(shipped, image, backend="torch", precision="fp32"), checks,
+                                    quality_calibration=shipped.quality_calibration)
+            approx = finish_analysis(image, predict_maps(shipped, image, backend=backend, precision="bf16"),
+                                     check_pixels(image), quality_calibration=shipped.quality_calibration)
+            assert approx.verdict == exact.verdict, (name, quality)
+            assert np.abs(approx.quality_map - exact.quality_map).max() <= backends.TOLERANCE["max_pixel_qf"]
+            if exact.headline_quality is not None:
+                assert abs(approx.headline_quality - exact.headline_quality) <= backends.TOLERANCE["max_image_qf"]
+
+
+def test_auto_takes_the_fastest_installed_backend_and_bf16_only_for_a_checked_model(shipped, monkeypatch):
+    torch.manual_seed(0)
+    unchecked = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
+    fastest = next(b for b in backends.CPU_SPEED_ORDER["fp32"] if b in backends.installed_backends())
+    assert backends.resolve(unchecked) == (fastest, "fp32")  # never checked: fp32
+    assert backends.resolve(unchecked, backend="torch", precision="bf16") == ("torch", "bf16")  # asked for
+    assert backends.resolve(shipped, device="cuda") [0] == "torch"
+    shipped_checked = backends.bf16_checked(shipped, "torch")
+    if bf16_is_fast("cpu") and shipped_checked:
+        assert backends.resolve(shipped, backend="torch") == ("torch", "bf16")
+    import jpegtrace.nn.engine as engine
+
+    monkeypatch.setattr(engine, "bf16_is_fast", lambda device: False)
+    assert backends.resolve(shipped, backend="torch") == ("torch", "fp32")  # no native bf16: fp32
+    with pytest.raises(ValueError, match="fp32 only"):
+        backends.resolve(shipped, backend="onnxruntime", precision="bf16")
+    with pytest.raises(ValueError, match="CPU only"):
+        backends.resolve(shipped, backend="openvino", device="cuda")
+    with pytest.raises(ValueError, match="backend must be"):
+        backends.resolve(shipped, backend="tensorrt")
+
+
+def test_the_precision_record_names_models_by_their_tensors(shipped, tmp_path):
+    fingerprint = backends.weights_fingerprint(shipped)
+    copy = load_weights(save_weights(shipped, tmp_path / "copy.safetensors"))
+    assert backends.weights_fingerprint(copy) == fingerprint
+    with torch.no_grad():
+        copy.layers[0].bias.add_(1e-3)
+    assert backends.weights_fingerprint(copy) != fingerprint
+    record = tmp_path / "precision.json"
+    record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"torch": {"within_tolerance": True}}}}}))
+    assert backends.bf16_checked(shipped, "torch", record=record)
+    assert not backends.bf16_checked(shipped, "openvino", record=record)
+    assert not backends.bf16_checked(copy, "torch", record=record)
+
+
+def test_the_shipped_model_is_recorded_as_checked():
+    record = json.loads(backends.PRECISION_RECORD.read_text())
+    entry = record["models"][backends.weights_fingerprint(load_weights())]
+    assert entry["bf16"]["torch"]["n"] >= 50 * 8  # every val image at every QF of the check
+    for result in entry["bf16"].values():
+        assert result["within_tolerance"] == (result["max_image_qf"] <= 0.25 and result["max_pixel_qf"] <= 2
+                                              and result["verdict_changes"] == 0)
+
+
+def test_cli_backend_options(photo, tmp_path, capsys):
+    path = tmp_path / "photo.png"
+    from PIL import Image
+
+    Image.fromarray(jpeg_compress(photo, 60)).save(path)
+    assert main(["analyze", str(path), "--backend", "onnxruntime", "--precision", "bf16"]) == 2
+    assert "fp32 only" in capsys.readouterr().err
+    lines = {}
+    for backend in ("torch", *(["openvino"] if openvino_installed else [])):
+        assert main(["analyze", str(path), "--json", "--backend", backend, "--precision", "fp32"]) == 0
+        lines[backend] = json.loads(capsys.readouterr().out)
+    assert len({(r["verdict"], round(r["quality"], 2)) for r in lines.values()}) == 1
+    assert main(["analyze", str(path), "--json"]) == 0  # auto
+    auto = json.loads(capsys.readouterr().out)
+    assert auto["verdict"] == lines["torch"]["verdict"] and abs(auto["quality"] - lines["torch"]["quality"]) <= 0.25
+
+
+def test_analyze_array_passes_the_backend_on(shipped, photo):
+    image = jpeg_compress(photo, 40)
+    torch_result = analyze_array(image, shipped, backend="torch", precision="fp32")
+    auto = analyze_array(image, shipped)
+    assert auto.verdict == torch_result.verdict
+    assert abs(auto.headline_quality - torch_result.headline_quality) <= backends.TOLERANCE["max_image_qf"]
