@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -16,12 +15,14 @@ from .errors import JpegTraceError
 from .evidence import MIN_EVIDENCE_SHARE, block_structure, evidence_map, set_blocks
 from .grid.check import GridEvidence, find_jpeg_grid
 from .grid.clipped import clipped_block_flag, grid_block_origin
+from .grid.coarse import find_coarse_grid
 from .history import DoubleCompression, detect_double_compression
 from .io import DEFAULT_MAX_PIXELS, read_analysis_input
 from .regions import FLAG, Region, confirm_regions, find_regions, outside_regions
 from .nn import backends, engine
 from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
 from .nn.weights import QualityCalibration, load_weights
+from .chroma import estimate_chroma_table
 from .tables import TableEstimate, estimate_luma_table
 
 #: Steps a non-standard table must have read for its IJG-equivalent QF to be the headline QF.
@@ -492,12 +493,26 @@ def check_pixels(rgb: np.ndarray, *, grid_check: bool = True, valid: np.ndarray 
     maps and gives the same :class:`Analysis` as :func:`analyze_array`.
     """
     grid = find_jpeg_grid(rgb) if grid_check else None
+    if grid is not None and not grid.found:
+        grid = _coarse_grid(rgb, grid)
     evidence = evidence_map(rgb)
     repeated, piecewise_constant = block_structure(rgb)
     set_blocks(evidence, repeated, 0.0)  # one period of a tile carries all of its evidence
     if valid is not None:
         evidence *= valid  # the decoder's fill of a damaged JPEG says nothing about the file
     return PixelChecks(grid=grid, evidence=evidence, piecewise_constant=piecewise_constant)
+
+
+def _coarse_grid(rgb: np.ndarray, grid: GridEvidence) -> GridEvidence:
+    """``grid``, or the grid of a coarse JPEG where its flat blocks show one and an IJG table is read
+    at their offset (:mod:`jpegtrace.grid.coarse`)."""
+    offset = find_coarse_grid(rgb)
+    if offset is None:
+        return grid
+    table = estimate_luma_table(rgb, grid_offset=offset)
+    if table is None or table.ijg_quality is None:
+        return grid
+    return replace(grid, grid_offset=offset, method="flat blocks")
 
 
 def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TILE_SIZE,
@@ -564,6 +579,8 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
         if found:
             join_grid_evidence(flag, rgb, grid)
             table = estimate_luma_table(rgb, grid_offset=grid.grid_offset)
+            if table is not None and not grayscale:
+                table = replace(table, chroma=estimate_chroma_table(rgb, grid_offset=table.grid_offset))
             history = None if table is None else detect_double_compression(rgb, table)
         else:
             # An edge between exactly flat pixels is what a JPEG cannot leave (it rings); only a
@@ -573,7 +590,7 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
                        quality_calibration=quality_calibration, network_mean_flag=network_mean_flag,
                        evidence=evidence, table=table)
     if history is not None:
-        result = dataclasses.replace(result, history=history)
+        result = replace(result, history=history)
     if not result.flag_regions:
         return result
     # Each flag region's own grid confirms it; the image's grid may be the regions' own, so it is
@@ -585,4 +602,4 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
     if candidate == PARTLY_COMPRESSED and found:
         candidate = partial_verdict(verdict, regions, result.outside_flag, outside_share,
                                     grid_outside=grid_found_outside(rgb, regions))
-    return dataclasses.replace(result, verdict=candidate, regions=regions)
+    return replace(result, verdict=candidate, regions=regions)

@@ -12,8 +12,10 @@ read as the luma table is (:func:`jpegtrace.tables.estimate_step`).
 Each subsampling is tried; within one, the chroma block grid (the MCU, 16 pixels where a direction
 is halved, so 2 choices per halved direction) is the one whose blocks are most often flat (at the
 true grid, coarse quantisation leaves whole blocks flat; a grid 8 pixels off cuts across their
-edges). The subsampling is the one under which most steps are read: at a wrong one, the coefficients
-fall on multiples of a step at few frequencies.
+edges). The subsampling is the one under which the steps are read with the most confidence (summed
+over frequencies; at a wrong one, the coefficients fall on multiples of a step at few frequencies),
+and only when it leads the next by :data:`MIN_LEAD`, or is the only one whose steps are an IJG
+chroma table's.
 
 Measured on the images of ``benchmarks/bench_tables.py`` (its results in ``benchmarks/RESULTS.md``).
 """
@@ -37,6 +39,8 @@ CHROMA_AMBIGUOUS = 4.0
 FLAT_STD = 0.6
 #: Fewest chroma steps read for a chroma table (and a subsampling) to be reported.
 MIN_KNOWN_CHROMA_STEPS = 6
+#: The winning subsampling's summed step confidence must be this many times the runner-up's.
+MIN_LEAD = 1.1
 #: Side of the centred region read at most (bounds the cost: about 4k blocks of 4:4:4 chroma).
 MAX_SIDE = 1024
 
@@ -151,8 +155,8 @@ def estimate_chroma_table(rgb: np.ndarray, *, grid_offset: tuple[int, int],
     Returns
     -------
     ChromaEstimate or None
-        None for grayscale input, or when no subsampling gets :data:`MIN_KNOWN_CHROMA_STEPS` steps
-        read and more than every other.
+        None for grayscale input, or when the winning subsampling has fewer than
+        :data:`MIN_KNOWN_CHROMA_STEPS` steps read or does not lead clearly.
 
     Notes
     -----
@@ -190,12 +194,18 @@ def estimate_chroma_table(rgb: np.ndarray, *, grid_offset: tuple[int, int],
             if best is None or flat > best[4]:
                 best = (steps, confidence, blocks, (dy, dx), flat)
         results[subsampling] = best
-    ranked = sorted(results, key=lambda s: (int((results[s][0] > 0).sum()), float(results[s][1].sum())), reverse=True)
+    # The subsampling whose steps are read with the most confidence (about one per step read); one
+    # whose steps are exactly an IJG chroma table's goes first (a wrongly halved direction reads
+    # steps near half the true ones, no IJG table's), as encoders without tables of their own use them.
+    standard = {s: match_ijg_chroma(r[0]) is not None and int((r[0] > 0).sum()) >= MIN_KNOWN_CHROMA_STEPS
+                for s, r in results.items()}
+    ranked = sorted(results, key=lambda s: (standard[s], float(results[s][1].sum())), reverse=True)
     winner, second = ranked[0], ranked[1]
     steps, confidence, blocks, (dy, dx), _ = results[winner]
     known = int((steps > 0).sum())
     runner_up = int((results[second][0] > 0).sum())
-    if known < MIN_KNOWN_CHROMA_STEPS or known <= runner_up:
+    clear = (standard[winner] and not standard[second]) or confidence.sum() >= MIN_LEAD * results[second][1].sum()
+    if known < MIN_KNOWN_CHROMA_STEPS or not clear:
         return None
     # Shifts are in samples of the stored plane: 2 pixels each in a halved direction.
     origin = (y0 + dy * (2 if winner == "4:2:0" else 1), x0 + dx * (1 if winner == "4:4:4" else 2))

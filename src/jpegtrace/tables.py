@@ -81,6 +81,9 @@ class TableEstimate:
     equivalent_quality : int or None
         The IJG QF nearest to the known steps (:func:`jpegtrace.jpeg.ijg_equivalent_quality` over
         them); None when fewer than 3 steps are known.
+    chroma : ChromaEstimate or None
+        The chroma table and subsampling (:func:`jpegtrace.chroma.estimate_chroma_table`), where
+        they were read; :func:`estimate_luma_table` leaves it None, the analysis adds it.
     """
 
     steps: np.ndarray
@@ -89,6 +92,7 @@ class TableEstimate:
     blocks: int
     ijg_quality: int | None
     equivalent_quality: int | None
+    chroma: object | None = None
 
     @property
     def known(self) -> np.ndarray:
@@ -112,7 +116,9 @@ class TableEstimate:
         return {"steps": self.steps.tolist(), "confidence": np.round(self.confidence, 3).tolist(),
                 "grid_offset": list(self.grid_offset), "blocks": self.blocks, "ijg_quality": self.ijg_quality,
                 "equivalent_quality": self.equivalent_quality, "standard": self.standard,
-                "known_steps": int(self.known.sum())}
+                "known_steps": int(self.known.sum()),
+                "subsampling": None if self.chroma is None else self.chroma.subsampling,
+                "chroma": None if self.chroma is None else self.chroma.as_dict()}
 
 
 def block_coefficients(image: np.ndarray, grid_offset: tuple[int, int], *,

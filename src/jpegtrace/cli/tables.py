@@ -15,7 +15,8 @@ def add_tables(sub) -> None:
         description="Read the luma quantisation table of the last JPEG compression from the pixels, where its 8x8 "
                     "grid survives (also in PNG, BMP or TIFF files and cropped JPEGs): each step, '?' where the "
                     "coefficients carry no information, with a confidence 0-9; the exact QF when the table is a "
-                    "scaled IJG one, else the nearest IJG QF. For a JPEG file, its own tables are printed beside "
+                    "scaled IJG one, else the nearest IJG QF; then the chroma table and the chroma subsampling "
+                    "(4:4:4, 4:2:2 or 4:2:0) where they can be read. For a JPEG file, its own tables are printed beside "
                     "(a file whose pixels show another table was re-saved from an older JPEG).")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.add_argument("--windows", type=positive_int_arg, metavar="PX",
@@ -26,6 +27,9 @@ def add_tables(sub) -> None:
 
 
 def run_tables(args) -> int:
+    from dataclasses import replace
+
+    from ..chroma import estimate_chroma_table
     from ..io import as_analysis_array
     from ..tables import estimate_luma_table, estimate_tables_by_window, file_tables, format_table
 
@@ -39,6 +43,8 @@ def run_tables(args) -> int:
             error(f"{shown}: {' '.join(exc.reason.split())}")
             continue
         table = estimate_luma_table(rgb)
+        if table is not None:
+            table = replace(table, chroma=estimate_chroma_table(rgb, grid_offset=table.grid_offset))
         declared = file_tables(name)
         windows = estimate_tables_by_window(rgb, window=args.windows) if args.windows else []
         if args.json:
@@ -51,9 +57,20 @@ def run_tables(args) -> int:
             print(f"  luma table from the pixels (grid offset {table.grid_offset}, {table.blocks} blocks; "
                   "steps, then confidence 0-9):")
             print("\n".join("    " + line for line in format_table(table.steps, table.confidence).splitlines()))
+            chroma = table.chroma
+            if chroma is None:
+                print("  chroma table and subsampling: not readable from the pixels")
+            else:
+                standard = f", IJG chroma table of QF {chroma.ijg_quality}" if chroma.ijg_quality else ", non-standard"
+                print(f"  chroma table from the pixels ({chroma.subsampling}{standard}; {chroma.blocks} blocks, "
+                      f"{int(chroma.known.sum())} steps read, {chroma.runner_up} under any other subsampling):")
+                print("\n".join("    " + line for line in format_table(chroma.steps, chroma.confidence).splitlines()))
         if declared is not None:
             print("  luma table the JPEG file declares:")
             print("\n".join("    " + line for line in format_table(declared[0]).splitlines()))
+            if len(declared) > 1:
+                print("  chroma table the JPEG file declares:")
+                print("\n".join("    " + line for line in format_table(declared[1]).splitlines()))
             if table is not None:
                 known = table.steps > 0
                 same = bool((declared[0][known] == table.steps[known]).all())

@@ -53,17 +53,21 @@ class GridEvidence:
         DCT coefficients the score at the best offset rests on.
     threshold : float
         Score above which :attr:`found` is true.
+    method : {'coefficients', 'flat blocks'}
+        How the grid was found: by the score, or (a coarse JPEG, whose score says nothing) by its
+        flat blocks and an IJG table read at their offset (:mod:`jpegtrace.grid.coarse`).
     """
 
     score: float
     grid_offset: tuple[int, int]
     coefficients: int
     threshold: float = GRID_SCORE_THRESHOLD
+    method: str = "coefficients"
 
     @property
     def found(self) -> bool:
         """True when the image carries a JPEG block grid."""
-        return self.score > self.threshold
+        return self.method == "flat blocks" or self.score > self.threshold
 
 
 def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums: np.ndarray,

@@ -1,0 +1,41 @@
+"""The grid of coarse JPEGs, found by their flat blocks and confirmed by an IJG table (jpegtrace.grid.coarse)."""
+
+import numpy as np
+import pytest
+
+from jpegtrace.analysis import check_pixels
+from jpegtrace.grid.check import find_jpeg_grid
+from jpegtrace.grid.coarse import find_coarse_grid, flat_block_shares
+from jpegtrace.jpeg import jpeg_compress
+
+
+@pytest.fixture(scope="module")
+def photo512():
+    from PIL import Image
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()).resize((400, 400), Image.LANCZOS))
+
+
+@pytest.mark.parametrize("quality", [5, 10])
+@pytest.mark.parametrize("crop", [(0, 0), (3, 5)])
+def test_coarse_jpegs_have_their_grid_found_by_flat_blocks(photo512, quality, crop):
+    image = jpeg_compress(photo512, quality, "4:2:0")[crop[0]:, crop[1]:]
+    offset = find_coarse_grid(image)
+    shares = flat_block_shares(image)
+    assert offset is not None
+    grid = check_pixels(image).grid
+    assert grid.found and grid.grid_offset == offset
+    # The offset convention is the coefficient check's: the same as find_jpeg_grid gives at QF 50.
+    assert offset == find_jpeg_grid(jpeg_compress(photo512, 50, "4:2:0")[crop[0]:, crop[1]:]).grid_offset
+    assert shares.max() > np.median(shares) + 0.05
+
+
+def test_no_coarse_grid_in_never_compressed_or_upscaled_images(photo512):
+    rng = np.random.default_rng(0)
+    flat_art = np.kron(rng.integers(0, 6, size=(40, 40)) * 40, np.ones((8, 8))).astype(np.uint8)
+    for image in (photo512, np.repeat(np.repeat(photo512[:100, :100], 8, 0), 8, 1),
+                  np.repeat(np.repeat(photo512[:200, :200], 2, 0), 2, 1), np.stack([flat_art] * 3, -1),
+                  np.full((200, 200, 3), 128, np.uint8)):
+        grid = check_pixels(np.ascontiguousarray(image)).grid
+        assert not grid.found, grid
