@@ -7,6 +7,7 @@ from jpegtrace.analysis import check_pixels
 from jpegtrace.grid.check import find_jpeg_grid
 from jpegtrace.grid.coarse import find_coarse_grid, flat_block_shares
 from jpegtrace.jpeg import jpeg_compress
+from jpegtrace.tables import estimate_luma_table, estimate_step
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,17 @@ def test_coarse_jpegs_have_their_grid_found_by_flat_blocks(photo512, quality, cr
     # The offset convention is the coefficient check's: the same as find_jpeg_grid gives at QF 50.
     assert offset == find_jpeg_grid(jpeg_compress(photo512, 50, "4:2:0")[crop[0]:, crop[1]:]).grid_offset
     assert shares.max() > np.median(shares) + 0.05
+    # The table read there gives the exact QF, through the analysis and the table reader alike.
+    table = estimate_luma_table(image)
+    assert table is not None and table.ijg_quality == quality and table.grid_offset == offset
+
+
+def test_a_small_step_needs_more_than_one_multiple():
+    rng = np.random.default_rng(0)
+    lone = rng.choice([-3.0, 3.0], size=60) + rng.normal(0, 0.3, 60)  # all at +-3: an artifact, not a lattice
+    assert estimate_step(lone) == (0, 0.0)
+    spread = 3.0 * rng.integers(-6, 7, size=400) + rng.normal(0, 0.3, 400)
+    assert estimate_step(spread)[0] == 3
 
 
 def test_no_coarse_grid_in_never_compressed_or_upscaled_images(photo512):

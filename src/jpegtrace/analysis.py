@@ -509,7 +509,7 @@ def _coarse_grid(rgb: np.ndarray, grid: GridEvidence) -> GridEvidence:
     offset = find_coarse_grid(rgb)
     if offset is None:
         return grid
-    table = estimate_luma_table(rgb, grid_offset=offset)
+    table = estimate_luma_table(rgb, grid_offset=offset, coarse=True)
     if table is None or table.ijg_quality is None:
         return grid
     return replace(grid, grid_offset=offset, method="flat blocks")
@@ -578,7 +578,7 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
         network_mean_flag = weighted_mean(flag, evidence)
         if found:
             join_grid_evidence(flag, rgb, grid)
-            table = estimate_luma_table(rgb, grid_offset=grid.grid_offset)
+            table = estimate_luma_table(rgb, grid_offset=grid.grid_offset, coarse=grid.method == "flat blocks")
             if table is not None and not grayscale:
                 table = replace(table, chroma=estimate_chroma_table(rgb, grid_offset=table.grid_offset))
             history = None if table is None else detect_double_compression(rgb, table)

@@ -44,6 +44,12 @@ MIN_Z = 6.0
 MIN_SHARE_OF_EXPECTED = 0.5
 #: Log-likelihood (nats) by which the step must beat every other for it to be read, not "unknown".
 MIN_MARGIN = 8.0
+#: Steps up to this must have coefficients at twice the step or more: at least
+#: :data:`MIN_SECOND_MULTIPLES` of them and :data:`MIN_SECOND_SHARE` of those read (on 20 val photos at
+#: QF 5, a step of 3 was read at a frequency whose step was 255 in 5, all its coefficients at +-3).
+MAX_LONE_STEP = 4
+MIN_SECOND_MULTIPLES = 3
+MIN_SECOND_SHARE = 0.1
 #: Blocks whose pixels vary less than this (grey levels, standard deviation) are left out.
 MIN_BLOCK_STD = 1.0
 #: Fewest steps read for a table to be reported at all: a few chance lattices (a never-compressed
@@ -55,6 +61,12 @@ MIN_KNOWN_STEPS = 8
 #: a coarse table's exact values at five frequencies.
 MIN_KNOWN_IJG_STEPS = 5
 MAX_FEW_STEPS_QUALITY = 50
+#: Where a coarse JPEG's flat blocks gave the grid, 3 steps suffice when they are an IJG table's at QF
+#: 20 or below, all of 40 or more: at QF 5 most frequencies are quantised to zero (3 steps read in 3 of
+#: 20 val photos), and no chance lattice of a never-compressed image has steps that large.
+MIN_KNOWN_COARSE_STEPS = 3
+MAX_COARSE_QUALITY = 20
+MIN_COARSE_STEP = 40
 #: Pixels of block rows read at once by :func:`block_coefficients` (a few MiB of float32 a band).
 _BAND_PIXELS = 1 << 20
 #: Blocks read at most (evenly spaced), bounding the cost whatever the image size.
@@ -205,11 +217,18 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
     margin = float(score[best] - others.max()) if np.isfinite(others).any() else 3 * MIN_MARGIN
     if margin < MIN_MARGIN:
         return 0, 0.0
-    return best + 1, float(min(1.0, (margin - MIN_MARGIN) / (2 * MIN_MARGIN)))
+    step = best + 1
+    if step <= MAX_LONE_STEP:
+        # A small step must show several of its multiples: coefficients that all sit at one small value
+        # (a coarse JPEG's decoder leaves +-3 at frequencies quantised to zero) are no lattice.
+        multiples = np.round(away / step)
+        if np.count_nonzero(multiples >= 2) < max(MIN_SECOND_MULTIPLES, MIN_SECOND_SHARE * away.size):
+            return 0, 0.0
+    return step, float(min(1.0, (margin - MIN_MARGIN) / (2 * MIN_MARGIN)))
 
 
 def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | None = None,
-                        max_blocks: int = MAX_BLOCKS) -> TableEstimate | None:
+                        max_blocks: int = MAX_BLOCKS, coarse: bool = False) -> TableEstimate | None:
     """Estimate the luma quantisation table of the last JPEG of ``image`` from its pixels.
 
     Parameters
@@ -217,10 +236,15 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
     image : ndarray of uint8
         ``(H, W, 3)`` RGB or ``(H, W)`` grayscale, as decoded.
     grid_offset : (int, int), optional
-        The JPEG grid (as :class:`jpegtrace.grid.GridEvidence`); by default the grid check's, and
-        None is returned when it finds no grid.
+        The JPEG grid (as :class:`jpegtrace.grid.GridEvidence`); by default the grid check's, or
+        where it finds none a coarse JPEG's (:func:`jpegtrace.grid.coarse.find_coarse_grid`, read
+        with ``coarse``), and None is returned when neither finds a grid.
     max_blocks : int
         Blocks read at most.
+    coarse : bool
+        The grid was found by its flat blocks (:mod:`jpegtrace.grid.coarse`): then only an IJG table
+        is reported, and as few as :data:`MIN_KNOWN_COARSE_STEPS` steps make one when they are the
+        IJG table of a QF up to :data:`MAX_COARSE_QUALITY`, every one at least :data:`MIN_COARSE_STEP`.
 
     Returns
     -------
@@ -237,9 +261,14 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
     """
     if grid_offset is None:
         grid = find_jpeg_grid(image)
-        if not grid.found:
-            return None
-        grid_offset = grid.grid_offset
+        if grid.found:
+            grid_offset = grid.grid_offset
+        else:  # a coarse JPEG's grid shows in its flat blocks instead
+            from .grid.coarse import find_coarse_grid
+
+            grid_offset, coarse = find_coarse_grid(image), True
+            if grid_offset is None:
+                return None
     coefficients = block_coefficients(image, grid_offset, max_blocks=max_blocks)
     steps = np.zeros(64, np.int64)
     confidence = np.zeros(64)
@@ -247,10 +276,15 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
         steps[k], confidence[k] = estimate_step(coefficients[:, k])
     steps, confidence = steps.reshape(8, 8), confidence.reshape(8, 8)
     known = int((steps > 0).sum())
-    if known < MIN_KNOWN_IJG_STEPS:
+    if known < (MIN_KNOWN_COARSE_STEPS if coarse else MIN_KNOWN_IJG_STEPS):
         return None
     ijg, equivalent = match_ijg(steps)
+    if known < MIN_KNOWN_IJG_STEPS and (ijg is None or ijg > MAX_COARSE_QUALITY
+                                         or steps[steps > 0].min() < MIN_COARSE_STEP):
+        return None
     if known < MIN_KNOWN_STEPS and (ijg is None or ijg > MAX_FEW_STEPS_QUALITY):
+        return None
+    if coarse and ijg is None:  # a flat-block grid is confirmed by an IJG table only
         return None
     if ijg is not None:  # the read steps are within the decoder's bias of the IJG table's: report those
         steps = np.where(steps > 0, ijg_table(ijg), 0)
