@@ -54,3 +54,27 @@ def test_analysis_reports_history_only_with_a_table(photo):
     twice = analyze_array(jpeg_compress(jpeg_compress(photo, 50), 80), model)
     assert isinstance(twice.history, DoubleCompression) and twice.history.detected
     assert analyze_array(photo, model).history is None
+
+
+@pytest.fixture(scope="module")
+def photo_pair_for_double():
+    from PIL import Image
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()).resize((448, 448), Image.LANCZOS))
+
+
+def test_the_last_table_of_a_double_jpeg_whose_earlier_steps_are_multiples_of_it(photo_pair_for_double):
+    """QF 60 -> 90: where an earlier step is a multiple of the last, the table read there is the earlier
+    step; the last table is still read exactly, and the earlier QF named."""
+    from jpegtrace.jpeg import jpeg_compress
+    from jpegtrace.tables import estimate_luma_table
+
+    image = photo_pair_for_double
+    double = jpeg_compress(jpeg_compress(image, 60, "4:2:0"), 90, "4:2:0")
+    table = estimate_luma_table(double)
+    assert table.ijg_quality == 90 and table.earlier_quality is not None and abs(table.earlier_quality - 60) <= 5
+    history = detect_double_compression(double, table)
+    assert history.detected and abs(history.primary_quality - 60) <= 5
+    single = estimate_luma_table(jpeg_compress(image, 90, "4:2:0"))
+    assert single.ijg_quality == 90 and single.earlier_quality is None

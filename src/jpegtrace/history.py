@@ -47,16 +47,22 @@ class DoubleCompression:
         JPEG) histogram would put there: near 0 for a double JPEG, about 0.6-0.9 for a single one.
     frequencies : int
         Frequencies the ratio rests on.
+    evidence : {'empty bins', 'table', None}
+        What showed the earlier JPEG: the empty bins, or (where they did not) the table read from the
+        pixels, whose steps were the earlier table's at some frequencies
+        (:attr:`jpegtrace.tables.TableEstimate.earlier_quality`); None when not detected.
     """
 
     detected: bool
     primary_quality: int | None
     empty_ratio: float
     frequencies: int
+    evidence: str | None = None
 
     def as_dict(self) -> dict:
         return {"detected": self.detected, "primary_quality": self.primary_quality,
-                "empty_ratio": round(self.empty_ratio, 3), "frequencies": self.frequencies}
+                "empty_ratio": round(self.empty_ratio, 3), "frequencies": self.frequencies,
+                "evidence": self.evidence}
 
     def describe(self) -> str:
         if not self.detected:
@@ -150,6 +156,8 @@ def detect_double_compression(image: np.ndarray, table: TableEstimate, *,
     if best is None:
         return None
     ratio, quality, used = best
-    detected = ratio < max_ratio
-    return DoubleCompression(detected=detected, primary_quality=quality if detected else None,
-                             empty_ratio=float(ratio), frequencies=used)
+    if ratio < max_ratio:
+        return DoubleCompression(True, quality, float(ratio), used, "empty bins")
+    if table.earlier_quality is not None:  # the table itself held the earlier steps
+        return DoubleCompression(True, table.earlier_quality, float(ratio), used, "table")
+    return DoubleCompression(False, None, float(ratio), used)

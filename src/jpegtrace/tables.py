@@ -65,6 +65,11 @@ MAX_FEW_STEPS_QUALITY = 50
 #: 20 or below, all of 40 or more: at QF 5 most frequencies are quantised to zero (3 steps read in 3 of
 #: 20 val photos), and no chance lattice of a never-compressed image has steps that large.
 MIN_KNOWN_COARSE_STEPS = 3
+#: Of a double JPEG's read table, at least this share of the known steps must be the last IJG
+#: table's for :func:`match_ijg_double` to call it one.
+MIN_DOUBLE_LAST_SHARE = 0.1
+#: Known frequencies where the last table's step is 2 or more that a double JPEG's must have.
+MIN_DOUBLE_FREQUENCIES = 10
 MAX_COARSE_QUALITY = 20
 MIN_COARSE_STEP = 40
 #: Pixels of block rows read at once by :func:`block_coefficients` (a few MiB of float32 a band).
@@ -96,6 +101,10 @@ class TableEstimate:
     chroma : ChromaEstimate or None
         The chroma table and subsampling (:func:`jpegtrace.chroma.estimate_chroma_table`), where
         they were read; :func:`estimate_luma_table` leaves it None, the analysis adds it.
+    earlier_quality : int or None
+        Where the read steps were the last IJG table's at most frequencies and an earlier IJG
+        table's multiples of them at the others (:func:`match_ijg_double`): that earlier QF. The
+        steps are then the last table's, and the image was compressed at least twice.
     """
 
     steps: np.ndarray
@@ -105,6 +114,7 @@ class TableEstimate:
     ijg_quality: int | None
     equivalent_quality: int | None
     chroma: object | None = None
+    earlier_quality: int | None = None
 
     @property
     def known(self) -> np.ndarray:
@@ -128,7 +138,7 @@ class TableEstimate:
         return {"steps": self.steps.tolist(), "confidence": np.round(self.confidence, 3).tolist(),
                 "grid_offset": list(self.grid_offset), "blocks": self.blocks, "ijg_quality": self.ijg_quality,
                 "equivalent_quality": self.equivalent_quality, "standard": self.standard,
-                "known_steps": int(self.known.sum()),
+                "known_steps": int(self.known.sum()), "earlier_quality": self.earlier_quality,
                 "subsampling": None if self.chroma is None else self.chroma.subsampling,
                 "chroma": None if self.chroma is None else self.chroma.as_dict()}
 
@@ -286,10 +296,15 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
         return None
     if coarse and ijg is None:  # a flat-block grid is confirmed by an IJG table only
         return None
+    earlier = None
+    if ijg is None:
+        double = match_ijg_double(coefficients, steps)
+        if double is not None:  # the last table, with an earlier one's steps where they are its multiples
+            (ijg, earlier), equivalent = double, double[0]
     if ijg is not None:  # the read steps are within the decoder's bias of the IJG table's: report those
         steps = np.where(steps > 0, ijg_table(ijg), 0)
     return TableEstimate(steps, confidence, tuple(int(v) for v in grid_offset), int(len(coefficients)),
-                         ijg, equivalent)
+                         ijg, equivalent, earlier_quality=earlier)
 
 
 #: A read step matches an IJG step within this share of it: decoded coefficients of large steps sit
@@ -321,6 +336,71 @@ def match_ijg(steps: np.ndarray) -> tuple[int | None, int | None]:
     # The nearest QF over the known steps alone; unknown ones then take that QF's own step.
     nearest = min(range(1, 101), key=lambda q: float(np.mean((np.log(ijg_table(q)[known]) - np.log(read)) ** 2)))
     return ijg, ijg_equivalent_quality(np.where(known, steps, ijg_table(nearest)))
+
+
+def lattice_present(coefficients: np.ndarray, step: int) -> bool:
+    """Whether the coefficients beyond :data:`AMBIGUOUS` lie on the multiples of ``step`` (the
+    presence test of :func:`estimate_step`; a step of 1 is never "present" under the rounding noise)."""
+    c = np.abs(np.asarray(coefficients, dtype=np.float64))
+    away = c[c > AMBIGUOUS]
+    if away.size < MIN_SUPPORT or step < 2:
+        return False
+    periodicity = float(np.cos(2 * np.pi * away / step).mean())
+    expected = np.exp(-2 * np.pi ** 2 * ROUNDING_SIGMA ** 2 / step ** 2)
+    return periodicity * np.sqrt(2 * away.size) > MIN_Z and periodicity > MIN_SHARE_OF_EXPECTED * expected
+
+
+def match_ijg_double(coefficients: np.ndarray, steps: np.ndarray) -> tuple[int, int] | None:
+    """``(last, earlier)`` IJG QFs of an aligned double JPEG whose read table mixes both (None when
+    the coefficients are no such mix).
+
+    Parameters
+    ----------
+    coefficients : ndarray, (n, 64)
+        :func:`block_coefficients` at the grid.
+    steps : ndarray of int, (8, 8)
+        The steps read from them (0 where unknown), which matched no IJG table.
+
+    Notes
+    -----
+    After a JPEG with step ``q1`` and a last one with ``q2 < q1``, a frequency's coefficients are
+    multiples of ``q2`` that occupy only those near multiples of ``q1``: the sparser lattice explains
+    them best, and the step read there is about ``q1`` (a multiple of ``q2``). The last table is then
+    the finest IJG table whose lattice is present (:func:`lattice_present`) at every known frequency
+    where its step is 2 or more (at least :data:`MIN_DOUBLE_FREQUENCIES` of them), and whose steps are
+    read at :data:`MIN_DOUBLE_LAST_SHARE` of them or more; at every other known frequency the step
+    read must be twice the last one or more (about ``q1``: the sparse lattice is read to the nearest
+    grey level, not always as an exact multiple of ``q2``), at two frequencies or more. The earlier
+    QF is the IJG QF nearest to those steps (:func:`match_ijg`'s measure), each of which must lie
+    within the last step of its own.
+    """
+    known = np.flatnonzero(steps.ravel() > 0)
+    if known.size < MIN_KNOWN_STEPS:
+        return None
+    read = steps.ravel()[known]
+    for last in range(99, 1, -1):
+        table = ijg_table(last).ravel()[known]
+        informative = table >= 2
+        if informative.sum() < MIN_DOUBLE_FREQUENCIES:
+            continue
+        same = np.abs(table - read) <= np.floor(MATCH_TOLERANCE * table)
+        if same.all() or same.mean() < MIN_DOUBLE_LAST_SHARE:
+            continue
+        other = ~same
+        if np.any(read[other] < 2 * table[other]):
+            continue
+        if not all(lattice_present(coefficients[:, k], int(t)) for k, t in zip(known[informative], table[informative])):
+            continue
+        if other.sum() < 2:  # one step off is a misread, not an earlier table
+            continue
+        earlier = min(range(1, last), key=lambda q: float(np.mean(
+            (np.log(ijg_table(q).ravel()[known][other]) - np.log(read[other])) ** 2)))
+        first = ijg_table(earlier).ravel()[known][other]
+        # Each such step is the earlier one, read to within the last step (the sparse lattice's multiples of q2).
+        if np.any(np.abs(read[other] - first) > table[other] + np.floor(MATCH_TOLERANCE * first)):
+            continue
+        return last, earlier
+    return None
 
 
 @dataclass(frozen=True)
