@@ -350,9 +350,9 @@ def lattice_present(coefficients: np.ndarray, step: int) -> bool:
     return periodicity * np.sqrt(2 * away.size) > MIN_Z and periodicity > MIN_SHARE_OF_EXPECTED * expected
 
 
-def match_ijg_double(coefficients: np.ndarray, steps: np.ndarray) -> tuple[int, int] | None:
+def match_ijg_double(coefficients: np.ndarray, steps: np.ndarray) -> tuple[int, int | None] | None:
     """``(last, earlier)`` IJG QFs of an aligned double JPEG whose read table mixes both (None when
-    the coefficients are no such mix).
+    the coefficients are no such mix; ``earlier`` None when a single frequency shows it).
 
     Parameters
     ----------
@@ -370,9 +370,9 @@ def match_ijg_double(coefficients: np.ndarray, steps: np.ndarray) -> tuple[int, 
     where its step is 2 or more (at least :data:`MIN_DOUBLE_FREQUENCIES` of them), and whose steps are
     read at :data:`MIN_DOUBLE_LAST_SHARE` of them or more; at every other known frequency the step
     read must be twice the last one or more (about ``q1``: the sparse lattice is read to the nearest
-    grey level, not always as an exact multiple of ``q2``), at two frequencies or more. The earlier
-    QF is the IJG QF nearest to those steps (:func:`match_ijg`'s measure), each of which must lie
-    within the last step of its own.
+    grey level, not always as an exact multiple of ``q2``), at two frequencies or more (or at one, as
+    an exact multiple: then no earlier QF is named). The earlier QF is the IJG QF nearest to those
+    steps (:func:`match_ijg`'s measure), each of which must lie within the last step of its own.
     """
     known = np.flatnonzero(steps.ravel() > 0)
     if known.size < MIN_KNOWN_STEPS:
@@ -391,7 +391,11 @@ def match_ijg_double(coefficients: np.ndarray, steps: np.ndarray) -> tuple[int, 
             continue
         if not all(lattice_present(coefficients[:, k], int(t)) for k, t in zip(known[informative], table[informative])):
             continue
-        if other.sum() < 2:  # one step off is a misread, not an earlier table
+        if other.sum() < 2:
+            # One step off, an exact multiple of the last: the last table, but one frequency does not
+            # name an earlier table (a sparse histogram there could be chance).
+            if read[other][0] % table[other][0] == 0:
+                return last, None
             continue
         earlier = min(range(1, last), key=lambda q: float(np.mean(
             (np.log(ijg_table(q).ravel()[known][other]) - np.log(read[other])) ** 2)))
