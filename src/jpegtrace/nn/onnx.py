@@ -60,15 +60,14 @@ class OnnxRunner:
     model : QFNet
         The network; its graph is exported once, here.
     threads : int, optional
-        Intra-op threads of ONNX Runtime (its default: all cores).
+        Intra-op threads of ONNX Runtime; by default torch's (``torch.get_num_threads()``).
     """
 
     def __init__(self, model: QFNet, *, threads: int | None = None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = int(threads or torch.get_num_threads())  # torch's, as the OpenVINO runner
         self.session = ort.InferenceSession(export_onnx(model), options, providers=["CPUExecutionProvider"])
         # Each output pixel sees this many pixels either side (convolutions and the presence's context).
         self.halo = model.receptive_field // 2 + 1

@@ -92,7 +92,8 @@ class OpenVinoRunner:
         The network; its weights are copied into the graph now.
     precision : {'fp32', 'bf16'}
     threads : int, optional
-        Inference threads (OpenVINO's default: the physical cores).
+        Inference threads; by default torch's (``torch.get_num_threads()``), so that a process limited
+        to one thread (a Ray worker, ``OMP_NUM_THREADS=1``) stays at one here too.
     """
 
     def __init__(self, model: QFNet, *, precision: str = "fp32", threads: int | None = None):
@@ -101,8 +102,7 @@ class OpenVinoRunner:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        config["INFERENCE_NUM_THREADS"] = int(threads or torch.get_num_threads())
         self.precision = precision
         self.config = model.config
         self.compiled = ov.Core().compile_model(build_graph(model, bf16=precision == "bf16"), "CPU", config)
