@@ -5,7 +5,8 @@ The analysis around the network has grown: the grid check, the evidence map, the
 their grid checks. This times each step alone on the same images and reports it as a share of the
 network's time and of the whole ``analyze_array``, so that "inference cost within 10 %" can be
 checked: the steps added since the network's shipped analysis (``block_structure``, the regions,
-the double-JPEG test) are summed separately.
+the double-JPEG test, the coarse-grid search, the chroma table) are summed separately. The coarse-grid search
+runs only where the grid check finds no grid, the chroma table only where a luma table is read.
 
 Images: a made-up textured 1 MP image never compressed, its QF-85 JPEG, and a collage (a QF-80
 region of 300 x 300 pixels in the never-compressed image, partly compressed: regions and their
@@ -23,7 +24,9 @@ import torch
 from common import OtherLoad, start, timed
 
 from jpegtrace.analysis import analyze_array, load_model, predict_maps, summarize
+from jpegtrace.chroma import estimate_chroma_table
 from jpegtrace.evidence import block_structure, evidence_map
+from jpegtrace.grid.coarse import find_coarse_grid
 from jpegtrace.grid.check import find_jpeg_grid
 from jpegtrace.history import detect_double_compression
 from jpegtrace.jpeg import jpeg_compress
@@ -61,11 +64,13 @@ def main() -> None:
             "grid check": lambda: find_jpeg_grid(image),
             "evidence map": lambda: evidence_map(image),
             "block structure (new)": lambda: block_structure(image),
+            "coarse-grid search (new)": lambda: find_coarse_grid(image),
             "summary + regions (new)": lambda: summarize(raw.copy(), grid=grid, evidence=evidence),
         }
         if result.table is not None:
             steps["table read"] = lambda: estimate_luma_table(image, grid_offset=grid.grid_offset)
             steps["double-JPEG test (new)"] = lambda: detect_double_compression(image, result.table)
+            steps["chroma table (new)"] = lambda: estimate_chroma_table(image, grid_offset=grid.grid_offset)
         if result.flag_regions:
             steps["regions' grid checks (new)"] = lambda: confirm_regions(image, result.regions)
         added = 0.0

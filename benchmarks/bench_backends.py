@@ -89,7 +89,7 @@ def main() -> None:
     matmul = matmul_rate(device)
     flops = flops_per_pixel(model.config)
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; fp32 matmul {matmul / 1e9:.1f} GFLOP/s; default path: {default}\n")
+          f"{torch.get_num_threads()} threads; fp32 matmul {matmul:.1f} GFLOP/s; default path: {default}\n")
     print("| MP | backend | precision | ms | × fastest | GFLOP/s | of matmul | max pixel QF diff to torch fp32 |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     rows = []
@@ -103,7 +103,7 @@ def main() -> None:
         fastest = min(seconds for seconds, _ in results.values())
         reference = results[("torch", "fp32")][1][0]
         for (backend, precision), (seconds, maps) in results.items():
-            rate = flops * image.shape[0] * image.shape[1] / seconds
+            rate = flops * image.shape[0] * image.shape[1] / seconds / 1e9  # GFLOP/s, as matmul_rate
             row = {"megapixels": round(image.shape[0] * image.shape[1] / 1e6, 3), "backend": backend,
                    "precision": precision, "seconds": seconds, "of_fastest": seconds / fastest,
                    "of_matmul": rate / matmul, "max_pixel_qf_diff": 100 * float(np.abs(maps[0] - reference).max()),
@@ -111,7 +111,7 @@ def main() -> None:
             rows.append(row)
             mark = " (default)" if row["default"] else ""
             print(f"| {row['megapixels']:g} | {backend}{mark} | {precision} | {1000 * seconds:.0f} | "
-                  f"{seconds / fastest:.2f} | {rate / 1e9:.0f} | {100 * rate / matmul:.0f} % | "
+                  f"{seconds / fastest:.2f} | {rate:.0f} | {100 * rate / matmul:.0f} % | "
                   f"{row['max_pixel_qf_diff']:.3f} |", flush=True)
     wall = end_to_end(args.reps)
     print(f"\nend-to-end `jpegtrace analyze` of a 1 MP PNG (default settings, fresh process, best of {args.reps}): "
@@ -119,7 +119,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "a") as f:
             f.write(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                                "cpu": cpu_name(), "threads": torch.get_num_threads(), "matmul_gflops": matmul / 1e9,
+                                "cpu": cpu_name(), "threads": torch.get_num_threads(), "matmul_gflops": matmul,
                                 "default": list(default), "rows": rows, "analyze_1mp_seconds": wall}) + "\n")
 
 

@@ -27,33 +27,48 @@ FLAT_STD = 0.5
 MIN_FLAT_LEAD = 0.05
 #: Fewest blocks at an offset for the shares to mean anything.
 MIN_BLOCKS = 64
-#: Block rows read at once (a band of 256 pixel rows).
-BAND_BLOCK_ROWS = 32
+#: Block rows read at once (a band of 64 pixel rows).
+BAND_BLOCK_ROWS = 8
 
 
 def flat_block_shares(image: np.ndarray) -> np.ndarray:
     """``(8, 8)``: per block origin ``(dy, dx)`` (a block's first row and column), the share of the whole
     8x8 luma blocks that are flat.
 
-    Read in bands of :data:`BAND_BLOCK_ROWS` block rows, so memory stays a band's whatever the image.
+    In integers (the decoder's rounded luma; a block's sums of values and squares are exact), one band
+    of :data:`BAND_BLOCK_ROWS` block rows at a time: per band, the 8-row sums, then running sums along
+    the row give every block's sums at once, so memory stays a band's whatever the image.
     """
     height, width = image.shape[:2]
+    y = np.empty((height, width), np.uint8)  # the rounded luma, 0..255, computed a band at a time
+    for r in range(0, height, 8 * BAND_BLOCK_ROWS):
+        y[r:r + 8 * BAND_BLOCK_ROWS] = luma(image[r:r + 8 * BAND_BLOCK_ROWS])[0]
     flat = np.zeros((8, 8))
     total = np.zeros((8, 8))
+    limit = int(64 * 64 * FLAT_STD ** 2)  # 64^2 variance = 64 sum(y^2) - sum(y)^2
+    if width < 8:
+        return flat
     for dy in range(8):
         rows = (height - dy) // 8
         for r0 in range(0, rows, BAND_BLOCK_ROWS):
             r1 = min(rows, r0 + BAND_BLOCK_ROWS)
-            band = luma(image[dy + 8 * r0:dy + 8 * r1])[0]
+            # int32 is exact: a block's sum of squares is at most 64 * 255^2, 64 times that under 2^31.
+            band = y[dy + 8 * r0:dy + 8 * r1].astype(np.int32).reshape(r1 - r0, 8, width)
+            sums = _running_8(band.sum(axis=1))
+            squares = _running_8((band * band).sum(axis=1))
             for dx in range(8):
-                cols = (width - dx) // 8
-                if cols <= 0:
-                    continue
-                blocks = band[:, dx:dx + 8 * cols].reshape(r1 - r0, 8, cols, 8)
-                flat[dy, dx] += np.count_nonzero(blocks.std(axis=(1, 3)) < FLAT_STD)
-                total[dy, dx] += (r1 - r0) * cols
-    shares = np.divide(flat, total, out=np.zeros((8, 8)), where=total >= MIN_BLOCKS)
-    return shares
+                s, q = sums[:, dx::8], squares[:, dx::8]
+                flat[dy, dx] += np.count_nonzero(64 * q - s * s < limit)
+                total[dy, dx] += s.size
+    return np.divide(flat, total, out=np.zeros((8, 8)), where=total >= MIN_BLOCKS)
+
+
+def _running_8(rows: np.ndarray) -> np.ndarray:
+    """Sums of 8 consecutive columns, ``(n, W - 7)``."""
+    running = np.cumsum(rows, axis=1)
+    out = running[:, 7:].copy()
+    out[:, 1:] -= running[:, :-8]
+    return out
 
 
 def find_coarse_grid(image: np.ndarray) -> tuple[int, int] | None:
