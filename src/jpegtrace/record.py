@@ -123,6 +123,8 @@ def text_line(record: dict) -> str:
     verdict, quality, source = record["verdict"], record["quality"], record["quality_source"]
     if quality is None:
         shown = "QF -"
+    elif source == "table (IJG range)":
+        shown = f"QF ≥ {record['table']['ijg_range'][0]} (table, IJG; ≈ {quality:.0f} by the maps)"
     elif source.startswith("table"):
         shown = f"QF {quality:.0f} ({source.replace('table (', 'table, ').rstrip(')')})"
     else:
