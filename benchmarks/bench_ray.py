@@ -240,13 +240,23 @@ def child_ray(data: Path, out: Path, model_path: str | None, device: str, worker
             "ray_start_s": round(started, 2), **measured}
 
 
-def _rows_equal(local_out: Path, ray_out: Path) -> bool:
+def _row_differences(local_out: Path, ray_out: Path) -> list[str]:
+    """``file: field (local -> ray)`` for every record that differs between the two runs (empty: equal)."""
     sys.path.insert(0, str(ROOT / "src"))
     from jpegtrace.distributed.store import ParquetStore
 
     local = {r["file"]: r for r in map(json.loads, (local_out / "records.jsonl").read_text().splitlines())}
     table = ParquetStore(ray_out).read(["file", "record"])
-    return {f: json.loads(r) for f, r in zip(table.column("file").to_pylist(), table.column("record").to_pylist())} == local
+    ray = {f: json.loads(r) for f, r in zip(table.column("file").to_pylist(), table.column("record").to_pylist())}
+    out = []
+    for file in sorted(set(local) | set(ray)):
+        a, b = local.get(file), ray.get(file)
+        if a is None or b is None:
+            out.append(f"{file}: only in {'ray' if a is None else 'local'}")
+        elif a != b:
+            out.extend(f"{file}: {key} ({str(a.get(key))[:80]} -> {str(b.get(key))[:80]})"
+                       for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key))
+    return out
 
 
 def _run_child(args, kind: str, out: Path, **extra) -> dict:
@@ -300,7 +310,11 @@ def main() -> int:
         for workers in [int(w) for w in args.workers.split(",") if w]:
             name = f"ray-{workers}"
             runs[name] = _run_child(args, "ray", tmp / name, n_workers=workers)
-            runs[name]["rows_equal_local"] = _rows_equal(tmp / "local", tmp / name)
+            differences = _row_differences(tmp / "local", tmp / name)
+            runs[name]["rows_equal_local"] = not differences
+            runs[name]["row_differences"] = differences[:20]
+            for line in differences[:20]:
+                print(f"  {name} differs: {line}", flush=True)
         if torch.cuda.is_available() and not args.no_gpu:
             runs["local-gpu"] = _run_child(args, "local", tmp / "local-gpu", device="cuda")
             runs["ray-gpu"] = _run_child(args, "ray", tmp / "ray-gpu", n_workers=1, gpus=1.0)

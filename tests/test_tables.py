@@ -169,3 +169,16 @@ def test_tables_of_other_encoders_are_read(large_photo, encoder, quality, subsam
     estimate = estimate_luma_table(pixels[3:, 5:])  # cropped: the grid no longer starts at the origin
     assert estimate is not None and estimate.grid_offset == (3, 5)
     assert np.array_equal(estimate.steps[estimate.known], truth[estimate.known])
+
+
+@pytest.mark.parametrize("quality", [97, 98, 99])
+def test_near_lossless_tables_give_a_range_or_the_right_qf_never_a_wrong_one(photos, quality):
+    for photo in photos.values():
+        table = estimate_luma_table(jpeg_compress(photo, quality, "4:2:0"))
+        if table is None:
+            continue
+        if table.ijg_quality is not None:
+            assert table.ijg_quality == quality or np.array_equal(ijg_table(table.ijg_quality), ijg_table(quality))
+        else:
+            assert table.ijg_range is not None and table.ijg_range[0] <= quality <= table.ijg_range[1]
+            assert table.describe().startswith("QF ≥ ")

@@ -169,6 +169,9 @@ class Analysis:
         source = self.quality_source
         if source == "table (IJG)":
             return float(self.table.ijg_quality)
+        if source == "table (IJG range)":  # the maps' QF, kept within the QFs the table allows
+            low, high = self.table.ijg_range
+            return float(np.clip(self.mean_quality if self.mean_quality is not None else low, low, high))
         if source == "table (non-standard)":
             return float(self.table.equivalent_quality)
         if source == "region":
@@ -177,11 +180,15 @@ class Analysis:
 
     @property
     def quality_source(self) -> str:
-        """Where :attr:`headline_quality` comes from: "table (IJG)", "table (non-standard)", "region"
-        (the network's QF inside the largest flag region of a partly compressed image) or "network"."""
+        """Where :attr:`headline_quality` comes from: "table (IJG)", "table (IJG range)" (QF 96-100 IJG
+        tables, whose steps of 1 cannot be read: the maps' QF within the QFs the table allows),
+        "table (non-standard)", "region" (the network's QF inside the largest flag region of a partly
+        compressed image) or "network"."""
         if self.table is not None and self.verdict in JPEG_VERDICTS:
             if self.table.ijg_quality is not None:
                 return "table (IJG)"
+            if self.table.ijg_range is not None:
+                return "table (IJG range)"
             if self.table.equivalent_quality is not None and self.table.known.sum() >= MIN_TABLE_STEPS_FOR_QF:
                 return "table (non-standard)"
         if self.verdict == PARTLY_COMPRESSED and self.flag_regions[0].quality_inside is not None:

@@ -116,13 +116,15 @@ def text_line(record: dict) -> str:
 
     Examples: ``fake.png  partly compressed  QF ≈ 74  1 region, 28 % of the image at x 32-136,
     y 32-136, never compressed around it``; ``photo.png  compressed  QF 84 (table, IJG)  flag 0.91,
-    evidence 97 %, grid 45.2 at (0, 0)``. Machine readers want ``--format jsonl`` or ``csv``.
+    evidence 97 %, grid 45.2 at (0, 0), chroma 4:2:0``. Machine readers want ``--format jsonl`` or ``csv``.
     """
     if not record["ok"]:
         return f"{record['file']}\terror\t-\t{record['error']}"
     verdict, quality, source = record["verdict"], record["quality"], record["quality_source"]
     if quality is None:
         shown = "QF -"
+    elif source == "table (IJG range)":
+        shown = f"QF ≥ {record['table']['ijg_range'][0]} (table, IJG; ≈ {quality:.0f} by the maps)"
     elif source.startswith("table"):
         shown = f"QF {quality:.0f} ({source.replace('table (', 'table, ').rstrip(')')})"
     else:
@@ -142,7 +144,11 @@ def text_line(record: dict) -> str:
     grid = record["grid"]
     if grid is not None:
         details.append(f"grid {grid['score']:.1f}" + (f" at ({grid['offset'][0]}, {grid['offset'][1]})"
-                                                      if grid["found"] else ""))
+                                                      if grid["found"] else "")
+                       + (" by flat blocks" if grid.get("method") == "flat blocks" else ""))
+    table = record.get("table") or {}
+    if table.get("subsampling"):
+        details.append(f"chroma {table['subsampling']}")
     quality_regions = [r for r in record["regions"] if r["kind"] == "quality"]
     for r in quality_regions[:3]:
         details.append(f"QF ≈ {r['quality_inside']:.0f} in x {r['box'][1]}-{r['box'][3]}, y {r['box'][0]}-{r['box'][2]} "

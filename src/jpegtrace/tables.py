@@ -126,10 +126,23 @@ class TableEstimate:
         """Whether the known steps are those of a scaled IJG table."""
         return self.ijg_quality is not None
 
+    @property
+    def ijg_range(self) -> tuple[int, int] | None:
+        """The lowest and highest IJG QF whose table matches every known step, where more than one does
+        and they reach QF 96 (then :attr:`ijg_quality` is None: "QF ≥ lowest"); else None."""
+        if self.ijg_quality is not None or self.earlier_quality is not None:
+            return None
+        matching = matching_ijg_qualities(self.steps)
+        if len(matching) > 1 and matching[-1] >= MIN_AMBIGUOUS_HIGH_QUALITY:
+            return matching[0], matching[-1]
+        return None
+
     def describe(self) -> str:
-        """One phrase, e.g. ``QF 84 (table, IJG)`` or ``QF ≈ 88 (non-standard table)``."""
+        """One phrase, e.g. ``QF 84 (table, IJG)``, ``QF ≥ 96 (table, IJG)`` or ``QF ≈ 88 (non-standard table)``."""
         if self.ijg_quality is not None:
             return f"QF {self.ijg_quality} (table, IJG)"
+        if self.ijg_range is not None:
+            return f"QF ≥ {self.ijg_range[0]} (table, IJG)"
         if self.equivalent_quality is not None:
             return f"QF ≈ {self.equivalent_quality} (non-standard table)"
         return "table unknown"
@@ -139,6 +152,7 @@ class TableEstimate:
                 "grid_offset": list(self.grid_offset), "blocks": self.blocks, "ijg_quality": self.ijg_quality,
                 "equivalent_quality": self.equivalent_quality, "standard": self.standard,
                 "known_steps": int(self.known.sum()), "earlier_quality": self.earlier_quality,
+                "ijg_range": None if self.ijg_range is None else list(self.ijg_range),
                 "subsampling": None if self.chroma is None else self.chroma.subsampling,
                 "chroma": None if self.chroma is None else self.chroma.as_dict()}
 
@@ -311,6 +325,16 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
 #: up to 2 % below their multiples (libjpeg's integer IDCT and the rounding of large block contrasts;
 #: 66 read for 67 at QF 30), so steps under 40 must match exactly.
 MATCH_TOLERANCE = 0.025
+#: Several IJG QFs matching, up to this one or higher, name a range, not a QF (see :func:`match_ijg`).
+MIN_AMBIGUOUS_HIGH_QUALITY = 96
+
+
+def matching_ijg_qualities(steps: np.ndarray) -> list[int]:
+    """The IJG QFs whose table matches every known step (0: unknown) within :data:`MATCH_TOLERANCE`."""
+    known = steps > 0
+    read = steps[known].astype(np.float64)
+    return [q for q in range(1, 101)
+            if np.all(np.abs(ijg_table(q)[known] - read) <= np.floor(MATCH_TOLERANCE * ijg_table(q)[known]))]
 
 
 def match_ijg(steps: np.ndarray) -> tuple[int | None, int | None]:
@@ -321,16 +345,17 @@ def match_ijg(steps: np.ndarray) -> tuple[int | None, int | None]:
     ``ijg_quality`` is the QF whose IJG table matches every known step (within
     :data:`MATCH_TOLERANCE`). Where several QFs do (the steps that tell them apart are unknown), the
     one that is a multiple of 5 is taken if there is exactly one such, as people set round QFs, and
-    otherwise the middle one.
+    otherwise the middle one; but where those reach :data:`MIN_AMBIGUOUS_HIGH_QUALITY` (QF 96-100,
+    whose steps of 1 are unreadable under the rounding noise) none is taken: the table is then
+    :attr:`TableEstimate.ijg_range` only, "QF ≥ N", never a guessed QF.
     """
     known = steps > 0
     if known.sum() < 3:
         return None, None
     read = steps[known].astype(np.float64)
-    matching = [q for q in range(1, 101)
-                if np.all(np.abs(ijg_table(q)[known] - read) <= np.floor(MATCH_TOLERANCE * ijg_table(q)[known]))]
+    matching = matching_ijg_qualities(steps)
     ijg = None
-    if matching:
+    if matching and not (len(matching) > 1 and matching[-1] >= MIN_AMBIGUOUS_HIGH_QUALITY):
         round_ones = [q for q in matching if q % 5 == 0]
         ijg = round_ones[0] if len(round_ones) == 1 else matching[len(matching) // 2]
     # The nearest QF over the known steps alone; unknown ones then take that QF's own step.
