@@ -71,6 +71,14 @@ def resolve_backend_args(args, model) -> bool:
         error(f"--backend {requested} --precision {args.precision}: {exc}")
         return False
     warn_if_bf16_is_slow(args.precision, args.device)
+    if args.backend != "torch":
+        from ..nn.backends import runner
+
+        try:  # built now, so that its compile time is no file's (nor any file's --time-limit)
+            runner(model, args.backend, args.precision)
+        except Exception as exc:  # noqa: BLE001 -- a broken runtime install: say so, once
+            error(f"--backend {args.backend}: cannot start it ({' '.join(str(exc).split())[:200]})")
+            return False
     return True
 
 
