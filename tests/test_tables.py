@@ -24,7 +24,7 @@ def test_the_base_tables_are_annex_k():
     assert chroma[0].tolist() == [17, 18, 24, 47, 99, 99, 99, 99]
 
 
-@pytest.mark.parametrize("quality", [1, 5, 25, 50, 75, 90, 97, 100])
+@pytest.mark.parametrize("quality", [1, 3, 5, 7, 15, 25, 30, 35, 45, 49, 50, 75, 90, 97, 100])
 def test_ijg_scaling_matches_the_tables_libjpeg_writes(quality):
     luma, chroma = _file_tables(quality)
     assert np.array_equal(ijg_table(quality), luma)

@@ -99,11 +99,16 @@ def ijg_table(quality: float, *, chroma: bool = False) -> np.ndarray:
     Notes
     -----
     libjpeg scales the Annex K table by ``5000 / Q`` percent below QF 50 and ``200 - 2 Q``
-    above, rounds, and keeps every step in 1..255 (baseline JPEG).
+    above, rounds, and keeps every step in 1..255 (baseline JPEG). ``5000 / Q`` is an integer
+    division there (QF 30 scales by 166 %, not 166.7 %: steps 66 and 101, not 67 and 102), and so
+    here for whole QFs; a fractional QF scales continuously.
     """
     base = ijg_base_tables()[1 if chroma else 0]
     quality = min(max(float(quality), 1.0), 100.0)
-    scale = 5000.0 / quality if quality < 50 else 200.0 - 2.0 * quality
+    if quality < 50:
+        scale = float(5000 // int(quality)) if quality.is_integer() else 5000.0 / quality
+    else:
+        scale = 200.0 - 2.0 * quality
     return np.clip(np.floor((base * scale + 50.0) / 100.0), 1, 255).astype(np.int64)
 
 
