@@ -67,7 +67,7 @@ def test_analyze_of_an_image_without_evidence_shows_no_qf_and_no_flag(capsys, tm
     record = json.loads(capsys.readouterr().out)
     assert (record["verdict"], record["quality"], record["mean_flag"]) == ("no evidence", None, None)
     assert record["evidence_share"] == 0.0 and record["compressed"] is False
-    assert record["grid"] == {"score": 0.0, "found": False, "offset": None}
+    assert record["grid"] == {"score": 0.0, "found": False, "offset": None, "method": None}
 
 
 def test_analyze_json_and_maps(capsys, png, weights, tmp_path):

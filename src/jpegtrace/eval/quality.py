@@ -26,7 +26,8 @@ class EvaluationRecord:
     ``verdict`` is the analysis's (:func:`jpegtrace.analysis.judge`), ``flag_verdict`` the one of
     its flag map alone (the paper's rule) and ``network_verdict`` the one of the network's own
     flag map, before the grid's evidence joined it in clipped blocks. ``grid_score`` is the score
-    of :func:`jpegtrace.grid.find_jpeg_grid` (None when the check was not run).
+    of :func:`jpegtrace.grid.find_jpeg_grid` (None when the check was not run), ``grid_found``
+    whether a grid was found (by that score, or a coarse JPEG's by its flat blocks).
     ``estimated_quality`` and ``mean_flag`` are None when no pixel carries evidence.
     ``headline_quality`` is the analysis's headline QF (:attr:`jpegtrace.analysis.Analysis.headline_quality`:
     the table's where it was read, else the network's), ``quality_source`` where it comes from.
@@ -44,6 +45,7 @@ class EvaluationRecord:
     network_mean_flag: float | None = None
     headline_quality: float | None = None
     quality_source: str = "network"
+    grid_found: bool | None = None
 
     @property
     def compressed(self) -> bool:
@@ -71,7 +73,7 @@ class EvaluationRecord:
                 "network_mean_flag": cell(self.mean_flag if self.network_mean_flag is None
                                             else self.network_mean_flag, 4),
                 "evidence_share": round(self.evidence_share, 4), "grid_score": cell(self.grid_score, 2),
-                "verdict": self.verdict, "abs_error": cell(self.abs_error, 4),
+                "grid_found": "" if self.grid_found is None else int(self.grid_found), "verdict": self.verdict, "abs_error": cell(self.abs_error, 4),
                 "headline_quality": cell(self.headline_quality, 4), "quality_source": self.quality_source}
 
 
@@ -136,7 +138,8 @@ def record_of(image: str, quality: int | None, result: Analysis) -> EvaluationRe
                             evidence_share=result.evidence_share,
                             grid_score=None if result.grid is None else result.grid.score,
                             network_mean_flag=result.network_mean_flag,
-                            headline_quality=result.headline_quality, quality_source=result.quality_source)
+                            headline_quality=result.headline_quality, quality_source=result.quality_source,
+                            grid_found=None if result.grid is None else bool(result.grid.found))
 
 
 def _test_image(source: np.ndarray, quality: int | None, subsampling: str,

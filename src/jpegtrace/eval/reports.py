@@ -322,7 +322,7 @@ def write_evaluation_report(out_dir: str | os.PathLike, records, summary: dict, 
     out.mkdir(parents=True, exist_ok=True)
     written = {
         "records": write_csv(out / "records.csv", [r.as_row() for r in records],
-                             ["image", "quality", "estimated_quality", "mean_flag", "network_mean_flag", "grid_score",
+                             ["image", "quality", "estimated_quality", "mean_flag", "network_mean_flag", "grid_score", "grid_found",
                               "evidence_share", "verdict", "abs_error", "headline_quality", "quality_source"]),
         "per_quality": write_csv(out / "per_quality.csv", [_json_value(r) for r in summary["per_quality"]],
                                  ["quality", "n", "mean_estimate", "std_estimate", "mae", "mean_flag",
