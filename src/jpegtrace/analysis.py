@@ -516,8 +516,7 @@ def _coarse_grid(rgb: np.ndarray, grid: GridEvidence) -> GridEvidence:
     offset = find_coarse_grid(rgb)
     if offset is None:
         return grid
-    table = estimate_luma_table(rgb, grid_offset=offset, coarse=True)
-    if table is None or table.ijg_quality is None:
+    if estimate_luma_table(rgb, grid_offset=offset, coarse=True) is None:  # only an IJG table is read there
         return grid
     return replace(grid, grid_offset=offset, method="flat blocks")
 

@@ -28,10 +28,10 @@ import numpy as np
 
 from .grid.clipped import grid_block_origin
 from .grid.dct import _DCT_2D
-from .jpeg import ijg_table
-from .tables import MATCH_TOLERANCE, MAX_BLOCKS, MIN_BLOCK_STD, estimate_step
+from .tables import MAX_BLOCKS, MIN_BLOCK_STD, estimate_step, matching_ijg_qualities
 
-SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
+#: The subsamplings read, and the axes (0 rows, 1 columns) each halves.
+SUBSAMPLINGS = {"4:4:4": (), "4:2:2": (1,), "4:2:0": (0, 1)}
 #: Chroma coefficients within this of zero are left out (luma: 2.5). Chroma recomputed from 8-bit RGB,
 #: and undone upsampling, are noisier: frequencies quantised to zero then show chance lattices of 3.
 CHROMA_AMBIGUOUS = 4.0
@@ -180,7 +180,7 @@ def estimate_chroma_table(rgb: np.ndarray, *, grid_offset: tuple[int, int],
     region = rgb[y0:y0 + MAX_SIDE, x0:x0 + MAX_SIDE]
     cb, cr = chroma_planes(region)
     results = {}
-    for subsampling, halved in (("4:4:4", ()), ("4:2:2", (1,)), ("4:2:0", (0, 1))):
+    for subsampling, halved in SUBSAMPLINGS.items():
         planes = []
         for plane in (cb, cr):
             for axis in halved:  # the region starts on the luma grid, so stored pairs start there too
@@ -197,8 +197,8 @@ def estimate_chroma_table(rgb: np.ndarray, *, grid_offset: tuple[int, int],
     # The subsampling whose steps are read with the most confidence (about one per step read); one
     # whose steps are exactly an IJG chroma table's goes first (a wrongly halved direction reads
     # steps near half the true ones, no IJG table's), as encoders without tables of their own use them.
-    standard = {s: match_ijg_chroma(r[0]) is not None and int((r[0] > 0).sum()) >= MIN_KNOWN_CHROMA_STEPS
-                for s, r in results.items()}
+    ijg = {s: match_ijg_chroma(r[0]) for s, r in results.items()}
+    standard = {s: ijg[s] is not None and int((r[0] > 0).sum()) >= MIN_KNOWN_CHROMA_STEPS for s, r in results.items()}
     ranked = sorted(results, key=lambda s: (standard[s], float(results[s][1].sum())), reverse=True)
     winner, second = ranked[0], ranked[1]
     steps, confidence, blocks, (dy, dx), _ = results[winner]
@@ -210,18 +210,13 @@ def estimate_chroma_table(rgb: np.ndarray, *, grid_offset: tuple[int, int],
     # Shifts are in samples of the stored plane: 2 pixels each in a halved direction.
     origin = (y0 + dy * (2 if winner == "4:2:0" else 1), x0 + dx * (1 if winner == "4:4:4" else 2))
     return ChromaEstimate(winner, steps, confidence, (int(origin[0]), int(origin[1])), int(blocks),
-                          match_ijg_chroma(steps), runner_up)
+                          ijg[winner], runner_up)
 
 
 def match_ijg_chroma(steps: np.ndarray) -> int | None:
     """The QF whose IJG chroma table matches every known step, within the luma match's tolerance
-    (:data:`jpegtrace.tables.MATCH_TOLERANCE`); the lowest when several do, None when none does."""
-    known = steps > 0
-    if not known.any():
+    (:func:`jpegtrace.tables.matching_ijg_qualities`); the lowest when several do, None when none does."""
+    if not (steps > 0).any():
         return None
-    read = steps[known]
-    for quality in range(1, 101):
-        table = ijg_table(quality, chroma=True)[known]
-        if np.all(np.abs(table - read) <= np.floor(MATCH_TOLERANCE * table)):
-            return quality
-    return None
+    matching = matching_ijg_qualities(steps, chroma=True)
+    return matching[0] if matching else None

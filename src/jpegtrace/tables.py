@@ -65,13 +65,13 @@ MAX_FEW_STEPS_QUALITY = 50
 #: 20 or below, all of 40 or more: at QF 5 most frequencies are quantised to zero (3 steps read in 3 of
 #: 20 val photos), and no chance lattice of a never-compressed image has steps that large.
 MIN_KNOWN_COARSE_STEPS = 3
+MAX_COARSE_QUALITY = 20
+MIN_COARSE_STEP = 40
 #: Of a double JPEG's read table, at least this share of the known steps must be the last IJG
 #: table's for :func:`match_ijg_double` to call it one.
 MIN_DOUBLE_LAST_SHARE = 0.1
 #: Known frequencies where the last table's step is 2 or more that a double JPEG's must have.
 MIN_DOUBLE_FREQUENCIES = 10
-MAX_COARSE_QUALITY = 20
-MIN_COARSE_STEP = 40
 #: Pixels of block rows read at once by :func:`block_coefficients` (a few MiB of float32 a band).
 _BAND_PIXELS = 1 << 20
 #: Blocks read at most (evenly spaced), bounding the cost whatever the image size.
@@ -226,10 +226,7 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
     # bin, and the coefficients beyond AMBIGUOUS refute that.
     top = int(min(max_step, np.ceil(away.max()) + 2))
     q = np.arange(1, top + 1, dtype=np.float64)[:, None]
-    # The test that a lattice of period q is there at all: the histogram's Fourier coefficient at 1/q.
-    periodicity = np.cos(2 * np.pi * away[None, :] / q).mean(axis=1)
-    expected = np.exp(-2 * np.pi ** 2 * ROUNDING_SIGMA ** 2 / q[:, 0] ** 2)
-    present = (periodicity * np.sqrt(2 * away.size) > MIN_Z) & (periodicity > MIN_SHARE_OF_EXPECTED * expected)
+    present = _lattices_there(away, q[:, 0])
     if not present.any():
         return 0, 0.0
     # Among the lattices that are there, the step is the one that explains the coefficients best.
@@ -249,6 +246,16 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
         if np.count_nonzero(multiples >= 2) < max(MIN_SECOND_MULTIPLES, MIN_SECOND_SHARE * away.size):
             return 0, 0.0
     return step, float(min(1.0, (margin - MIN_MARGIN) / (2 * MIN_MARGIN)))
+
+
+def _lattices_there(away: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Per step of ``steps``, whether a lattice of that period is there at all in the coefficients
+    ``away`` (absolute, beyond the zero bin): the histogram's Fourier coefficient at ``1 / q`` stands
+    :data:`MIN_Z` standard errors above 0 and reaches :data:`MIN_SHARE_OF_EXPECTED` of what the
+    rounding noise leaves a true step."""
+    periodicity = np.cos(2 * np.pi * away[None, :] / steps[:, None]).mean(axis=1)
+    expected = np.exp(-2 * np.pi ** 2 * ROUNDING_SIGMA ** 2 / steps ** 2)
+    return (periodicity * np.sqrt(2 * away.size) > MIN_Z) & (periodicity > MIN_SHARE_OF_EXPECTED * expected)
 
 
 def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | None = None,
@@ -329,12 +336,13 @@ MATCH_TOLERANCE = 0.025
 MIN_AMBIGUOUS_HIGH_QUALITY = 96
 
 
-def matching_ijg_qualities(steps: np.ndarray) -> list[int]:
-    """The IJG QFs whose table matches every known step (0: unknown) within :data:`MATCH_TOLERANCE`."""
+def matching_ijg_qualities(steps: np.ndarray, *, chroma: bool = False) -> list[int]:
+    """The IJG QFs whose luma (or ``chroma``) table matches every known step (0: unknown) within
+    :data:`MATCH_TOLERANCE`, in increasing order."""
     known = steps > 0
     read = steps[known].astype(np.float64)
-    return [q for q in range(1, 101)
-            if np.all(np.abs(ijg_table(q)[known] - read) <= np.floor(MATCH_TOLERANCE * ijg_table(q)[known]))]
+    tables = ((q, ijg_table(q, chroma=chroma)[known]) for q in range(1, 101))
+    return [q for q, table in tables if np.all(np.abs(table - read) <= np.floor(MATCH_TOLERANCE * table))]
 
 
 def match_ijg(steps: np.ndarray) -> tuple[int | None, int | None]:
@@ -370,9 +378,7 @@ def lattice_present(coefficients: np.ndarray, step: int) -> bool:
     away = c[c > AMBIGUOUS]
     if away.size < MIN_SUPPORT or step < 2:
         return False
-    periodicity = float(np.cos(2 * np.pi * away / step).mean())
-    expected = np.exp(-2 * np.pi ** 2 * ROUNDING_SIGMA ** 2 / step ** 2)
-    return periodicity * np.sqrt(2 * away.size) > MIN_Z and periodicity > MIN_SHARE_OF_EXPECTED * expected
+    return bool(_lattices_there(away, np.array([float(step)]))[0])
 
 
 def match_ijg_double(coefficients: np.ndarray, steps: np.ndarray) -> tuple[int, int | None] | None:

@@ -17,21 +17,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .backends import PRECISIONS
 from .qfnet import QFNet, network_input
 
 #: Side of the output region computed at once (plus its halo): about 0.6 GiB of f32 activations.
 DEFAULT_OPENVINO_TILE = 1024
-#: The precisions the backend runs.
-PRECISIONS = ("fp32", "bf16")
-
-
-def is_available() -> bool:
-    """Whether the openvino package can be imported."""
-    try:
-        import openvino  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def build_graph(model: QFNet, *, bf16: bool = False):
@@ -101,8 +91,8 @@ class OpenVinoRunner:
 
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-        config["INFERENCE_NUM_THREADS"] = int(threads or torch.get_num_threads())
+        config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
         self.precision = precision
         self.config = model.config
         self.compiled = ov.Core().compile_model(build_graph(model, bf16=precision == "bf16"), "CPU", config)
