@@ -480,11 +480,15 @@ class PixelChecks:
         The evidence map, zero in blocks that repeat exactly.
     piecewise_constant : ndarray of bool, (H // 8, W // 8)
         Blocks that are piecewise constant with an edge (their flag is set to 0 without a grid).
+    coarse_table : TableEstimate or None
+        Where a coarse JPEG's grid was found by its flat blocks, the IJG table that confirmed it
+        (the analysis's luma table then, not read again).
     """
 
     grid: GridEvidence | None
     evidence: np.ndarray
     piecewise_constant: np.ndarray
+    coarse_table: TableEstimate | None = None
 
 
 def check_pixels(rgb: np.ndarray, *, grid_check: bool = True, valid: np.ndarray | None = None) -> PixelChecks:
@@ -500,25 +504,28 @@ def check_pixels(rgb: np.ndarray, *, grid_check: bool = True, valid: np.ndarray 
     maps and gives the same :class:`Analysis` as :func:`analyze_array`.
     """
     grid = find_jpeg_grid(rgb) if grid_check else None
+    coarse_table = None
     if grid is not None and not grid.found:
-        grid = _coarse_grid(rgb, grid)
+        grid, coarse_table = _coarse_grid(rgb, grid)
     evidence = evidence_map(rgb)
     repeated, piecewise_constant = block_structure(rgb)
     set_blocks(evidence, repeated, 0.0)  # one period of a tile carries all of its evidence
     if valid is not None:
         evidence *= valid  # the decoder's fill of a damaged JPEG says nothing about the file
-    return PixelChecks(grid=grid, evidence=evidence, piecewise_constant=piecewise_constant)
+    return PixelChecks(grid=grid, evidence=evidence, piecewise_constant=piecewise_constant,
+                       coarse_table=coarse_table)
 
 
-def _coarse_grid(rgb: np.ndarray, grid: GridEvidence) -> GridEvidence:
-    """``grid``, or the grid of a coarse JPEG where its flat blocks show one and an IJG table is read
-    at their offset (:mod:`jpegtrace.grid.coarse`)."""
+def _coarse_grid(rgb: np.ndarray, grid: GridEvidence) -> tuple[GridEvidence, TableEstimate | None]:
+    """``(grid, None)``, or the grid of a coarse JPEG and its table, where its flat blocks show one and
+    an IJG table is read at their offset (:mod:`jpegtrace.grid.coarse`)."""
     offset = find_coarse_grid(rgb)
     if offset is None:
-        return grid
-    if estimate_luma_table(rgb, grid_offset=offset, coarse=True) is None:  # only an IJG table is read there
-        return grid
-    return replace(grid, grid_offset=offset, method="flat blocks")
+        return grid, None
+    table = estimate_luma_table(rgb, grid_offset=offset, coarse=True)  # only an IJG table is read there
+    if table is None:
+        return grid, None
+    return replace(grid, grid_offset=offset, method="flat blocks"), table
 
 
 def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TILE_SIZE,
@@ -584,7 +591,7 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
         network_mean_flag = weighted_mean(flag, evidence)
         if found:
             join_grid_evidence(flag, rgb, grid)
-            table = estimate_luma_table(rgb, grid_offset=grid.grid_offset, coarse=grid.method == "flat blocks")
+            table = checks.coarse_table or estimate_luma_table(rgb, grid_offset=grid.grid_offset)
             if table is not None and not grayscale:
                 table = replace(table, chroma=estimate_chroma_table(rgb, grid_offset=table.grid_offset))
             history = None if table is None else detect_double_compression(rgb, table)
