@@ -328,3 +328,34 @@ def test_collages_and_their_threshold_calibration_score_the_raised_flag_map(tmp_
         calibrate_flag_threshold(model, [tmp_path / "a.png", tmp_path / "b.png"], pairs=2, thresholds=(0.5,),
                                  grid_check=grid_check)
     assert seen == [True, True, False, False]
+
+
+def test_the_grid_score_and_the_tables_are_the_same_whatever_the_blas_thread_count(tmp_path):
+    """OpenBLAS sums float32 products in another order on two threads; the checks must not show it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import json, sys
+import numpy as np
+from skimage import data
+from jpegtrace.grid import find_jpeg_grid
+from jpegtrace.jpeg import jpeg_compress
+from jpegtrace.tables import estimate_luma_table
+from jpegtrace.chroma import estimate_chroma_table
+photo = data.astronaut()
+jpeg = jpeg_compress(photo, 80, "4:2:0")
+grid = find_jpeg_grid(jpeg)
+table = estimate_luma_table(jpeg)
+chroma = estimate_chroma_table(jpeg, grid_offset=grid.grid_offset)
+print(json.dumps([repr(find_jpeg_grid(photo).score), repr(grid.score), table.steps.tolist(),
+                  repr(table.confidence.tolist()), repr(chroma.confidence.tolist())]))
+"""
+    outputs = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        outputs.append(json.loads(run.stdout))
+    assert outputs[0] == outputs[1]

@@ -182,3 +182,37 @@ def test_near_lossless_tables_give_a_range_or_the_right_qf_never_a_wrong_one(pho
         else:
             assert table.ijg_range is not None and table.ijg_range[0] <= quality <= table.ijg_range[1]
             assert table.describe().startswith("QF ≥ ")
+
+
+def test_the_ijg_shape_residual_tells_scaled_standard_tables_from_other_families():
+    from jpegtrace.tables import ijg_shape_residual
+
+    low = np.add.outer(np.arange(8), np.arange(8)) <= 4  # the low frequencies, as the pixels show them
+    exact = np.where(low, ijg_table(70), 0)
+    assert ijg_shape_residual(exact) == pytest.approx(0.0, abs=1e-9)
+    rng = np.random.default_rng(3)
+    jittered = np.where(low, np.round(ijg_table(70) * np.exp(rng.normal(0, 0.1, (8, 8)))), 0)
+    assert ijg_shape_residual(jittered) < 0.2
+    u, v = np.meshgrid(np.arange(8), np.arange(8))
+    steep = np.round(5 + 115 * (u + v) / 14.0)  # steps growing linearly with the frequency: not IJG's shape
+    assert ijg_shape_residual(np.where(low, steep, 0)) > 0.3
+    assert ijg_shape_residual(np.zeros((8, 8), int)) is None
+
+
+def test_a_partly_read_table_is_the_headline_only_in_an_ijg_tables_shape():
+    from jpegtrace.analysis import MIN_IJG_SHAPED_STEPS, _table_quality_readable
+    from jpegtrace.tables import TableEstimate, match_ijg
+
+    def estimate(steps):
+        return TableEstimate(steps, (steps > 0).astype(float), (0, 0), 1000, *match_ijg(steps))
+
+    low = np.add.outer(np.arange(8), np.arange(8)) <= 4  # 15 steps: fewer than MIN_IJG_SHAPED_STEPS
+    lower = np.add.outer(np.arange(8), np.arange(8)) <= 5  # 21 steps
+    assert low.sum() < MIN_IJG_SHAPED_STEPS <= lower.sum()
+    scaled = np.round(ijg_table(70) * 1.07).astype(int)  # a camera's own scaling of the standard table
+    assert _table_quality_readable(estimate(np.where(lower, scaled, 0)))
+    assert not _table_quality_readable(estimate(np.where(low, scaled, 0)))
+    u, v = np.meshgrid(np.arange(8), np.arange(8))
+    other = np.round(5 + 115 * (u + v) / 14.0).astype(int)
+    assert not _table_quality_readable(estimate(np.where(lower, other, 0)))
+    assert _table_quality_readable(estimate(other))  # all 64 read: its own equivalent QF, whatever its shape

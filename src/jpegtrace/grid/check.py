@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dct import _DCT_2D, CHUNK_BLOCKS, MIN_ABS_COEFFICIENT, luma
+from .dct import _DCT_2D, CHUNK_BLOCKS, MIN_ABS_COEFFICIENT, blas_on_one_thread, luma
 
 #: Score above which a grid counts as found, chosen on the train split of ``shared/data/clean``:
 #: its 169 never-compressed images score at most 4.6 (RGB and grayscale versions; median 2.4).
@@ -180,11 +180,12 @@ def find_jpeg_grid(image: np.ndarray, *, threshold: float = GRID_SCORE_THRESHOLD
     counts = np.zeros((8, 8), dtype=np.int64)
     seen = [[[np.empty(0, np.int64)] for _ in range(8)] for _ in range(8)]
     rows_per_chunk = max(1, CHUNK_BLOCKS // per_row)
-    for i in range(0, len(block_rows), rows_per_chunk):
-        chunk = block_rows[i:i + rows_per_chunk]
-        band = np.s_[8 * int(chunk[0]):min(height, 8 * int(chunk[-1]) + 15)]
-        y, clipped = luma(image[band])
-        _band_sums(y, clipped, chunk, sums, counts, seen)
+    with blas_on_one_thread():  # the same score whatever the core count
+        for i in range(0, len(block_rows), rows_per_chunk):
+            chunk = block_rows[i:i + rows_per_chunk]
+            band = np.s_[8 * int(chunk[0]):min(height, 8 * int(chunk[-1]) + 15)]
+            y, clipped = luma(image[band])
+            _band_sums(y, clipped, chunk, sums, counts, seen)
     # Under no grid cos(2 pi c) has mean 0 and variance 1/2, so this is a z statistic per offset.
     z = np.divide(sums, np.sqrt(counts / 2), out=np.zeros((8, 8)), where=counts > 0)
     best = np.unravel_index(int(np.argmax(z)), z.shape)

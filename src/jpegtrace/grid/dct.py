@@ -38,6 +38,22 @@ _DCT_2D = np.kron(_dct_matrix(), _dct_matrix()).T.astype(np.float32)
 CHUNK_BLOCKS = 256
 
 
+def blas_on_one_thread():
+    """A context in which numpy's BLAS runs on one thread, for the DCTs of the grid check and the tables.
+
+    Notes
+    -----
+    OpenBLAS sums a float32 matrix product in another order on two threads than on one (here 6 % of
+    the coefficients of 20,000 random blocks differed, by up to 1e-4), enough to move a grid score in
+    its second decimal: the same image then got another record from a 2-core ``jpegtrace analyze``
+    than from a Ray worker (which runs BLAS on one thread). On one thread the coefficients, hence
+    every score and table, are the same whatever the machine's core count.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def luma(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """JFIF luma of uint8 pixels, rounded to integers as a decoder's is, and where pixels are clipped.
 
