@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .grid.clipped import grid_block_origin
-from .grid.dct import _DCT_2D, blas_on_one_thread
+from .grid.dct import block_dct
 from .tables import MAX_BLOCKS, MIN_BLOCK_STD, estimate_step, matching_ijg_qualities
 
 #: The subsamplings read, and the axes (0 rows, 1 columns) each halves.
@@ -132,8 +132,7 @@ def _read(planes, origin, max_blocks: int):
     blocks = np.concatenate(parts)
     if len(blocks) > max_blocks:
         blocks = blocks[np.linspace(0, len(blocks) - 1, max_blocks).astype(int)]
-    with blas_on_one_thread():
-        coefficients = blocks.astype(np.float32) @ _DCT_2D
+    coefficients = block_dct(blocks)
     read = [estimate_step(coefficients[:, k], ambiguous=CHROMA_AMBIGUOUS) for k in range(64)]
     steps = np.array([s for s, _ in read], np.int64).reshape(8, 8)
     confidence = np.array([c for _, c in read]).reshape(8, 8)

@@ -122,9 +122,17 @@ def ijg_equivalent_quality(luma_table: np.ndarray) -> int:
     IJG table it returns that table's own QF (ties, where several QFs round to the same table,
     go to the lowest).
     """
-    table = np.log(np.clip(np.asarray(luma_table, dtype=np.float64).reshape(8, 8), 1, None))
-    errors = [np.mean((np.log(ijg_table(q)) - table) ** 2) for q in range(1, 101)]
-    return int(np.argmin(errors)) + 1
+    table = np.log(np.clip(np.asarray(luma_table, dtype=np.float64).reshape(64), 1, None))
+    return int(np.argmin(((log_ijg_luma_tables() - table) ** 2).mean(axis=1))) + 1
+
+
+@lru_cache(maxsize=1)
+def log_ijg_luma_tables() -> np.ndarray:
+    """``(100, 64)``: the logs of the IJG luma tables of QF 1..100, row ``q - 1`` for QF ``q`` (natural
+    order), for the nearest IJG table to a table or to some of its steps. Read-only."""
+    logs = np.log(np.stack([ijg_table(q).ravel() for q in range(1, 101)]).astype(np.float64))
+    logs.setflags(write=False)
+    return logs
 
 
 def camera_like_tables(quality: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

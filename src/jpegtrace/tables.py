@@ -17,8 +17,8 @@ import numpy as np
 
 from .grid.check import find_jpeg_grid
 from .grid.clipped import grid_block_origin
-from .grid.dct import _DCT_2D, blas_on_one_thread, luma
-from .jpeg import ijg_equivalent_quality, ijg_table
+from .grid.dct import block_dct, luma
+from .jpeg import ijg_equivalent_quality, ijg_table, log_ijg_luma_tables
 
 #: Largest step looked for (baseline JPEG steps are at most 255).
 MAX_STEP = 255
@@ -72,8 +72,6 @@ MIN_COARSE_STEP = 40
 MIN_DOUBLE_LAST_SHARE = 0.1
 #: Known frequencies where the last table's step is 2 or more that a double JPEG's must have.
 MIN_DOUBLE_FREQUENCIES = 10
-#: The IJG luma tables of QF 1..100, as logs (for the nearest IJG table to read steps).
-_LOG_IJG_LUMA = np.log(np.stack([ijg_table(q).ravel() for q in range(1, 101)]).astype(np.float64))
 #: Pixels of block rows read at once by :func:`block_coefficients` (a few MiB of float32 a band).
 _BAND_PIXELS = 1 << 20
 #: Blocks read at most (evenly spaced), bounding the cost whatever the image size.
@@ -203,8 +201,7 @@ def block_coefficients(image: np.ndarray, grid_offset: tuple[int, int], *,
         if here.size:
             taken.append((first if index == 0 else read(r0, r1))[0][here])
     blocks = np.concatenate(taken) if taken else np.empty((0, 64), np.float32)
-    with blas_on_one_thread():
-        return blocks.astype(np.float32) @ _DCT_2D
+    return block_dct(blocks)
 
 
 def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
@@ -360,7 +357,7 @@ def _nearest_ijg(steps: np.ndarray) -> tuple[int, float]:
     and the root of that mean."""
     known = steps.ravel() > 0
     read = np.log(steps.ravel()[known].astype(np.float64))
-    errors = ((_LOG_IJG_LUMA[:, known] - read) ** 2).mean(axis=1)
+    errors = ((log_ijg_luma_tables()[:, known] - read) ** 2).mean(axis=1)
     best = int(np.argmin(errors))
     return best + 1, float(np.sqrt(errors[best]))
 
