@@ -44,5 +44,5 @@ def test_grid_presence_is_pinned():
     left, right = presence[16:-16, 8:40], presence[16:-16, 56:88]
     assert left.mean() > 1.0 > 0.25 > right.mean()  # the grid is seen where it is, and not elsewhere
     np.testing.assert_allclose([presence.sum(), presence.max(), left.mean(), right.mean()],
-                               GOLDEN_SUMMARY, rtol=0, atol=1e-4)
+                               GOLDEN_SUMMARY, rtol=1e-7, atol=1e-4)  # the sum of 9,216 floats: its order varies by CPU
     np.testing.assert_allclose(presence[::19, ::23], GOLDEN_SAMPLES, rtol=0, atol=1e-4)
