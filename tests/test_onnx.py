@@ -1,5 +1,7 @@
 """The ONNX export and the ONNX Runtime backend give the torch engine's maps (within 1e-4)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +23,7 @@ def shipped():
 
 def _cpu_has_amx() -> bool:
     try:
-        return "amx_bf16" in open("/proc/cpuinfo").read()
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
 
