@@ -90,6 +90,51 @@ def test_a_non_standard_table_is_read_where_readable_and_never_wrong(large_photo
         assert abs(estimate.equivalent_quality - ijg_equivalent_quality(luma)) <= 3
 
 
+def _quantised_coefficients(table, rng, blocks=2000):
+    """Coefficients (blocks, 64) as a decoder leaves them: Laplacian values quantised by ``table`` plus
+    the rounding noise."""
+    values = rng.laplace(0, 12, (blocks, 64))
+    flat = table.ravel().astype(float)
+    return np.round(values / flat) * flat + rng.normal(0, 0.3, (blocks, 64))
+
+
+def test_the_whole_table_reads_steps_too_sparse_for_one_frequency_and_drops_artefacts():
+    from jpegtrace.tables import MIN_SUPPORT, PRIOR_MIN_SUPPORT, _read_with_table, estimate_step
+
+    rng = np.random.default_rng(4)
+    table = ijg_table(45)
+    coefficients = _quantised_coefficients(table, rng)
+    sparse, artefact = 3, 5  # (0, 3): step 24, coefficients at +-24 in 14 blocks; (0, 5): step 40
+    coefficients[:, sparse] = rng.normal(0, 0.3, len(coefficients))
+    coefficients[:PRIOR_MIN_SUPPORT + 2, sparse] = table.ravel()[sparse] + rng.normal(0, 0.3, PRIOR_MIN_SUPPORT + 2)
+    # what a decoder leaves at a frequency quantised to zero: values just above the zero bin
+    coefficients[:, artefact] = rng.normal(0, 0.3, len(coefficients))
+    coefficients[:200, artefact] = 2.6 * rng.choice([-1, 1], 200)
+    coefficients[200:230, artefact] = 5.7
+    steps = np.array([estimate_step(coefficients[:, k])[0] for k in range(64)])
+    assert steps[sparse] == 0 and PRIOR_MIN_SUPPORT + 2 < MIN_SUPPORT  # too few for one frequency alone
+    assert steps[artefact] == 3  # the artefact passes for a lattice of 3 on its own
+    revised, confidence = _read_with_table(coefficients, steps, np.ones(64))
+    assert revised.ravel()[sparse] == table.ravel()[sparse]
+    assert revised.ravel()[artefact] == 0 and confidence.ravel()[artefact] == 0
+    known = revised > 0
+    assert np.array_equal(revised[known], table[known])
+
+
+def test_the_whole_table_takes_no_sparse_step_far_from_its_shape():
+    from jpegtrace.tables import PRIOR_MIN_SUPPORT, _read_with_table, estimate_step
+
+    rng = np.random.default_rng(5)
+    table = ijg_table(45)
+    coefficients = _quantised_coefficients(table, rng)
+    sparse = 3  # 14 coefficients all at 72: three times the table's shape there (24), so no step is taken
+    coefficients[:, sparse] = rng.normal(0, 0.3, len(coefficients))
+    coefficients[:PRIOR_MIN_SUPPORT + 2, sparse] = 72 + rng.normal(0, 0.3, PRIOR_MIN_SUPPORT + 2)
+    steps = np.array([estimate_step(coefficients[:, k])[0] for k in range(64)])
+    revised, _ = _read_with_table(coefficients, steps, np.ones(64))
+    assert revised.ravel()[sparse] == 0
+
+
 def test_never_compressed_images_have_no_table(large_photo):
     from jpegtrace.train.synthetic import HELD_OUT_FONTS, KINDS, synthetic_image
 
@@ -148,7 +193,7 @@ def test_the_tables_command_reads_pixels_and_the_files_own_tables(tmp_path, larg
     assert own["file_tables"][0] == ijg_table(70).tolist()
     text = subprocess.run([sys.executable, "-m", "jpegtrace.cli", "tables", str(resaved)], capture_output=True,
                           text=True, check=True).stdout
-    assert "re-saved from an older JPEG" in text
+    assert "re-saved from an older JPEG" in text and "QF 95 (table, IJG)" in text  # the last table, and the earlier
 
 
 @pytest.mark.parametrize("encoder", ["cjpeg", "cjpeg-float", "imagemagick"])

@@ -74,8 +74,13 @@ def run_tables(args) -> int:
             if table is not None:
                 known = table.steps > 0
                 same = bool((declared[0][known] == table.steps[known]).all())
-                print("  the pixels show " + ("the file's own table" if same else
-                                              "another table: the file was re-saved from an older JPEG"))
+                if not same:
+                    print("  the pixels show another table: the file was re-saved from an older JPEG")
+                elif table.earlier_quality is not None:
+                    print(f"  the pixels show the file's own table over an earlier one (IJG QF ≈ {table.earlier_quality}): "
+                          "the file was re-saved from an older JPEG")
+                else:
+                    print("  the pixels show the file's own table")
         for w in windows:
             print(f"  window y={w.y} x={w.x} {w.height}x{w.width}: {w.table.describe()}, grid offset {w.table.grid_offset}")
     return 1 if failed else 0
