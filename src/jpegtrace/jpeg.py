@@ -126,11 +126,20 @@ def ijg_equivalent_quality(luma_table: np.ndarray) -> int:
     return int(np.argmin(((log_ijg_luma_tables() - table) ** 2).mean(axis=1))) + 1
 
 
+@lru_cache(maxsize=2)
+def ijg_tables(*, chroma: bool = False) -> np.ndarray:
+    """``(100, 8, 8)``: the IJG luma (or ``chroma``) tables of QF 1..100, ``[q - 1]`` for QF ``q``
+    (:func:`ijg_table`), made once for the table matchers that compare against all of them. Read-only."""
+    tables = np.stack([ijg_table(q, chroma=chroma) for q in range(1, 101)])
+    tables.setflags(write=False)
+    return tables
+
+
 @lru_cache(maxsize=1)
 def log_ijg_luma_tables() -> np.ndarray:
     """``(100, 64)``: the logs of the IJG luma tables of QF 1..100, row ``q - 1`` for QF ``q`` (natural
     order), for the nearest IJG table to a table or to some of its steps. Read-only."""
-    logs = np.log(np.stack([ijg_table(q).ravel() for q in range(1, 101)]).astype(np.float64))
+    logs = np.log(ijg_tables().reshape(100, 64).astype(np.float64))
     logs.setflags(write=False)
     return logs
 

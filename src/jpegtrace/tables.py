@@ -18,7 +18,7 @@ import numpy as np
 from .grid.check import find_jpeg_grid
 from .grid.clipped import grid_block_origin
 from .grid.dct import block_dct, luma
-from .jpeg import ijg_equivalent_quality, ijg_table, log_ijg_luma_tables
+from .jpeg import ijg_equivalent_quality, ijg_table, ijg_tables, log_ijg_luma_tables
 
 #: Largest step looked for (baseline JPEG steps are at most 255).
 MAX_STEP = 255
@@ -393,10 +393,10 @@ MIN_AMBIGUOUS_HIGH_QUALITY = 96
 def matching_ijg_qualities(steps: np.ndarray, *, chroma: bool = False) -> list[int]:
     """The IJG QFs whose luma (or ``chroma``) table matches every known step (0: unknown) within
     :data:`MATCH_TOLERANCE`, in increasing order."""
-    known = steps > 0
-    read = steps[known].astype(np.float64)
-    tables = ((q, ijg_table(q, chroma=chroma)[known]) for q in range(1, 101))
-    return [q for q, table in tables if np.all(np.abs(table - read) <= np.floor(MATCH_TOLERANCE * table))]
+    known = np.asarray(steps) > 0
+    tables = ijg_tables(chroma=chroma)[:, known]  # (100, known steps)
+    matches = np.all(np.abs(tables - steps[known]) <= np.floor(MATCH_TOLERANCE * tables), axis=1)
+    return [int(q) + 1 for q in np.flatnonzero(matches)]
 
 
 def _nearest_ijg(steps: np.ndarray) -> tuple[int, float]:
@@ -498,8 +498,9 @@ def match_ijg_double(coefficients: np.ndarray, steps: np.ndarray) -> tuple[int, 
     if known.size < MIN_KNOWN_STEPS:
         return None
     read = steps.ravel()[known]
+    candidates = ijg_tables().reshape(100, 64)[:, known]  # row q - 1: QF q's steps at the known frequencies
     for last in range(99, 1, -1):
-        table = ijg_table(last).ravel()[known]
+        table = candidates[last - 1]
         informative = table >= 2
         if informative.sum() < MIN_DOUBLE_FREQUENCIES:
             continue
@@ -517,9 +518,9 @@ def match_ijg_double(coefficients: np.ndarray, steps: np.ndarray) -> tuple[int, 
             if read[other][0] % table[other][0] == 0:
                 return last, None
             continue
-        earlier = min(range(1, last), key=lambda q: float(np.mean(
-            (np.log(ijg_table(q).ravel()[known][other]) - np.log(read[other])) ** 2)))
-        first = ijg_table(earlier).ravel()[known][other]
+        errors = np.mean((np.log(candidates[:last - 1][:, other]) - np.log(read[other])) ** 2, axis=1)
+        earlier = int(np.argmin(errors)) + 1  # the first of the nearest, as min() over QF 1..last-1 took
+        first = candidates[earlier - 1][other]
         # Each such step is the earlier one, read to within the last step (the sparse lattice's multiples of q2).
         if np.any(np.abs(read[other] - first) > table[other] + np.floor(MATCH_TOLERANCE * first)):
             continue
