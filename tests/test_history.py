@@ -78,3 +78,18 @@ def test_the_last_table_of_a_double_jpeg_whose_earlier_steps_are_multiples_of_it
     assert history.detected and abs(history.primary_quality - 60) <= 5
     single = estimate_luma_table(jpeg_compress(image, 90, "4:2:0"))
     assert single.ijg_quality == 90 and single.earlier_quality is None
+
+
+def test_a_double_jpeg_whose_last_steps_show_only_in_the_earlier_ones_rounding(photo_pair_for_double):
+    """QF 75 -> 95: the QF-95 steps (1-10) are nowhere the step read, since every frequency keeps the
+    earlier lattice; the last table shows in the earlier steps read as its multiples (25 for 26 under a
+    last step of 5) and in its lattices being there. It is read as the last table, the earlier QF named."""
+    double = jpeg_compress(jpeg_compress(photo_pair_for_double, 75, "4:2:0"), 95, "4:2:0")
+    table = estimate_luma_table(double)
+    assert table.ijg_quality == 95 and table.earlier_quality is not None and abs(table.earlier_quality - 75) <= 2
+    assert np.array_equal(table.steps[table.known], ijg_table(95)[table.known])
+    history = detect_double_compression(double, table)
+    assert history.detected and abs(history.primary_quality - 75) <= 2
+    for single in (jpeg_compress(photo_pair_for_double, 75, "4:2:0"), jpeg_compress(photo_pair_for_double, 95, "4:2:0")):
+        once = estimate_luma_table(single)
+        assert once.earlier_quality is None and not detect_double_compression(single, once).detected
