@@ -105,3 +105,32 @@ def test_outside_regions_leaves_the_boxes_out():
     outside_flag, share = outside_regions(regions, flag, None)
     assert outside_flag == pytest.approx(0.2) and share == pytest.approx(1 - 48 * 48 / 128 ** 2)
     assert outside_regions([], flag, None) == (None, 0.0)
+
+
+def test_a_region_pasted_from_a_jpeg_reports_its_own_table_and_grid_offset():
+    """A 160 x 160 square of a QF-50 JPEG on another grid, pasted into a never-compressed photo:
+    ``analyze`` finds it as a flag region, and the region carries the table read in its own box,
+    with its grid offset in the image's coordinates, in the API, the record and the viewer's label."""
+    from PIL import Image
+    from skimage import data
+
+    from jpegtrace import analyze
+    from jpegtrace.jpeg import jpeg_compress
+    from jpegtrace.viewer import as_region
+
+    clean = np.asarray(Image.fromarray(data.astronaut()).resize((320, 320), Image.LANCZOS))
+    donor = jpeg_compress(np.asarray(Image.fromarray(data.coffee()).resize((320, 320), Image.LANCZOS)), 50,
+                          grid_offset=(3, 6))
+    collage = clean.copy()
+    collage[80:240, 96:256] = donor[80:240, 96:256]
+    result = analyze(collage)
+    with_table = [r for r in result.regions if r.table is not None]
+    assert with_table, [r.describe() for r in result.regions]
+    region = with_table[0]
+    assert region.table.ijg_quality == 50 and region.table.grid_offset == (3, 6)
+    top, left, bottom, right = region.box
+    assert top < 240 and bottom > 80 and left < 256 and right > 96
+    assert region.as_dict()["table"]["ijg_quality"] == 50 and "its own QF 50 (table, IJG)" in region.describe()
+    assert "QF 50 (table, IJG) at grid offset (3, 6)" in as_region(region.as_dict(), collage.shape[:2]).label
+    # the never-compressed photo alone has no region with a table
+    assert all(r.table is None for r in analyze(clean).regions)

@@ -75,6 +75,10 @@ class Region:
         box alone; None when it was not run (:func:`confirm_regions` runs it).
     grid_found : bool
         Whether that check found a grid.
+    table : TableEstimate or None
+        The luma table read in the box at the grid check's best offset there
+        (:func:`jpegtrace.tables.estimate_luma_table`; its grid offset in the image's coordinates),
+        where one could be read: a region pasted from a JPEG shows its own table and offset.
     """
 
     kind: str
@@ -87,6 +91,7 @@ class Region:
     score: float
     grid_score: float | None = None
     grid_found: bool = False
+    table: object | None = None
 
     @property
     def confirmed(self) -> bool:
@@ -107,7 +112,7 @@ class Region:
                 "quality_around": r(self.quality_around, 1), "flag_around": r(self.flag_around, 4),
                 "score": round(self.score, 3),
                 "grid_score": None if self.grid_score is None else round(self.grid_score, 2),
-                "grid_found": self.grid_found}
+                "grid_found": self.grid_found, "table": None if self.table is None else self.table.as_dict()}
 
     def describe(self) -> str:
         """One line: ``flag region at (top, left)-(bottom, right), 28 % of the image, QF ≈ 80 inside``."""
@@ -117,6 +122,8 @@ class Region:
             text += f" QF ≈ {self.quality_inside:.0f} inside"
         if self.quality_around is not None and self.kind == QUALITY:
             text += f", {self.quality_around:.0f} around"
+        if self.table is not None:
+            text += f", its own {self.table.describe()} at grid offset {self.table.grid_offset}"
         return text
 
 
@@ -286,18 +293,26 @@ def _region(kind: str, component: np.ndarray, flag: np.ndarray, quality: np.ndar
 
 
 def confirm_regions(image: np.ndarray, regions: list[Region] | tuple[Region, ...]) -> tuple[Region, ...]:
-    """``regions`` with the JPEG grid check run on each flag region's box (``grid_score``, ``grid_found``).
+    """``regions`` with the JPEG grid check run on each flag region's box (``grid_score``, ``grid_found``),
+    and the box's own luma table read at the grid offset that check scored best (``table``).
 
-    A region pasted from a JPEG keeps its own 8x8 grid, at any offset; a blotch of the network's
-    flag map over never-compressed pixels has none.
+    A region pasted from a JPEG keeps its own 8x8 grid, at any offset, and its own table; a blotch of
+    the network's flag map over never-compressed pixels has neither. The table is read even where
+    the grid's score stays under the threshold (a 168-pixel box of a QF-50 JPEG scored 4.2): its own
+    tests decide, and never-compressed images have no table even at a made-up grid
+    (``tests/test_tables.py``).
     """
     from .grid.check import find_jpeg_grid
+    from .tables import estimate_luma_table
 
     out = []
     for region in regions:
         if region.kind == FLAG:
             top, left, bottom, right = region.box
-            grid = find_jpeg_grid(image[top:bottom, left:right])
-            region = replace(region, grid_score=float(grid.score), grid_found=bool(grid.found))
+            box = image[top:bottom, left:right]
+            grid = find_jpeg_grid(box)
+            table = estimate_luma_table(box, grid_offset=grid.grid_offset) if grid.coefficients else None
+            region = replace(region, grid_score=float(grid.score), grid_found=bool(grid.found),
+                             table=None if table is None else table.within(top, left))
         out.append(region)
     return tuple(out)

@@ -11,7 +11,7 @@ never guessed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -140,15 +140,15 @@ class TableEstimate:
         each known step to the nearest IJG table's over them (:func:`ijg_shape_residual`)."""
         return ijg_shape_residual(self.steps)
 
+    def within(self, top: int, left: int) -> "TableEstimate":
+        """This table, read on a crop whose pixel (0, 0) is the image's ``(top, left)``, with its grid
+        offset given in the image's coordinates."""
+        dy, dx = self.grid_offset
+        return replace(self, grid_offset=((dy - top) % 8, (dx - left) % 8))
+
     def describe(self) -> str:
         """One phrase, e.g. ``QF 84 (table, IJG)``, ``QF ≥ 96 (table, IJG)`` or ``QF ≈ 88 (non-standard table)``."""
-        if self.ijg_quality is not None:
-            return f"QF {self.ijg_quality} (table, IJG)"
-        if self.ijg_range is not None:
-            return f"QF ≥ {self.ijg_range[0]} (table, IJG)"
-        if self.equivalent_quality is not None:
-            return f"QF ≈ {self.equivalent_quality} (non-standard table)"
-        return "table unknown"
+        return describe_table(self.as_dict())
 
     def as_dict(self) -> dict:
         return {"steps": self.steps.tolist(), "confidence": np.round(self.confidence, 3).tolist(),
@@ -159,6 +159,17 @@ class TableEstimate:
                 "ijg_range": None if self.ijg_range is None else list(self.ijg_range),
                 "subsampling": None if self.chroma is None else self.chroma.subsampling,
                 "chroma": None if self.chroma is None else self.chroma.as_dict()}
+
+
+def describe_table(table: dict) -> str:
+    """:meth:`TableEstimate.describe` of a table as :meth:`TableEstimate.as_dict` gives it (a record's)."""
+    if table.get("ijg_quality") is not None:
+        return f"QF {table['ijg_quality']} (table, IJG)"
+    if table.get("ijg_range") is not None:
+        return f"QF ≥ {table['ijg_range'][0]} (table, IJG)"
+    if table.get("equivalent_quality") is not None:
+        return f"QF ≈ {table['equivalent_quality']} (non-standard table)"
+    return "table unknown"
 
 
 def block_coefficients(image: np.ndarray, grid_offset: tuple[int, int], *,
@@ -563,14 +574,8 @@ def estimate_tables_by_window(image: np.ndarray, *, window: int = 128) -> list[R
             tile = image[y:y + window, x:x + window]
             grid = find_jpeg_grid(tile, threshold=WINDOW_GRID_SCORE)
             table = estimate_luma_table(tile, grid_offset=grid.grid_offset) if grid.found else None
-            if table is None:
-                continue
-            # the tile's offset (where its pixel (0, 0) falls in its block) in image coordinates
-            dy, dx = table.grid_offset
-            offset = ((dy - y) % 8, (dx - x) % 8)
-            out.append(RegionTable(y, x, tile.shape[0], tile.shape[1],
-                                   TableEstimate(table.steps, table.confidence, offset, table.blocks,
-                                                 table.ijg_quality, table.equivalent_quality)))
+            if table is not None:
+                out.append(RegionTable(y, x, tile.shape[0], tile.shape[1], table.within(y, x)))
     return out
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import Analysis
+from .tables import describe_table
 
 #: Step of the QF values the page reads back: QF is stored as ``round(2 * QF)`` in one byte.
 QF_STEP = 0.5
@@ -51,6 +52,9 @@ class Region:
         Share of the image the region covers, 0..1.
     score : float
         How strongly the region stands out (its finder's score).
+    table : str or None
+        The region's own quantisation table, described (``QF 50 (table, IJG) at grid offset (3, 5)``),
+        where one was read in its box.
     """
 
     box: tuple[float, float, float, float]
@@ -59,6 +63,7 @@ class Region:
     quality_around: float | None
     area_share: float
     score: float
+    table: str | None = None
 
     @property
     def label(self) -> str:
@@ -68,6 +73,8 @@ class Region:
             parts.append(f"QF {_number(self.quality_inside, 0)} in, {_number(self.quality_around, 0)} around")
         parts.append(f"{100 * self.area_share:.1f} %")
         parts.append(f"score {self.score:.2f}")
+        if self.table is not None:
+            parts.append(self.table)
         return " · ".join(parts)
 
 
@@ -79,10 +86,10 @@ def as_region(item, shape: tuple[int, int]) -> Region:
     ValueError
         When the box is not four finite numbers with top < bottom and left < right inside the image.
     """
-    if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        item = dataclasses.asdict(item)
-    elif not isinstance(item, Mapping) and hasattr(item, "as_dict"):
+    if not isinstance(item, Mapping) and hasattr(item, "as_dict"):
         item = item.as_dict()
+    elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+        item = dataclasses.asdict(item)
     try:
         top, left, bottom, right = (float(v) for v in item["box"])
     except (KeyError, TypeError, ValueError):
@@ -93,9 +100,14 @@ def as_region(item, shape: tuple[int, int]) -> Region:
     if not all(map(math.isfinite, (top, left, bottom, right))) or not (top < bottom and left < right):
         raise ValueError(f"region box {list(item['box'])} is empty or outside the {height}x{width} image")
     kind = str(item.get("kind", "flag"))
+    table = item.get("table")
+    if isinstance(table, Mapping):
+        offset = table.get("grid_offset")
+        table = describe_table(table) + (f" at grid offset ({offset[0]}, {offset[1]})" if offset else "")
     return Region(box=(top, left, bottom, right), kind=kind,
                   quality_inside=_finite(item.get("quality_inside")), quality_around=_finite(item.get("quality_around")),
-                  area_share=_finite(item.get("area_share")) or 0.0, score=_finite(item.get("score")) or 0.0)
+                  area_share=_finite(item.get("area_share")) or 0.0, score=_finite(item.get("score")) or 0.0,
+                  table=None if table is None else str(table))
 
 
 def map_channels(analysis: Analysis) -> np.ndarray:
@@ -253,12 +265,13 @@ def summary_html(analysis: Analysis, regions: Iterable[Region] = (), *, title: s
     parts.append(f"<h2>Regions ({len(regions)})</h2>")
     if regions:
         parts.append("<table class=regions><tr><th>#</th><th>kind</th><th>box</th>"
-                     "<th>QF in</th><th>around</th><th>area</th><th>score</th></tr>")
+                     "<th>QF in</th><th>around</th><th>area</th><th>score</th><th>own table</th></tr>")
         for k, r in enumerate(regions, 1):
             box = ",".join(f"{v:g}" for v in r.box)
             parts.append(f"<tr><td>{k}</td><td>{escape(r.kind)}</td><td class=num>{box}</td>"
                          f"<td class=num>{_number(r.quality_inside, 1)}</td><td class=num>{_number(r.quality_around, 1)}</td>"
-                         f"<td class=num>{100 * r.area_share:.1f} %</td><td class=num>{r.score:.2f}</td></tr>")
+                         f"<td class=num>{100 * r.area_share:.1f} %</td><td class=num>{r.score:.2f}</td>"
+                         f"<td>{escape(r.table or '–')}</td></tr>")
         parts.append("</table><p class=small>box: top, left, bottom, right in pixels (bottom and right "
                      "exclusive)</p>")
     else:
