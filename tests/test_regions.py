@@ -132,5 +132,10 @@ def test_a_region_pasted_from_a_jpeg_reports_its_own_table_and_grid_offset():
     assert top < 240 and bottom > 80 and left < 256 and right > 96
     assert region.as_dict()["table"]["ijg_quality"] == 50 and "its own QF 50 (table, IJG)" in region.describe()
     assert "QF 50 (table, IJG) at grid offset (3, 6)" in as_region(region.as_dict(), collage.shape[:2]).label
+    from jpegtrace.record import analysis_record, text_line
+
+    assert result.verdict == "partly compressed"
+    line = text_line(analysis_record(result, file="collage.png"))
+    assert "its own QF 50 (table, IJG) at grid offset (3, 6)" in line
     # the never-compressed photo alone has no region with a table
     assert all(r.table is None for r in analyze(clean).regions)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .analysis import NO_EVIDENCE, PARTLY_COMPRESSED, Analysis
+from .tables import describe_table
 
 #: The JSON Schema (draft 2020-12) of one record.
 SCHEMA_PATH = Path(__file__).parent / "schema" / "record.schema.json"
@@ -136,6 +137,11 @@ def text_line(record: dict) -> str:
         boxes = ", ".join(f"x {r['box'][1]}-{r['box'][3]}, y {r['box'][0]}-{r['box'][2]}" for r in flag_regions[:3])
         details.append(f"{len(flag_regions)} region{'s' if len(flag_regions) > 1 else ''}, {area:.0%} of the image "
                        f"at {boxes}, never compressed around it")
+        for r in flag_regions[:3]:
+            if r.get("table"):
+                offset = r["table"]["grid_offset"]
+                details.append(f"x {r['box'][1]}-{r['box'][3]}, y {r['box'][0]}-{r['box'][2]}: its own "
+                               f"{describe_table(r['table'])} at grid offset ({offset[0]}, {offset[1]})")
     elif verdict == NO_EVIDENCE:
         details.append("too few pixels carry JPEG evidence")
     if record["mean_flag"] is not None and verdict != PARTLY_COMPRESSED:
