@@ -137,5 +137,9 @@ def test_a_region_pasted_from_a_jpeg_reports_its_own_table_and_grid_offset():
     assert result.verdict == "partly compressed"
     line = text_line(analysis_record(result, file="collage.png"))
     assert "its own QF 50 (table, IJG) at grid offset (3, 6)" in line
+    # the whole image's grid check finds no grid (a third of it is the JPEG): the headline is the region's
+    # table's exact QF, where the network's map says about 49
+    assert result.table is None and result.quality_source == "region table (IJG)" and result.headline_quality == 50
+    assert "QF 50 (region's table, IJG)" in line
     # the never-compressed photo alone has no region with a table
     assert all(r.table is None for r in analyze(clean).regions)

@@ -182,6 +182,8 @@ class Analysis:
             return float(np.clip(self.mean_quality if self.mean_quality is not None else low, low, high))
         if source == "table (non-standard)":
             return float(self.table.equivalent_quality)
+        if source == "region table (IJG)":
+            return float(self.flag_regions[0].table.ijg_quality)
         if source == "region":
             return self.flag_regions[0].quality_inside
         return self.mean_quality
@@ -190,8 +192,9 @@ class Analysis:
     def quality_source(self) -> str:
         """Where :attr:`headline_quality` comes from: "table (IJG)", "table (IJG range)" (QF 96-100 IJG
         tables, whose steps of 1 cannot be read: the maps' QF within the QFs the table allows),
-        "table (non-standard)", "region" (the network's QF inside the largest flag region of a partly
-        compressed image) or "network"."""
+        "table (non-standard)", "region table (IJG)" (an IJG table read in the box of the largest flag
+        region of a partly compressed image, where the whole image gave none), "region" (the network's
+        QF inside that region) or "network"."""
         if self.table is not None and self.verdict in JPEG_VERDICTS:
             if self.table.ijg_quality is not None:
                 return "table (IJG)"
@@ -199,8 +202,12 @@ class Analysis:
                 return "table (IJG range)"
             if self.table.equivalent_quality is not None and _table_quality_readable(self.table):
                 return "table (non-standard)"
-        if self.verdict == PARTLY_COMPRESSED and self.flag_regions[0].quality_inside is not None:
-            return "region"
+        if self.verdict == PARTLY_COMPRESSED:
+            largest = self.flag_regions[0]
+            if largest.table is not None and largest.table.ijg_quality is not None:
+                return "region table (IJG)"
+            if largest.quality_inside is not None:
+                return "region"
         return "network"
 
     @property

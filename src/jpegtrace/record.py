@@ -128,6 +128,8 @@ def text_line(record: dict) -> str:
         shown = f"QF ≥ {record['table']['ijg_range'][0]} (table, IJG; ≈ {quality:.0f} by the maps)"
     elif source.startswith("table"):
         shown = f"QF {quality:.0f} ({source.replace('table (', 'table, ').rstrip(')')})"
+    elif source == "region table (IJG)":
+        shown = f"QF {quality:.0f} (region's table, IJG)"
     else:
         shown = f"QF ≈ {quality:.0f}"
     details = []
