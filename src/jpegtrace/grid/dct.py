@@ -71,6 +71,12 @@ def block_dct(blocks: np.ndarray) -> np.ndarray:
         return blocks.astype(np.float32) @ _DCT_2D
 
 
+def dct_basis() -> np.ndarray:
+    """A copy of the ``(64, 64)`` orthonormal 8x8 DCT as a matrix, float32: ``blocks @ dct_basis()`` is
+    :func:`block_dct`, and ``coefficients @ dct_basis().T`` its inverse."""
+    return _DCT_2D.copy()
+
+
 def luma(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """JFIF luma of uint8 pixels, rounded to integers as a decoder's is, and where pixels are clipped.
 
