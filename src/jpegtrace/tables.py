@@ -50,6 +50,16 @@ MIN_MARGIN = 8.0
 MAX_LONE_STEP = 4
 MIN_SECOND_MULTIPLES = 3
 MIN_SECOND_SHARE = 0.1
+#: ...and those second multiples must be on the lattice themselves, this many standard errors above
+#: chance: where the true step is 1 (QF 95 and above), the coefficients just above :data:`AMBIGUOUS`
+#: pile up at 2.5-3.0 and pass for a first multiple of 3, while the larger ones lie on every integer
+#: (3 read for 1 at QF 95 in 13 of 80 JPEGs of 40 train photos).
+SECOND_MIN_Z = 3.0
+#: A decoded luma coefficient quantised to zero stays within this of zero (the rounding noise reaches
+#: 1.3 at its 99th percentile, the decoder's artefacts at frequencies quantised to zero 2.6-3.0). A
+#: step whose zero bin holds more than :data:`OUTLIER_SHARE` of the coefficients beyond it is refuted:
+#: small coefficients look "near 0" to the periodicity test of a large step (35 was read for 2 at QF 95).
+ZERO_BIN_REACH = 3.5
 #: Blocks whose pixels vary less than this (grey levels, standard deviation) are left out.
 MIN_BLOCK_STD = 1.0
 #: Fewest steps read for a table to be reported at all: a few chance lattices (a never-compressed
@@ -274,7 +284,7 @@ def recovered_clipped_coefficients(image: np.ndarray, grid_offset: tuple[int, in
 
 def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
                   ambiguous: float = AMBIGUOUS, lone: bool = False, min_support: int = MIN_SUPPORT,
-                  min_z: float = MIN_Z) -> tuple[int, float]:
+                  min_z: float = MIN_Z, zero_bin_reach: float | None = ZERO_BIN_REACH) -> tuple[int, float]:
     """The quantisation step of one frequency from its coefficients: ``(step, confidence)``, ``(0, 0)`` if unknown.
 
     Notes
@@ -290,8 +300,10 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
     multiples and near neighbours fail outright (odd multiples of the step lie half a period away, and
     ``q + 1`` misses ``q`` by a whole grey level). The step is read only when the coefficients away
     from zero (beyond :data:`AMBIGUOUS`) number :data:`MIN_SUPPORT` or more and the best ``q`` wins by :data:`MIN_MARGIN` nats;
-    confidence rises from 0 at that margin to 1 at three times it. A step up to :data:`MAX_LONE_STEP`
-    must also show its second multiples, unless ``lone`` (where the caller knows more: the rest of
+    confidence rises from 0 at that margin to 1 at three times it. A step whose zero bin holds more
+    than :data:`OUTLIER_SHARE` of the coefficients beyond ``zero_bin_reach`` (:data:`ZERO_BIN_REACH`;
+    None: not tested) is refuted. A step up
+    to :data:`MAX_LONE_STEP` must also show its second multiples, on its lattice (:data:`SECOND_MIN_Z`), unless ``lone`` (where the caller knows more: the rest of
     the table, :func:`_read_with_table`); ``min_support`` and ``min_z`` lower
     :data:`MIN_SUPPORT` and :data:`MIN_Z` there.
     """
@@ -306,6 +318,10 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
     top = int(min(max_step, np.ceil(away.max()) + 2))
     q = np.arange(1, top + 1, dtype=np.float64)[:, None]
     present = _lattices_there(away, q[:, 0], min_z=min_z)
+    # a step whose zero bin holds coefficients a decoder could not have left there is no step
+    if zero_bin_reach is not None:
+        in_zero_bin = (away[None, :] > zero_bin_reach) & (away[None, :] < q / 2)
+        present &= in_zero_bin.mean(axis=1) <= OUTLIER_SHARE
     if not present.any():
         return 0, 0.0
     # Among the lattices that are there, the step is the one that explains the coefficients best.
@@ -321,8 +337,10 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
     if step <= MAX_LONE_STEP and not lone:
         # A small step must show several of its multiples: coefficients that all sit at one small value
         # (a coarse JPEG's decoder leaves +-3 at frequencies quantised to zero) are no lattice.
-        multiples = np.round(away / step)
-        if np.count_nonzero(multiples >= 2) < max(MIN_SECOND_MULTIPLES, MIN_SECOND_SHARE * away.size):
+        higher = away[np.round(away / step) >= 2]
+        if higher.size < max(MIN_SECOND_MULTIPLES, MIN_SECOND_SHARE * away.size):
+            return 0, 0.0
+        if not _lattices_there(higher, np.array([float(step)]), min_z=SECOND_MIN_Z)[0]:
             return 0, 0.0
     return step, float(min(1.0, (margin - MIN_MARGIN) / (2 * MIN_MARGIN)))
 
