@@ -160,6 +160,34 @@ def test_clipped_pixels_are_recovered_from_the_known_steps(large_photo):
     assert after >= 0.85 and before <= 0.5, (after, before)  # measured 0.94 and 0.28
 
 
+def test_a_pile_up_above_the_zero_bin_is_no_step_of_3():
+    """Step 1 (QF 95 and up): the coefficients beyond 2.5 pile up just above it and pass for a first
+    multiple of 3, and the few larger ones (4.6-5.3) for second multiples, though they are not on its
+    lattice (the estimator before 2026-12-03 read 3 here). A true step of 3 is still read."""
+    from jpegtrace.tables import estimate_step
+
+    rng = np.random.default_rng(2)
+    zeros = rng.normal(0, 0.5, 2000)
+    signs = rng.choice([-1, 1], 2190)
+    pile_up = np.concatenate([rng.uniform(2.5, 3.4, 150), rng.uniform(4.6, 5.3, 40), zeros]) * signs
+    assert estimate_step(pile_up) == (0, 0.0)
+    on_three = np.concatenate([3 + rng.normal(0, 0.3, 150), 6 + rng.normal(0, 0.3, 40), zeros]) * signs
+    assert estimate_step(on_three)[0] == 3
+
+
+def test_coefficients_in_a_steps_zero_bin_refute_it():
+    """Coefficients of 3.5-10 cannot come from a step of 35 (they would have been quantised to zero),
+    though to its periodicity test they look near 0."""
+    from jpegtrace.tables import estimate_step
+
+    rng = np.random.default_rng(3)
+    small = rng.uniform(3.5, 10, 60)
+    large = 35 * rng.integers(1, 3, 30) + rng.normal(0, 0.3, 30)
+    assert estimate_step(np.concatenate([small, large]))[0] != 35
+    assert estimate_step(np.concatenate([small, large]), zero_bin_reach=None)[0] == 35  # without the test
+    assert estimate_step(np.concatenate([rng.normal(0, 0.8, 60), large]))[0] == 35
+
+
 def test_never_compressed_images_have_no_table(large_photo):
     from jpegtrace.train.synthetic import HELD_OUT_FONTS, KINDS, synthetic_image
 
