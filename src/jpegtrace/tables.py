@@ -57,9 +57,12 @@ MIN_SECOND_SHARE = 0.1
 SECOND_MIN_Z = 3.0
 #: A decoded luma coefficient quantised to zero stays within this of zero (the rounding noise reaches
 #: 1.3 at its 99th percentile, the decoder's artefacts at frequencies quantised to zero 2.6-3.0). A
-#: step whose zero bin holds more than :data:`OUTLIER_SHARE` of the coefficients beyond it is refuted:
-#: small coefficients look "near 0" to the periodicity test of a large step (35 was read for 2 at QF 95).
+#: step whose zero bin holds more than :data:`MAX_ZERO_BIN_SHARE` of the coefficients beyond it is
+#: refuted: small coefficients look "near 0" to the periodicity test of a large step (35 was read for 2
+#: at QF 95, most coefficients in its zero bin). Blocks of other pixels put a few there too (a flag
+#: region's box with a margin of never-compressed pixels: 5.6 % at a step of 12), so a quarter it is.
 ZERO_BIN_REACH = 3.5
+MAX_ZERO_BIN_SHARE = 0.25
 #: Blocks whose pixels vary less than this (grey levels, standard deviation) are left out.
 MIN_BLOCK_STD = 1.0
 #: Fewest steps read for a table to be reported at all: a few chance lattices (a never-compressed
@@ -301,7 +304,7 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
     ``q + 1`` misses ``q`` by a whole grey level). The step is read only when the coefficients away
     from zero (beyond :data:`AMBIGUOUS`) number :data:`MIN_SUPPORT` or more and the best ``q`` wins by :data:`MIN_MARGIN` nats;
     confidence rises from 0 at that margin to 1 at three times it. A step whose zero bin holds more
-    than :data:`OUTLIER_SHARE` of the coefficients beyond ``zero_bin_reach`` (:data:`ZERO_BIN_REACH`;
+    than :data:`MAX_ZERO_BIN_SHARE` of the coefficients beyond ``zero_bin_reach`` (:data:`ZERO_BIN_REACH`;
     None: not tested) is refuted. A step up
     to :data:`MAX_LONE_STEP` must also show its second multiples, on its lattice (:data:`SECOND_MIN_Z`), unless ``lone`` (where the caller knows more: the rest of
     the table, :func:`_read_with_table`); ``min_support`` and ``min_z`` lower
@@ -321,7 +324,7 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
     # a step whose zero bin holds coefficients a decoder could not have left there is no step
     if zero_bin_reach is not None:
         in_zero_bin = (away[None, :] > zero_bin_reach) & (away[None, :] < q / 2)
-        present &= in_zero_bin.mean(axis=1) <= OUTLIER_SHARE
+        present &= in_zero_bin.mean(axis=1) <= MAX_ZERO_BIN_SHARE
     if not present.any():
         return 0, 0.0
     # Among the lattices that are there, the step is the one that explains the coefficients best.
