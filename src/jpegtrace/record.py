@@ -136,14 +136,12 @@ def text_line(record: dict) -> str:
     flag_regions = [r for r in record["regions"] if r["kind"] == "flag"]
     if verdict == PARTLY_COMPRESSED:
         area = sum(r["area_share"] for r in flag_regions)
-        boxes = ", ".join(f"x {r['box'][1]}-{r['box'][3]}, y {r['box'][0]}-{r['box'][2]}" for r in flag_regions[:3])
+        boxes = ", ".join(_box_text(r) for r in flag_regions[:3])
         details.append(f"{len(flag_regions)} region{'s' if len(flag_regions) > 1 else ''}, {area:.0%} of the image "
                        f"at {boxes}, never compressed around it")
         for r in flag_regions[:3]:
             if r.get("table"):
-                offset = r["table"]["grid_offset"]
-                details.append(f"x {r['box'][1]}-{r['box'][3]}, y {r['box'][0]}-{r['box'][2]}: its own "
-                               f"{describe_table(r['table'])} at grid offset ({offset[0]}, {offset[1]})")
+                details.append(f"{_box_text(r)}: its own {describe_table(r['table'], offset=True)}")
     elif verdict == NO_EVIDENCE:
         details.append("too few pixels carry JPEG evidence")
     if record["mean_flag"] is not None and verdict != PARTLY_COMPRESSED:
@@ -159,7 +157,7 @@ def text_line(record: dict) -> str:
         details.append(f"chroma {table['subsampling']}")
     quality_regions = [r for r in record["regions"] if r["kind"] == "quality"]
     for r in quality_regions[:3]:
-        details.append(f"QF ≈ {r['quality_inside']:.0f} in x {r['box'][1]}-{r['box'][3]}, y {r['box'][0]}-{r['box'][2]} "
+        details.append(f"QF ≈ {r['quality_inside']:.0f} in {_box_text(r)} "
                        f"(≈ {r['quality_around']:.0f} around)")
     history = record.get("history") or {}
     if history.get("detected"):
@@ -170,3 +168,9 @@ def text_line(record: dict) -> str:
     if record["notes"]:
         details.append("; ".join(record["notes"]))
     return f"{record['file']}\t{verdict}\t{shown}\t{', '.join(details)}"
+
+
+def _box_text(region: dict) -> str:
+    """A region's box as the one-line output names it: ``x left-right, y top-bottom``."""
+    top, left, bottom, right = region["box"]
+    return f"x {left}-{right}, y {top}-{bottom}"

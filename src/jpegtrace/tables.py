@@ -165,7 +165,8 @@ class TableEstimate:
 
     def describe(self) -> str:
         """One phrase, e.g. ``QF 84 (table, IJG)``, ``QF ≥ 96 (table, IJG)`` or ``QF ≈ 88 (non-standard table)``."""
-        return describe_table(self.as_dict())
+        return describe_table({"ijg_quality": self.ijg_quality, "ijg_range": self.ijg_range,
+                               "equivalent_quality": self.equivalent_quality})
 
     def as_dict(self) -> dict:
         return {"steps": self.steps.tolist(), "confidence": np.round(self.confidence, 3).tolist(),
@@ -178,15 +179,21 @@ class TableEstimate:
                 "chroma": None if self.chroma is None else self.chroma.as_dict()}
 
 
-def describe_table(table: dict) -> str:
-    """:meth:`TableEstimate.describe` of a table as :meth:`TableEstimate.as_dict` gives it (a record's)."""
+def describe_table(table: dict, *, offset: bool = False) -> str:
+    """:meth:`TableEstimate.describe` of a table as :meth:`TableEstimate.as_dict` gives it (a record's),
+    followed by `` at grid offset (y, x)`` with ``offset``."""
     if table.get("ijg_quality") is not None:
-        return f"QF {table['ijg_quality']} (table, IJG)"
-    if table.get("ijg_range") is not None:
-        return f"QF ≥ {table['ijg_range'][0]} (table, IJG)"
-    if table.get("equivalent_quality") is not None:
-        return f"QF ≈ {table['equivalent_quality']} (non-standard table)"
-    return "table unknown"
+        text = f"QF {table['ijg_quality']} (table, IJG)"
+    elif table.get("ijg_range") is not None:
+        text = f"QF ≥ {table['ijg_range'][0]} (table, IJG)"
+    elif table.get("equivalent_quality") is not None:
+        text = f"QF ≈ {table['equivalent_quality']} (non-standard table)"
+    else:
+        text = "table unknown"
+    if offset and table.get("grid_offset") is not None:
+        dy, dx = table["grid_offset"]
+        text += f" at grid offset ({dy}, {dx})"
+    return text
 
 
 def block_coefficients(image: np.ndarray, grid_offset: tuple[int, int], *,
@@ -197,39 +204,43 @@ def block_coefficients(image: np.ndarray, grid_offset: tuple[int, int], *,
 
 
 def _grid_blocks(image: np.ndarray, grid_offset: tuple[int, int], *, max_blocks: int,
-                 partly_clipped: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Level-shifted luma ``(n, 64)`` of the whole, textured blocks of the grid at ``grid_offset``, at
-    most ``max_blocks`` of them (evenly spaced): the unclipped ones, or with ``partly_clipped`` those
-    with 1 to :data:`MAX_RECOVERED_CLIPPED` clipped pixels; and per pixel ``(n, 64)`` whether it is
-    clipped high (a channel or the luma at 255) and low (at 0).
+                 partly_clipped: bool = False) -> tuple[np.ndarray, ...]:
+    """``(blocks,)``: the level-shifted luma ``(n, 64)`` of the whole, unclipped, textured blocks of the
+    grid at ``grid_offset``, at most ``max_blocks`` of them (evenly spaced); with ``partly_clipped``,
+    ``(blocks, high, low)`` of those with 1 to :data:`MAX_RECOVERED_CLIPPED` clipped pixels instead, with
+    per pixel ``(n, 64)`` whether it is clipped high (a channel or the luma at 255) and low (at 0).
 
     Bands of block rows are read twice, first to tell which blocks qualify, then to take the chosen ones,
     so that memory stays a band's whatever the image size (as in the grid check).
     """
     oy, ox = grid_block_origin(grid_offset)
     rows, cols = (image.shape[0] - oy) // 8, (image.shape[1] - ox) // 8
+    empty = (np.empty((0, 64), np.float32),) + ((np.empty((0, 64), bool),) * 2 if partly_clipped else ())
     if rows <= 0 or cols <= 0:
-        return np.empty((0, 64), np.float32), np.empty((0, 64), bool), np.empty((0, 64), bool)
+        return empty
     per_band = max(1, _BAND_PIXELS // (64 * cols))
     bands = [(r0, min(rows, r0 + per_band)) for r0 in range(0, rows, per_band)]
 
     def as_blocks(plane: np.ndarray, r0: int, r1: int) -> np.ndarray:
         return plane.reshape(r1 - r0, 8, cols, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
 
-    def read(r0: int, r1: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    def read(r0: int, r1: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
         pixels = image[oy + 8 * r0:oy + 8 * r1, ox:ox + 8 * cols]
-        y, _ = luma(pixels)
+        y, clipped = luma(pixels)
+        blocks = as_blocks(y - 128.0, r0, r1)
         # Pixels with a channel clipped in RGB, or whose luma the decoder clamped at 0 or 255 (an IDCT
         # overshoot, common at low QFs), are not the decoder's luma any more.
-        channels = pixels if pixels.ndim == 3 else pixels[..., None]
-        high = as_blocks((channels == 255).any(axis=-1) | (y >= 255), r0, r1)
-        low = as_blocks((channels == 0).any(axis=-1) | (y <= 0), r0, r1)
-        blocks = as_blocks(y - 128.0, r0, r1)
-        clipped = (high | low).sum(axis=1)
-        wanted = (clipped >= 1) & (clipped <= MAX_RECOVERED_CLIPPED) if partly_clipped else clipped == 0
+        count = as_blocks(clipped | (y <= 0) | (y >= 255), r0, r1).sum(axis=1)
+        if partly_clipped:
+            channels = pixels if pixels.ndim == 3 else pixels[..., None]
+            arrays = (blocks, as_blocks((channels == 255).any(axis=-1) | (y >= 255), r0, r1),
+                      as_blocks((channels == 0).any(axis=-1) | (y <= 0), r0, r1))
+            wanted = (count >= 1) & (count <= MAX_RECOVERED_CLIPPED)
+        else:
+            arrays, wanted = (blocks,), count == 0
         # Smooth blocks round coherently (a flat block's 64 pixels all round the same way, which puts
         # its DC on a lattice of 8 whatever the step): only textured blocks keep the steps' lattice.
-        return (blocks, high, low), wanted & (blocks.std(axis=1) >= MIN_BLOCK_STD)
+        return arrays, wanted & (blocks.std(axis=1) >= MIN_BLOCK_STD)
 
     first = read(*bands[0])
     usable = np.concatenate([first[1]] + [read(r0, r1)[1] for r0, r1 in bands[1:]])
@@ -242,9 +253,8 @@ def _grid_blocks(image: np.ndarray, grid_offset: tuple[int, int], *, max_blocks:
         if here.size:
             taken.append([a[here] for a in (first if index == 0 else read(r0, r1))[0]])
     if not taken:
-        return np.empty((0, 64), np.float32), np.empty((0, 64), bool), np.empty((0, 64), bool)
-    blocks, high, low = (np.concatenate(parts) for parts in zip(*taken))
-    return blocks, high, low
+        return empty
+    return tuple(np.concatenate(parts) for parts in zip(*taken))
 
 
 def recovered_clipped_coefficients(image: np.ndarray, grid_offset: tuple[int, int], steps: np.ndarray, *,
@@ -499,7 +509,8 @@ MIN_AMBIGUOUS_HIGH_QUALITY = 96
 def matching_ijg_qualities(steps: np.ndarray, *, chroma: bool = False) -> list[int]:
     """The IJG QFs whose luma (or ``chroma``) table matches every known step (0: unknown) within
     :data:`MATCH_TOLERANCE`, in increasing order."""
-    known = np.asarray(steps) > 0
+    steps = np.asarray(steps)
+    known = steps > 0
     tables = ijg_tables(chroma=chroma)[:, known]  # (100, known steps)
     matches = np.all(np.abs(tables - steps[known]) <= np.floor(MATCH_TOLERANCE * tables), axis=1)
     return [int(q) + 1 for q in np.flatnonzero(matches)]

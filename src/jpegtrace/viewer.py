@@ -102,8 +102,7 @@ def as_region(item, shape: tuple[int, int]) -> Region:
     kind = str(item.get("kind", "flag"))
     table = item.get("table")
     if isinstance(table, Mapping):
-        offset = table.get("grid_offset")
-        table = describe_table(table) + (f" at grid offset ({offset[0]}, {offset[1]})" if offset else "")
+        table = describe_table(table, offset=True)
     return Region(box=(top, left, bottom, right), kind=kind,
                   quality_inside=_finite(item.get("quality_inside")), quality_around=_finite(item.get("quality_around")),
                   area_share=_finite(item.get("area_share")) or 0.0, score=_finite(item.get("score")) or 0.0,
