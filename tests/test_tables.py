@@ -297,20 +297,45 @@ def test_the_ijg_shape_residual_tells_scaled_standard_tables_from_other_families
     assert ijg_shape_residual(np.zeros((8, 8), int)) is None
 
 
-def test_a_partly_read_table_is_the_headline_only_in_an_ijg_tables_shape():
-    from jpegtrace.analysis import MIN_IJG_SHAPED_STEPS, _table_quality_readable
+def test_unknown_steps_are_extrapolated_from_the_shape_of_the_known_ones():
+    from jpegtrace.jpeg import ijg_equivalent_quality
+    from jpegtrace.tables import completed_table, fit_table_shape
+
+    low = np.add.outer(np.arange(8), np.arange(8)) <= 4  # the 15 low frequencies the pixels show
+    shape = fit_table_shape(np.where(low, ijg_table(70), 0))
+    assert shape.family == "IJG" and shape.residual == pytest.approx(0.0, abs=1e-9)
+    assert np.array_equal(completed_table(np.where(low, ijg_table(70), 0)), ijg_table(70))
+    u, v = np.meshgrid(np.arange(8), np.arange(8))
+    smooth = np.round(6 + 140 * ((u + v) / 14.0) ** 1.6).astype(int)  # a phone's smooth table: no IJG shape
+    shape = fit_table_shape(np.where(low, smooth, 0))
+    assert shape.family == "power law" and shape.residual < 0.05
+    completed = completed_table(np.where(low, smooth, 0))
+    assert np.array_equal(completed[low], smooth[low])  # the known steps stay as read
+    assert np.abs(np.log(completed / smooth)).max() < 0.1  # the 49 unknown ones within 10 %
+    assert abs(ijg_equivalent_quality(completed) - ijg_equivalent_quality(smooth)) <= 1
+    # the IJG-equivalent QF over the known steps alone would be far off: the high steps weigh as much
+    assert abs(ijg_equivalent_quality(np.where(low, smooth, ijg_table(70))) - ijg_equivalent_quality(smooth)) > 5
+    rough = np.where(low, np.random.default_rng(5).integers(2, 120, (8, 8)), 0)  # no smooth table's steps
+    assert fit_table_shape(rough).residual > 0.3
+    assert fit_table_shape(np.where(np.arange(64).reshape(8, 8) < 2, 9, 0)) is None
+
+
+def test_a_partly_read_table_is_the_headline_only_in_a_smooth_tables_shape():
+    from jpegtrace.analysis import MIN_SHAPED_STEPS, _table_quality_readable
     from jpegtrace.tables import TableEstimate, match_ijg
 
     def estimate(steps):
         return TableEstimate(steps, (steps > 0).astype(float), (0, 0), 1000, *match_ijg(steps))
 
-    low = np.add.outer(np.arange(8), np.arange(8)) <= 4  # 15 steps: fewer than MIN_IJG_SHAPED_STEPS
-    lower = np.add.outer(np.arange(8), np.arange(8)) <= 5  # 21 steps
-    assert low.sum() < MIN_IJG_SHAPED_STEPS <= lower.sum()
+    few = np.add.outer(np.arange(8), np.arange(8)) <= 2  # 6 steps: fewer than MIN_SHAPED_STEPS
+    low = np.add.outer(np.arange(8), np.arange(8)) <= 4  # 15 steps
+    assert few.sum() < MIN_SHAPED_STEPS <= low.sum()
     scaled = np.round(ijg_table(70) * 1.07).astype(int)  # a camera's own scaling of the standard table
-    assert _table_quality_readable(estimate(np.where(lower, scaled, 0)))
-    assert not _table_quality_readable(estimate(np.where(low, scaled, 0)))
+    assert _table_quality_readable(estimate(np.where(low, scaled, 0)))
+    assert not _table_quality_readable(estimate(np.where(few, scaled, 0)))
     u, v = np.meshgrid(np.arange(8), np.arange(8))
-    other = np.round(5 + 115 * (u + v) / 14.0).astype(int)
-    assert not _table_quality_readable(estimate(np.where(lower, other, 0)))
-    assert _table_quality_readable(estimate(other))  # all 64 read: its own equivalent QF, whatever its shape
+    linear = np.round(5 + 115 * (u + v) / 14.0).astype(int)  # steps growing linearly: a power law's
+    assert _table_quality_readable(estimate(np.where(low, linear, 0)))
+    rough = np.random.default_rng(5).integers(2, 120, (8, 8))
+    assert not _table_quality_readable(estimate(np.where(low, rough, 0)))
+    assert _table_quality_readable(estimate(rough))  # all 64 read: its own equivalent QF, whatever its shape

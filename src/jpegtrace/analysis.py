@@ -31,13 +31,13 @@ from .tables import TableEstimate, estimate_luma_table
 #: (on 6 val photos with camera-like tables: 54-64 steps read gave it within 0-3, 11-34 steps within
 #: 0-25), so below this the network's QF is the headline, unless the table has IJG's shape.
 MIN_TABLE_STEPS_FOR_QF = 48
-#: A non-standard table whose known steps lie within this of the nearest IJG table's shape
-#: (:attr:`~jpegtrace.tables.TableEstimate.ijg_shape_residual`) and number at least
-#: :data:`MIN_IJG_SHAPED_STEPS` is the headline too: its unknown steps are then taken as that IJG
-#: table's, as a camera that scales the standard table its own way has them. Chosen on camera-like
-#: tables of 40 train photos (``scripts/study_camera_tables.py``, seed 11): see the research log.
-MAX_IJG_SHAPE_RESIDUAL = 0.2
-MIN_IJG_SHAPED_STEPS = 16
+#: A non-standard table whose known steps lie within this of a smooth table's shape, an IJG table's
+#: or a power law's (:attr:`~jpegtrace.tables.TableEstimate.shape`), and number at least
+#: :data:`MIN_SHAPED_STEPS` is the headline too: its unknown steps are then that shape's. Chosen on
+#: camera-like tables of 40 train photos (``scripts/study_camera_tables.py``, seed 11): see the
+#: research log.
+MAX_SHAPE_RESIDUAL = 0.2
+MIN_SHAPED_STEPS = 8
 #: Bounds the output pixels computed at once to about ``DEFAULT_TILE_SIZE ** 2``.
 DEFAULT_TILE_SIZE = 512
 #: Smallest tile ONNX Runtime and OpenVINO get: smaller ones recompute their 16-pixel halo too often.
@@ -169,8 +169,8 @@ class Analysis:
         """The whole-image QF to quote: the table's where it is read with confidence, else the maps'.
 
         An IJG table read from the pixels gives the exact QF; a non-standard one read at
-        :data:`MIN_TABLE_STEPS_FOR_QF` frequencies or more, or at :data:`MIN_IJG_SHAPED_STEPS` in the
-        shape of an IJG table (:data:`MAX_IJG_SHAPE_RESIDUAL`), its IJG-equivalent QF; otherwise (no grid,
+        :data:`MIN_TABLE_STEPS_FOR_QF` frequencies or more, or at :data:`MIN_SHAPED_STEPS` in a smooth
+        table's shape (:data:`MAX_SHAPE_RESIDUAL`), its IJG-equivalent QF; otherwise (no grid,
         few steps readable) it is ``mean_quality``, or for a partly compressed image the QF inside
         its largest flag region. :attr:`quality_source` says which.
         """
@@ -233,12 +233,12 @@ class Analysis:
 
 def _table_quality_readable(table: TableEstimate) -> bool:
     """Whether a non-standard table's IJG-equivalent QF rests on enough of it: most steps read, or
-    enough of them in an IJG table's shape (see :data:`MAX_IJG_SHAPE_RESIDUAL`)."""
+    enough of them in a smooth table's shape (see :data:`MAX_SHAPE_RESIDUAL`)."""
     known = int(table.known.sum())
     if known >= MIN_TABLE_STEPS_FOR_QF:
         return True
-    residual = table.ijg_shape_residual
-    return known >= MIN_IJG_SHAPED_STEPS and residual is not None and residual <= MAX_IJG_SHAPE_RESIDUAL
+    shape = table.shape
+    return known >= MIN_SHAPED_STEPS and shape is not None and shape.residual <= MAX_SHAPE_RESIDUAL
 
 
 @functools.lru_cache(maxsize=4)
