@@ -51,3 +51,25 @@ def test_no_coarse_grid_in_never_compressed_or_upscaled_images(photo512):
                   np.full((200, 200, 3), 128, np.uint8)):
         grid = check_pixels(np.ascontiguousarray(image)).grid
         assert not grid.found, grid
+
+
+def test_a_cameras_coarse_table_in_a_smooth_shape_confirms_the_grid(photo512):
+    from jpegtrace.analysis import analyze_array, load_model
+    from jpegtrace.jpeg import ijg_equivalent_quality, ijg_table
+
+    u, v = np.meshgrid(np.arange(8), np.arange(8))
+    luma = np.clip(np.round(110 + 120 * ((u + v) / 14.0) ** 1.4), 1, 255).astype(int)  # a power law, QF ~6
+    truth = ijg_equivalent_quality(luma)
+    image = jpeg_compress(photo512, 50, "4:2:0", qtables=(luma, np.minimum(255, luma * 2)))
+    assert not find_jpeg_grid(image).found  # the coefficient check sees nothing: DC-only blocks
+    table = estimate_luma_table(image)
+    assert table is not None and table.ijg_quality is None and table.shape.family == "power law"
+    assert np.array_equal(table.steps[table.known], luma[table.known])
+    assert abs(table.equivalent_quality - truth) <= 1
+    analysis = analyze_array(image, load_model())
+    assert analysis.grid.found and analysis.grid.method == "flat blocks"
+    assert analysis.quality_source == "table (non-standard)" and abs(analysis.headline_quality - truth) <= 1
+    # the same steps from an IJG-shaped table off by much more than a camera's jitter are no table
+    rough = np.where(table.known, np.round(ijg_table(6) * np.exp(np.random.default_rng(1).normal(0, 0.5, (8, 8)))), 0)
+    from jpegtrace.tables import smooth_coarse_table
+    assert not smooth_coarse_table(rough.astype(int))

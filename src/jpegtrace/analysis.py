@@ -23,7 +23,7 @@ from .nn import backends, engine
 from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
 from .nn.weights import QualityCalibration, load_weights
 from .chroma import estimate_chroma_table
-from .tables import TableEstimate, estimate_luma_table
+from .tables import TableEstimate, estimate_luma_table, smooth_coarse_table
 
 #: Steps a non-standard table must have read for its IJG-equivalent QF to be the headline QF.
 #: The IJG-equivalent QF of a table is that of all 64 steps; one read at fewer frequencies (the low
@@ -236,6 +236,8 @@ def _table_quality_readable(table: TableEstimate) -> bool:
     enough of them in a smooth table's shape (see :data:`MAX_SHAPE_RESIDUAL`)."""
     known = int(table.known.sum())
     if known >= MIN_TABLE_STEPS_FOR_QF:
+        return True
+    if smooth_coarse_table(table.steps):  # a camera's coarse table: few steps, all large, smooth
         return True
     shape = table.shape
     return known >= MIN_SHAPED_STEPS and shape is not None and shape.residual <= MAX_SHAPE_RESIDUAL
@@ -506,7 +508,7 @@ class PixelChecks:
     piecewise_constant : ndarray of bool, (H // 8, W // 8)
         Blocks that are piecewise constant with an edge (their flag is set to 0 without a grid).
     coarse_table : TableEstimate or None
-        Where a coarse JPEG's grid was found by its flat blocks, the IJG table that confirmed it
+        Where a coarse JPEG's grid was found by its flat blocks, the coarse table that confirmed it
         (the analysis's luma table then, not read again).
     """
 
@@ -543,11 +545,11 @@ def check_pixels(rgb: np.ndarray, *, grid_check: bool = True, valid: np.ndarray 
 
 def _coarse_grid(rgb: np.ndarray, grid: GridEvidence) -> tuple[GridEvidence, TableEstimate | None]:
     """``(grid, None)``, or the grid of a coarse JPEG and its table, where its flat blocks show one and
-    an IJG table is read at their offset (:mod:`jpegtrace.grid.coarse`)."""
+    a coarse table is read at their offset (:mod:`jpegtrace.grid.coarse`)."""
     offset = find_coarse_grid(rgb)
     if offset is None:
         return grid, None
-    table = estimate_luma_table(rgb, grid_offset=offset, coarse=True)  # only an IJG table is read there
+    table = estimate_luma_table(rgb, grid_offset=offset, coarse=True)  # only a coarse table is read there
     if table is None:
         return grid, None
     return replace(grid, grid_offset=offset, method="flat blocks"), table

@@ -80,6 +80,13 @@ MAX_FEW_STEPS_QUALITY = 50
 MIN_KNOWN_COARSE_STEPS = 3
 MAX_COARSE_QUALITY = 20
 MIN_COARSE_STEP = 40
+#: ...or, for a camera's coarse table that matches no IJG one, at least this many steps, all of
+#: :data:`MIN_COARSE_STEP` or more, within this of a smooth table's shape (:func:`fit_table_shape`):
+#: a jittered IJG table's one parameter leaves it about 0.15 off, a power law's three fit a few steps
+#: of its own family within 0.01. On the 67 camera-like JPEGs of 30 train photos that had no table
+#: (QF 3-22 mostly), 22 got one, 18 within 2 of the label.
+MIN_KNOWN_COARSE_SMOOTH_STEPS = 4
+MAX_COARSE_SHAPE_RESIDUAL = {"IJG": 0.2, "power law": 0.1}
 #: Known frequencies where the last table's step is 2 or more that a double JPEG's must have.
 MIN_DOUBLE_FREQUENCIES = 10
 #: Pixels of block rows read at once by :func:`block_coefficients` (a few MiB of float32 a band).
@@ -392,9 +399,11 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
     max_blocks : int
         Blocks read at most.
     coarse : bool
-        The grid was found by its flat blocks (:mod:`jpegtrace.grid.coarse`): then only an IJG table
+        The grid was found by its flat blocks (:mod:`jpegtrace.grid.coarse`): then only a coarse table
         is reported, and as few as :data:`MIN_KNOWN_COARSE_STEPS` steps make one when they are the
-        IJG table of a QF up to :data:`MAX_COARSE_QUALITY`, every one at least :data:`MIN_COARSE_STEP`.
+        IJG table of a QF up to :data:`MAX_COARSE_QUALITY`, every one at least :data:`MIN_COARSE_STEP`,
+        or :data:`MIN_KNOWN_COARSE_SMOOTH_STEPS` as large in a smooth table's shape
+        (:func:`smooth_coarse_table`).
 
     Returns
     -------
@@ -429,12 +438,13 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
     if known < (MIN_KNOWN_COARSE_STEPS if coarse else MIN_KNOWN_IJG_STEPS):
         return None
     ijg, equivalent = match_ijg(steps)
-    if known < MIN_KNOWN_IJG_STEPS and (ijg is None or ijg > MAX_COARSE_QUALITY
-                                         or steps[steps > 0].min() < MIN_COARSE_STEP):
+    smooth_coarse = ijg is None and smooth_coarse_table(steps)
+    if known < MIN_KNOWN_IJG_STEPS and not smooth_coarse and (ijg is None or ijg > MAX_COARSE_QUALITY
+                                                              or steps[steps > 0].min() < MIN_COARSE_STEP):
         return None
-    if known < MIN_KNOWN_STEPS and (ijg is None or ijg > MAX_FEW_STEPS_QUALITY):
+    if known < MIN_KNOWN_STEPS and not smooth_coarse and (ijg is None or ijg > MAX_FEW_STEPS_QUALITY):
         return None
-    if coarse and ijg is None:  # a flat-block grid is confirmed by an IJG table only
+    if coarse and ijg is None and not smooth_coarse:  # a flat-block grid is confirmed by a coarse table only
         return None
     earlier = None
     if ijg is None:
@@ -449,6 +459,16 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
         steps = np.where(steps > 0, ijg_table(ijg), 0)
     return TableEstimate(steps, confidence, tuple(int(v) for v in grid_offset), int(len(coefficients)),
                          ijg, equivalent, earlier_quality=earlier)
+
+
+def smooth_coarse_table(steps: np.ndarray) -> bool:
+    """Whether a few steps matching no IJG table still make a table: a camera's coarse one (see
+    :data:`MIN_KNOWN_COARSE_SMOOTH_STEPS`). Chance lattices of never-compressed images are small steps."""
+    known = steps > 0
+    if int(known.sum()) < MIN_KNOWN_COARSE_SMOOTH_STEPS or steps[known].min() < MIN_COARSE_STEP:
+        return False
+    shape = fit_table_shape(steps)
+    return shape.residual <= MAX_COARSE_SHAPE_RESIDUAL[shape.family]
 
 
 #: Where the known steps make a table, a step read with fewer coefficients (down to

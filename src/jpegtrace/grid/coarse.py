@@ -9,8 +9,9 @@ Never-compressed photos have few flat blocks, and as many at every offset.
 
 :func:`find_coarse_grid` returns the offset where the share of flat blocks stands out. It is a
 candidate only: the analysis calls it a grid when the quantisation table read at that offset
-(:func:`jpegtrace.tables.estimate_luma_table`) is a scaled IJG one, which chance lattices of flat
-graphics, pixel art and upscales never are (their flat blocks carry no coefficients to read).
+(:func:`jpegtrace.tables.estimate_luma_table`) is a coarse one, a scaled IJG table or large steps in a
+smooth table's shape, which chance lattices of flat graphics, pixel art and upscales never are (their
+flat blocks carry no coefficients to read).
 """
 
 from __future__ import annotations
