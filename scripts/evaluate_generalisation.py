@@ -10,11 +10,20 @@ non-photo negatives (held-out fonts and seeds: share judged compressed, by the g
 error at every QF (bias), each for the network's QF and the headline QF (the table's where it is
 read from the pixels); camera-like tables (MAE against the IJG-equivalent QF); Table 1 (share judged
 uncompressed at QF 97-100 per variant, and of the originals). Choose on ``val``; report ``test``.
+
+The QF part of a large split can run as shards on several cores and be merged into the same scores
+(each JPEG's table and QF depend on its image and QF only, not on what else runs)::
+
+    python scripts/evaluate_generalisation.py --data ../shared/data/clean --split test --parts qf \
+        --variants camera_tables --shard 0/2 --out shard0.json    # and --shard 1/2 --out shard1.json
+    python scripts/evaluate_generalisation.py --merge shard0.json shard1.json --out test.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +34,7 @@ import torch
 from jpegtrace.analysis import JPEG_VERDICTS, analyze_array, load_model
 from jpegtrace.eval.collage import collage_benchmark, summarize_collage_benchmark
 from jpegtrace.eval.negatives import evaluate_negatives, fresh_negatives, summarize_negatives
-from jpegtrace.eval.quality import evaluate_model, summarize_evaluation
+from jpegtrace.eval.quality import EvaluationRecord, evaluate_model, summarize_evaluation
 from jpegtrace.io import list_images, load_rgb, write_json
 
 MAE_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
@@ -49,8 +58,8 @@ def _qf_scores(summary: dict) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="weights (default: the shipped model)")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split", required=True, choices=["train", "val", "test"])
+    parser.add_argument("--data")
+    parser.add_argument("--split", choices=["train", "val", "test"])
     parser.add_argument("--split-csv", help="default: DATA/split.csv")
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--pairs", type=int, default=100)
@@ -61,14 +70,29 @@ def main() -> int:
     parser.add_argument("--variants", default=",".join([*VARIANTS, "camera_tables"]),
                         help="which JPEG variants the QF part covers (comma-separated of "
                              f"{', '.join([*VARIANTS, 'camera_tables'])}); the JSON is written after each")
+    parser.add_argument("--shard", help="I/N: only every N-th image of the split by file size, from the I-th, "
+                                         "with the QF part's records kept in the JSON for --merge")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="the QF scores of the shards' JSONs, together")
     args = parser.parse_args()
+    if args.merge:
+        write_json(args.out, merged_report([json.loads(Path(f).read_text()) for f in args.merge]))
+        return 0
+    if not (args.data and args.split):
+        parser.error("--data and --split are required (unless --merge)")
+    if args.shard and set(args.parts.split(",")) != {"qf"}:
+        parser.error("--shard runs the QF part only (--parts qf)")
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(args.model)
     files = list_images(args.data, args.split_csv or Path(args.data) / "split.csv", args.split)
+    if args.shard:
+        index, count = (int(v) for v in args.shard.split("/"))
+        files = sorted(files, key=lambda p: (p.stat().st_size, p.name))[index::count]
     images = {p.name: load_rgb(p) for p in files}
     start = time.time()
     report: dict = {"model": args.model or "shipped", "split": args.split, "n_images": len(images)}
+    if args.shard:
+        report["shard"], report["records"] = args.shard, {}
 
     parts = set(args.parts.split(","))
     if "collage" in parts:
@@ -107,17 +131,41 @@ def qf_scores(report: dict, model, images: dict, *, variants, save=lambda: None)
     for name, options in VARIANTS.items():
         if name not in variants:
             continue
-        summary = summarize_evaluation(evaluate_model(model, images, MAE_QUALITIES + TABLE1 + (None,), **options))
-        report["qf"][name] = _qf_scores(summary)
-        report["table1"][name] = {str(r["quality"]): r["judged_uncompressed"] for r in summary["table1"]}
-        print(name, report["qf"][name]["qf_mae"], report["qf"][name]["headline_qf_mae"], report["table1"][name],
-              file=sys.stderr)
+        records = evaluate_model(model, images, MAE_QUALITIES + TABLE1 + (None,), **options)
+        _variant_scores(report, name, records)
         save()
     if "camera_tables" not in variants:
         return
-    tables = summarize_evaluation(evaluate_model(model, images, MAE_QUALITIES, camera_tables_seed=7))
-    report["qf"]["camera_tables"] = {"qf_mae": tables["qf_mae"], "headline_qf_mae": tables["headline_qf_mae"]}
-    print("camera tables", tables["qf_mae"], tables["headline_qf_mae"], file=sys.stderr)
+    _variant_scores(report, "camera_tables", evaluate_model(model, images, MAE_QUALITIES, camera_tables_seed=7))
+
+
+def _variant_scores(report: dict, name: str, records: list[EvaluationRecord]) -> None:
+    """One variant's QF scores (and Table 1, but for camera-like tables) into ``report``; its records too
+    where ``report`` is a shard's."""
+    if "records" in report:
+        report["records"][name] = [dataclasses.asdict(r) for r in records]
+    summary = summarize_evaluation(records)
+    if name == "camera_tables":
+        report["qf"][name] = {"qf_mae": summary["qf_mae"], "headline_qf_mae": summary["headline_qf_mae"]}
+        print("camera tables", summary["qf_mae"], summary["headline_qf_mae"], file=sys.stderr)
+        return
+    report["qf"][name] = _qf_scores(summary)
+    report["table1"][name] = {str(r["quality"]): r["judged_uncompressed"] for r in summary["table1"]}
+    print(name, report["qf"][name]["qf_mae"], report["qf"][name]["headline_qf_mae"], report["table1"][name],
+          file=sys.stderr)
+
+
+def merged_report(shards: list[dict]) -> dict:
+    """The QF scores of the shards of one split (:func:`main`'s ``--shard``) as one run's."""
+    if len({(s["model"], s["split"]) for s in shards}) != 1 or not all("records" in s for s in shards):
+        raise SystemExit("error: --merge takes the JSONs of --shard runs of one model on one split")
+    report = {"model": shards[0]["model"], "split": shards[0]["split"],
+              "n_images": sum(s["n_images"] for s in shards), "shards": [s["shard"] for s in shards],
+              "qf": {}, "table1": {}, "seconds": sum(s.get("seconds", 0.0) for s in shards)}
+    for name in shards[0]["records"]:
+        records = [EvaluationRecord(**r) for s in shards for r in s["records"][name]]
+        _variant_scores(report, name, records)
+    return report
 
 
 if __name__ == "__main__":
