@@ -237,10 +237,9 @@ def _table_quality_readable(table: TableEstimate) -> bool:
     known = int(table.known.sum())
     if known >= MIN_TABLE_STEPS_FOR_QF:
         return True
-    if smooth_coarse_table(table.steps):  # a camera's coarse table: few steps, all large, smooth
-        return True
-    shape = table.shape
-    return known >= MIN_SHAPED_STEPS and shape is not None and shape.residual <= MAX_SHAPE_RESIDUAL
+    if known < MIN_SHAPED_STEPS:  # only a camera's coarse table: few steps, all large, smooth
+        return smooth_coarse_table(table.steps)
+    return table.shape.residual <= MAX_SHAPE_RESIDUAL
 
 
 @functools.lru_cache(maxsize=4)

@@ -12,6 +12,7 @@ never guessed.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -165,9 +166,10 @@ class TableEstimate:
         each known step to the nearest IJG table's over them (:func:`ijg_shape_residual`)."""
         return ijg_shape_residual(self.steps)
 
-    @property
+    @cached_property
     def shape(self) -> TableShape | None:
-        """The smooth model of the whole table its unknown steps are taken from (:func:`fit_table_shape`)."""
+        """The smooth model of the whole table its unknown steps are taken from (:func:`fit_table_shape`),
+        fitted once per estimate (the headline QF, the record and the report all ask)."""
         return fit_table_shape(self.steps)
 
     def within(self, top: int, left: int) -> "TableEstimate":
@@ -438,7 +440,8 @@ def estimate_luma_table(image: np.ndarray, *, grid_offset: tuple[int, int] | Non
     if known < (MIN_KNOWN_COARSE_STEPS if coarse else MIN_KNOWN_IJG_STEPS):
         return None
     ijg, equivalent = match_ijg(steps)
-    smooth_coarse = ijg is None and smooth_coarse_table(steps)
+    # only a few steps, or a flat-block grid, need it (more steps make a table whatever their shape)
+    smooth_coarse = ijg is None and (coarse or known < MIN_KNOWN_STEPS) and smooth_coarse_table(steps)
     if known < MIN_KNOWN_IJG_STEPS and not smooth_coarse and (ijg is None or ijg > MAX_COARSE_QUALITY
                                                               or steps[steps > 0].min() < MIN_COARSE_STEP):
         return None
