@@ -401,6 +401,25 @@ def test_time_limit_raises_in_the_block_and_restores_the_handler():
             pass
 
 
+@pytest.mark.parametrize("step", ["parse_jpeg", "find_damage"])
+def test_a_time_limit_expiring_while_reading_stays_a_time_limit(tmp_path, monkeypatch, step):
+    """Regression (a CI run of 2026-12-04): the limit expired inside the JPEG structure reader, whose
+    catch-all turned it into 'cannot read the JPEG structure: ... (time limit)'."""
+    import jpegtrace.io as io_module
+
+    path = tmp_path / "slow.jpg"
+    path.write_bytes(jpeg_bytes(texture(64, 64)))
+
+    def slow(*args, **kwargs):
+        while True:
+            time.sleep(0.005)
+
+    monkeypatch.setattr(getattr(io_module, "jpegfile"), step, slow)
+    with pytest.raises(TimeLimitError) as info, time_limit(0.05, path.name):
+        read_image(path)
+    assert str(info.value) == "slow.jpg: took longer than 0.05 s (time limit)"
+
+
 def _slow_for_tall_images(monkeypatch, module):
     real = analysis_module.analyze_array
 

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from . import jpegfile
-from .errors import ImageReadError
+from .errors import ImageReadError, TimeLimitError
 
 #: Images with more pixels than this are refused before decoding (decompression-bomb guard).
 #: It also bounds memory: ``jpegtrace analyze --maps`` peaks at about 23 bytes a pixel (the image 3, the
@@ -284,6 +284,8 @@ def _pillow_format(fp, path: Path) -> tuple[str, bool | None]:
                 return im.format or "unknown", _format_lossy(im)
         except Image.UnidentifiedImageError:
             raise ImageReadError(path, "not an image file (unrecognised or corrupt format)") from None
+        except TimeLimitError:  # the file's time ran out here: that is its failure
+            raise
         except Exception as exc:  # noqa: BLE001 -- any failure of a parser on bad bytes
             raise ImageReadError(path, f"cannot decode image: {_one_line(exc)}") from None
 
@@ -363,6 +365,8 @@ def _jpeg_structure(fp, path: Path):
             fp.seek(0)
     try:
         return data, jpegfile.parse_jpeg(data)
+    except TimeLimitError:  # the file's time ran out while parsing: that is the failure, not the bytes
+        raise
     except Exception as exc:  # noqa: BLE001 -- bytes no parser foresaw: say so, never a traceback
         raise ImageReadError(path, f"cannot read the JPEG structure: {_one_line(exc)}") from None
 
@@ -376,6 +380,8 @@ def _check_jpeg(data: bytes, structure, path: Path, shape: tuple[int, int], allo
         damage = jpegfile.find_damage(data, structure)
     except MemoryError:
         raise ImageReadError(path, "not enough memory to check the JPEG data") from None
+    except TimeLimitError:  # the file's time ran out here: that is its failure
+        raise
     except Exception as exc:  # noqa: BLE001 -- unforeseen bytes: refuse rather than pass them unchecked
         raise ImageReadError(path, f"cannot check the JPEG data: {_one_line(exc)}") from None
     if damage is None:
@@ -575,6 +581,8 @@ def _decode(fp, path: Path, max_pixels: int, kind: str | None = None
                 raise ImageReadError(path, f"HEIF/AVIF images are not supported ({kind} file that this "
                                            "Pillow cannot open; convert it to PNG first)") from None
             raise ImageReadError(path, "not an image file (unrecognised or corrupt format)") from None
+        except TimeLimitError:  # the file's time ran out here: that is its failure
+            raise
         except Exception as exc:  # noqa: BLE001 -- any failure of a parser on bad bytes
             raise ImageReadError(path, f"cannot decode image: {_one_line(exc)}") from None
         with im:
@@ -597,6 +605,8 @@ def _decode(fp, path: Path, max_pixels: int, kind: str | None = None
                 raise _bomb(exc, path, max_pixels) from None
             except MemoryError:
                 raise ImageReadError(path, "not enough memory to decode the image") from None
+            except TimeLimitError:  # the file's time ran out here: that is its failure
+                raise
             except Exception as exc:  # noqa: BLE001 -- truncated data, corrupt chunks, decoder errors
                 raise ImageReadError(path, f"cannot decode image: {_one_line(exc)}") from None
             return array, tuple(notes), im.format, lossy
@@ -628,6 +638,8 @@ def _first_frame(im: Image.Image, notes: list[str]) -> None:
     """Note when a file holds several frames or pages; the first one is analysed."""
     try:
         frames = getattr(im, "n_frames", 1)
+    except TimeLimitError:  # not a fault of the file's extras: the file's time ran out
+        raise
     except Exception:  # noqa: BLE001 -- a damaged later frame; the first may still be fine
         frames = None
     if frames == 1:
@@ -639,6 +651,8 @@ def _first_frame(im: Image.Image, notes: list[str]) -> None:
 def _orientation_note(im: Image.Image, notes: list[str]) -> None:
     try:
         orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except TimeLimitError:  # not a fault of the file's extras: the file's time ran out
+        raise
     except Exception:  # noqa: BLE001 -- broken EXIF does not stop the analysis
         return
     if orientation not in (None, 1):
@@ -708,6 +722,8 @@ def _has_16_bit_samples(im: Image.Image) -> bool:
             rawmode = args if isinstance(args, str) else (args[0] if isinstance(args, tuple) and args else "")
             if isinstance(rawmode, str) and ";16" in rawmode:
                 return True
+    except TimeLimitError:  # not a fault of the file's extras: the file's time ran out
+        raise
     except Exception:  # noqa: BLE001 -- only a note depends on it
         return False
     return False
@@ -797,6 +813,8 @@ def read_analysis_input(image, *, max_pixels: int = DEFAULT_MAX_PIXELS, allow_da
                 array = _pil_to_array(image, notes, deep)
         except MemoryError:
             raise ImageReadError(name, "not enough memory to decode the image") from None
+        except TimeLimitError:  # the file's time ran out here: that is its failure
+            raise
         except Exception as exc:  # noqa: BLE001 -- a lazily opened PIL image may be truncated
             raise ImageReadError(name, f"cannot decode image: {_one_line(exc)}") from None
         info = InputInfo(format=image.format or "PIL image", lossy=_format_lossy(image), file_quality=None)

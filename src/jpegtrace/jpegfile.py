@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .errors import TimeLimitError
+
 #: A marker: one or more 0xFF (fill bytes) and a code that is neither 0x00 (a stuffed 0xFF) nor 0xFF.
 _MARKER = re.compile(rb"\xff+([^\x00\xff])")
 
@@ -480,6 +482,8 @@ def _ran_out(data: bytes, structure: JpegStructure) -> np.ndarray | None:
     try:
         original, scale = _decode(data, 1 if structure.progressive else 8)
         changed, changed_scale = _decode(b"".join(pieces), scale)
+    except TimeLimitError:  # the file's time ran out: not the copy's fault
+        raise
     except Exception:  # noqa: BLE001 -- a copy libjpeg refuses proves nothing about the file
         return None
     if changed_scale != scale:
@@ -554,6 +558,8 @@ def _left_over(data: bytes, structure: JpegStructure) -> np.ndarray | None:
     pieces.append(view[previous:])
     try:
         original, changed = _decode(data, 1)[0], _decode(b"".join(pieces), 1)[0]
+    except TimeLimitError:  # the file's time ran out: not the copy's fault
+        raise
     except Exception:  # noqa: BLE001 -- a copy libjpeg refuses proves nothing about the file
         return None
     differ = _mcu_differences(original, changed, structure, 1)
