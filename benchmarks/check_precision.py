@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def compare(model, images: dict, qualities, paths) -> dict:
     """Per path, the worst differences to torch fp32 over every image and QF."""
-    worst = {path: {"max_image_qf": 0.0, "max_pixel_qf": 0.0, "verdict_changes": 0, "n": 0} for path in paths}
+    worst = {path: {"max_image_qf": 0.0, "max_pixel_qf": 0.0, "max_evidence_pixel_qf": 0.0, "verdict_changes": 0,
+                    "n": 0} for path in paths}
     for name, image in images.items():
         for quality in qualities:
             test = image if quality is None else jpeg_compress(image, quality, "4:2:0")
@@ -50,7 +51,13 @@ def compare(model, images: dict, qualities, paths) -> dict:
                 approx = finish_analysis(test, raw, copy.deepcopy(checks), quality_calibration=model.quality_calibration)
                 w = worst[(backend, precision)]
                 w["n"] += 1
-                w["max_pixel_qf"] = max(w["max_pixel_qf"], float(np.abs(exact.quality_map - approx.quality_map).max()))
+                difference = np.abs(exact.quality_map - approx.quality_map)
+                w["max_pixel_qf"] = max(w["max_pixel_qf"], float(difference.max()))
+                # Information only (the tolerance counts every pixel): the pixels whose QF enters a reported
+                # number, those that carry evidence (jpegtrace.evidence; the means and regions weigh by it).
+                if exact.evidence_map is not None and (exact.evidence_map > 0).any():
+                    w["max_evidence_pixel_qf"] = max(w["max_evidence_pixel_qf"],
+                                                     float(difference[exact.evidence_map > 0].max()))
                 if (exact.headline_quality is None) != (approx.headline_quality is None):
                     w["max_image_qf"] = float("inf")
                 elif exact.headline_quality is not None:
@@ -90,10 +97,12 @@ def main(argv=None) -> int:
     print(f"# {args.weights or 'shipped model'} ({fingerprint[:12]}); {len(images)} val images x "
           f"{len(qualities)} versions; tolerance {TOLERANCE}")
     worst = compare(model, images, qualities, candidates)
-    print("| path | max headline QF diff | max pixel QF diff | verdicts changed | images | within tolerance |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| path | max headline QF diff | max pixel QF diff | (pixels with evidence) | verdicts changed | images "
+          "| within tolerance |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for (backend, precision), w in worst.items():
-        print(f"| {backend} {precision} | {w['max_image_qf']:.3f} | {w['max_pixel_qf']:.3f} | {w['verdict_changes']} | "
+        print(f"| {backend} {precision} | {w['max_image_qf']:.3f} | {w['max_pixel_qf']:.3f} | "
+              f"{w['max_evidence_pixel_qf']:.3f} | {w['verdict_changes']} | "
               f"{w['n']} | {'yes' if w['within_tolerance'] else 'no'} |")
     if args.write:
         record = json.loads(PRECISION_RECORD.read_text()) if PRECISION_RECORD.is_file() else {}
