@@ -67,3 +67,23 @@ def test_shards_of_a_split_merge_into_the_whole_runs_scores(tmp_path):
     merged, whole = (json.loads((tmp_path / f).read_text()) for f in ("merged.json", "whole.json"))
     assert merged["n_images"] == whole["n_images"] == 3
     assert merged["qf"]["camera_tables"] == pytest.approx(whole["qf"]["camera_tables"])
+
+
+def test_the_table_joins_runs_of_one_split_and_quotes_headline_and_network_qf():
+    spec = importlib.util.spec_from_file_location("generalisation_table", ROOT / "scripts" / "generalisation_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    bias = {"5": 0.4, "50": -0.8, "97": -3.0}  # 97 lies outside QF 5..95: not the largest error quoted
+    qf_run = {"qf": {"4:2:0": {"qf_mae": 2.5, "headline_qf_mae": 0.3, "headline_bias_per_quality": bias}},
+              "table1": {"4:2:0": {"97": 0.0, "98": 0.02, "None": 1.0}}}
+    again = {"qf": {"grayscale": {"qf_mae": 2.0, "headline_qf_mae": 0.5, "headline_bias_per_quality": {"5": 0.1}}}}
+    local = {"collage_qf80": {"mean_iou": 0.95, "mean_precision": 0.97}}
+    cells = table.rows(table.joined([qf_run, again, local]))
+    assert cells["QF MAE 5..95, 4:2:0"] == "0.30 / 2.50"
+    assert cells["QF MAE 5..95, grayscale"] == "0.50 / 2.00"
+    assert cells["QF MAE 5..95, 4:4:4"] == "not measured"
+    assert cells["largest mean headline error at one QF 5..95: 4:2:0 / 4:4:4 / shifted / gray"] == \
+        "-0.80 / not measured / not measured / +0.10"
+    assert cells["QF 97-100 judged uncompressed, worst QF: 4:2:0 / 4:4:4 / shifted / gray"].startswith("0.02 / ")
+    assert cells["collage QF 80, mean IoU (flag > 0.5)"] == "0.950"
+    assert set(cells) == set(table.BARS)
