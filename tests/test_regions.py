@@ -143,3 +143,31 @@ def test_a_region_pasted_from_a_jpeg_reports_its_own_table_and_grid_offset():
     assert "QF 50 (region's table, IJG)" in line
     # the never-compressed photo alone has no region with a table
     assert all(r.table is None for r in analyze(clean).regions)
+
+
+def test_a_region_covering_the_whole_image_reuses_the_image_checks_with_the_same_result(monkeypatch):
+    """confirm_regions takes the whole image's grid check and table for a whole-image box (common in a JPEG):
+    the same region as running both again, without running them again."""
+    from PIL import Image
+    from skimage import data
+
+    import jpegtrace.grid.check as check_module
+    from jpegtrace.grid import find_jpeg_grid
+    from jpegtrace.jpeg import jpeg_compress
+    from jpegtrace.regions import Region, confirm_regions
+    from jpegtrace.tables import estimate_luma_table
+
+    image = jpeg_compress(np.asarray(Image.fromarray(data.astronaut()).resize((256, 256), Image.LANCZOS)), 85)
+    grid = find_jpeg_grid(image)
+    table = estimate_luma_table(image, grid_offset=grid.grid_offset)
+    assert grid.found and table is not None and table.ijg_quality == 85
+    whole = Region(FLAG, (0, 0, 256, 256), 1.0, 0.9, 85.0, None, None, 0.9)
+    part = Region(FLAG, (40, 64, 200, 192), 0.3, 0.9, 85.0, 90.0, 0.5, 0.4)
+    again = confirm_regions(image, [whole, part])
+    calls = []
+    real = check_module.find_jpeg_grid
+    monkeypatch.setattr(check_module, "find_jpeg_grid", lambda box, **kw: calls.append(box.shape) or real(box, **kw))
+    reused = confirm_regions(image, [whole, part], image_grid=grid, image_table=table)
+    assert [r.as_dict() for r in reused] == [r.as_dict() for r in again]
+    assert calls == [(160, 128, 3)]  # only the part's box is checked again
+    assert reused[0].grid_found and reused[0].table.ijg_quality == 85

@@ -610,14 +610,17 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
         As for :func:`analyze_array`.
     """
     grid, evidence, piecewise_constant = checks.grid, checks.evidence, checks.piecewise_constant
-    network_mean_flag = table = history = None
+    network_mean_flag = table = history = luma_table = None
     found = grid is not None and grid.found
     if found or piecewise_constant.any():
         flag = np.clip(raw[FLAG_CHANNEL], 0.0, 1.0, out=raw[FLAG_CHANNEL])
         network_mean_flag = weighted_mean(flag, evidence)
         if found:
             join_grid_evidence(flag, rgb, grid)
-            table = checks.coarse_table or estimate_luma_table(rgb, grid_offset=grid.grid_offset)
+            if checks.coarse_table is None:
+                table = luma_table = estimate_luma_table(rgb, grid_offset=grid.grid_offset)
+            else:
+                table = checks.coarse_table
             if table is not None and not grayscale:
                 table = replace(table, chroma=estimate_chroma_table(rgb, grid_offset=table.grid_offset))
             history = None if table is None else detect_double_compression(rgb, table)
@@ -634,7 +637,9 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
         return result
     # Each flag region's own grid confirms it; the image's grid may be the regions' own, so it is
     # looked for again without them.
-    regions = confirm_regions(rgb, result.regions)
+    # A region covering the whole image gets the image's own checks: the same functions of the same pixels.
+    regions = confirm_regions(rgb, result.regions, image_grid=grid if grid is not None and grid.method == "coefficients"
+                              else None, image_table=luma_table)
     verdict = judge(result.mean_flag, grid_found=found, evidence_share=result.evidence_share)
     outside_share = outside_regions(regions, result.flag_map, result.evidence_map)[1]
     candidate = partial_verdict(verdict, regions, result.outside_flag, outside_share, grid_outside=False)
