@@ -56,7 +56,7 @@ def rows(report: dict) -> dict[str, str]:
         "QF MAE, camera-like tables (IJG-equivalent QF)": cell(lambda: mae("camera_tables")),
         "QF 97-100 judged uncompressed, worst QF: 4:2:0 / 4:4:4 / shifted / gray": " / ".join(
             cell(lambda v=v: worst_table1(v)) for v in ("4:2:0", "4:4:4", "shifted", "grayscale")),
-        "originals judged uncompressed: 4:2:0 test / grayscale test": " / ".join(
+        "originals judged uncompressed: 4:2:0 / grayscale": " / ".join(
             cell(lambda v=v: f"{table1[v]['None']:.2f}") for v in ("4:2:0", "grayscale")),
     }
 
@@ -69,7 +69,7 @@ BARS = {"collage QF 80, mean IoU (flag > 0.5)": "≥ 0.92", "collage QF 80, pixe
         "largest mean headline error at one QF 5..95: 4:2:0 / 4:4:4 / shifted / gray": "within ±1.0 each",
         "QF MAE, camera-like tables (IJG-equivalent QF)": "≤ 2.0",
         "QF 97-100 judged uncompressed, worst QF: 4:2:0 / 4:4:4 / shifted / gray": "0.00 each",
-        "originals judged uncompressed: 4:2:0 test / grayscale test": "1.00"}
+        "originals judged uncompressed: 4:2:0 / grayscale": "1.00"}
 
 
 def joined(runs: list[dict]) -> dict:
