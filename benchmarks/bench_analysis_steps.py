@@ -73,10 +73,8 @@ def main() -> None:
             steps["chroma table (new)"] = lambda: estimate_chroma_table(image, grid_offset=grid.grid_offset)
         if result.flag_regions:
             # As analyze_array does: a whole-image region reuses the image's grid check and luma table.
-            reused_grid = grid if grid is not None and grid.method == "coefficients" else None
-            luma_table = (estimate_luma_table(image, grid_offset=grid.grid_offset)
-                          if grid is not None and grid.found and grid.method == "coefficients" else None)
-            steps["regions' grid checks (new)"] = lambda: confirm_regions(image, result.regions, image_grid=reused_grid,
+            luma_table = estimate_luma_table(image, grid_offset=grid.grid_offset) if grid and grid.found else None
+            steps["regions' grid checks (new)"] = lambda: confirm_regions(image, result.regions, image_grid=grid,
                                                                           image_table=luma_table)
         added = 0.0
         for step, fn in steps.items():

@@ -171,3 +171,9 @@ def test_a_region_covering_the_whole_image_reuses_the_image_checks_with_the_same
     assert [r.as_dict() for r in reused] == [r.as_dict() for r in again]
     assert calls == [(160, 128, 3)]  # only the part's box is checked again
     assert reused[0].grid_found and reused[0].table.ijg_quality == 85
+    # A grid found by its flat blocks is not the coefficient check's result: the whole box is checked again.
+    from dataclasses import replace
+
+    calls.clear()
+    flat = confirm_regions(image, [whole], image_grid=replace(grid, method="flat blocks"), image_table=table)
+    assert calls == [(256, 256, 3)] and flat[0].as_dict() == again[0].as_dict()

@@ -638,8 +638,7 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
     # Each flag region's own grid confirms it; the image's grid may be the regions' own, so it is
     # looked for again without them.
     # A region covering the whole image gets the image's own checks: the same functions of the same pixels.
-    regions = confirm_regions(rgb, result.regions, image_grid=grid if grid is not None and grid.method == "coefficients"
-                              else None, image_table=luma_table)
+    regions = confirm_regions(rgb, result.regions, image_grid=grid, image_table=luma_table)
     verdict = judge(result.mean_flag, grid_found=found, evidence_share=result.evidence_share)
     outside_share = outside_regions(regions, result.flag_map, result.evidence_map)[1]
     candidate = partial_verdict(verdict, regions, result.outside_flag, outside_share, grid_outside=False)

@@ -297,11 +297,12 @@ def confirm_regions(image: np.ndarray, regions: list[Region] | tuple[Region, ...
     """``regions`` with the JPEG grid check run on each flag region's box (``grid_score``, ``grid_found``),
     and the box's own luma table read at the grid offset that check scored best (``table``).
 
-    ``image_grid`` (:func:`~jpegtrace.grid.find_jpeg_grid` of the whole ``image``) and ``image_table``
+    ``image_grid`` (the whole ``image``'s grid evidence) and ``image_table``
     (:func:`~jpegtrace.tables.estimate_luma_table` of it at that grid's offset), where the caller has
     them, stand for the checks of a region whose box is the whole image: the same functions of the same
     pixels (a whole-image flag region is common in a JPEG, and the two checks cost a quarter of the
-    network's time at 1 MP).
+    network's time at 1 MP). A grid found by its flat blocks (``method='flat blocks'``) is not what
+    :func:`~jpegtrace.grid.find_jpeg_grid` returns, so the box is checked again then.
 
     A region pasted from a JPEG keeps its own 8x8 grid, at any offset, and its own table; a blotch of
     the network's flag map over never-compressed pixels has neither. The table is read even where
@@ -318,7 +319,8 @@ def confirm_regions(image: np.ndarray, regions: list[Region] | tuple[Region, ...
             top, left, bottom, right = region.box
             box = image[top:bottom, left:right]
             whole = box.shape[:2] == image.shape[:2]
-            grid = image_grid if whole and image_grid is not None else find_jpeg_grid(box)
+            reuse = whole and image_grid is not None and image_grid.method == "coefficients"
+            grid = image_grid if reuse else find_jpeg_grid(box)
             if not grid.coefficients:
                 table = None
             elif whole and image_table is not None and image_table.grid_offset == grid.grid_offset:
