@@ -168,6 +168,29 @@ def test_presence_of_a_strip_with_its_context_equals_the_whole_image():
     assert not torch.allclose(short, whole[:, :, y0:y1], atol=1e-5)
 
 
+def test_presence_and_block_scores_equal_their_frozen_definitions_exactly():
+    """The shipped network was trained on these values: the faster forms must give them bit for bit."""
+    import torch
+    import torch.nn.functional as F
+
+    from jpegtrace import grid
+    from jpegtrace.grid.dct import MIN_ABS_COEFFICIENT, _ac_basis
+    from jpegtrace.grid.presence import _window_max
+
+    x = torch.randn(2, 1, 37, 53, generator=torch.Generator().manual_seed(0))
+    expected = F.max_pool2d(x, 8, stride=1, padding=4)[:, :, :37, :53]
+    assert torch.equal(_window_max(x, 8, before=4), expected)
+
+    image = jpeg_compress(textured(64, 80), 95, "4:4:4")
+    luma = grid.luma_tensor(torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float())
+    coefficients = F.conv2d(luma, _ac_basis())  # the definition: masked squares, counted with bools
+    used = coefficients.abs() > MIN_ABS_COEFFICIENT
+    squared = (coefficients - torch.round(coefficients)).square().masked_fill(~used, 0.0)
+    counts = used.sum(dim=1, keepdim=True, dtype=torch.float32)
+    z = (counts - 12 * squared.sum(dim=1, keepdim=True)) / torch.sqrt(counts.clamp(min=1.0) * 0.8)
+    assert torch.equal(grid.block_scores(luma), F.pad(z, (3, 4, 3, 4)))
+
+
 # ------------------------------------------------------------------------------------------------
 # The grid's evidence for clipped blocks (grid.clipped_block_flag, joined to the flag map)
 # ------------------------------------------------------------------------------------------------
