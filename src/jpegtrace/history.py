@@ -70,7 +70,32 @@ class DoubleCompression:
         return f"compressed at least twice (earlier QF ≈ {self.primary_quality})"
 
 
-def empty_bin_ratio(coefficients: np.ndarray, last_steps: np.ndarray, primary_steps: np.ndarray) -> tuple[float | None, int]:
+def last_bin_histograms(coefficients: np.ndarray, last_steps: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+    """Per frequency of :data:`FREQUENCIES` that :func:`empty_bin_ratio` can read: the histogram of the
+    coefficients' bins of the last step (absolute bin index, bin 0 dropped; the last bin gathers the
+    values beyond the 99th percentile, at most :data:`MAX_BIN`).
+
+    What the empty-bin test reads of the coefficients does not depend on the candidate earlier table,
+    so :func:`detect_double_compression` computes it once for all its candidates.
+    """
+    histograms = {}
+    for u, v in FREQUENCIES:
+        q2 = int(last_steps[u, v])
+        if q2 <= 0:
+            continue
+        k = np.abs(np.rint(coefficients[:, 8 * u + v] / q2).astype(np.int64))
+        k = k[k != 0]
+        if k.size < MIN_COEFFICIENTS:
+            continue
+        top = min(int(np.percentile(k, 99)), MAX_BIN)
+        if top < 3:
+            continue
+        histograms[u, v] = np.bincount(np.minimum(k, top + 1), minlength=top + 2).astype(np.float64)
+    return histograms
+
+
+def empty_bin_ratio(coefficients: np.ndarray, last_steps: np.ndarray, primary_steps: np.ndarray, *,
+                    histograms: dict[tuple[int, int], np.ndarray] | None = None) -> tuple[float | None, int]:
     """Mass in the bins ``primary_steps`` leave empty over a smooth histogram's, and the frequencies used.
 
     Parameters
@@ -79,21 +104,18 @@ def empty_bin_ratio(coefficients: np.ndarray, last_steps: np.ndarray, primary_st
         DCT coefficients of the blocks at the last JPEG's grid (:func:`jpegtrace.tables.block_coefficients`).
     last_steps, primary_steps : ndarray of int, (8, 8)
         The last table (0 where unknown) and a candidate earlier one.
+    histograms : dict, optional
+        :func:`last_bin_histograms` of ``coefficients`` and ``last_steps``, when already computed.
     """
+    if histograms is None:
+        histograms = last_bin_histograms(coefficients, last_steps)
     observed = expected = 0.0
     used = 0
-    for u, v in FREQUENCIES:
+    for (u, v), hist in histograms.items():
         q1, q2 = int(primary_steps[u, v]), int(last_steps[u, v])
-        if q2 <= 0 or q1 <= q2:
+        if q1 <= q2:
             continue  # no gaps unless the earlier step is the coarser
-        k = np.abs(np.rint(coefficients[:, 8 * u + v] / q2).astype(np.int64))
-        k = k[k != 0]
-        if k.size < MIN_COEFFICIENTS:
-            continue
-        top = min(int(np.percentile(k, 99)), MAX_BIN)
-        if top < 3:
-            continue
-        hist = np.bincount(np.minimum(k, top + 1), minlength=top + 2).astype(np.float64)
+        top = len(hist) - 2
         reachable = np.unique(np.rint(np.arange(top * q2 // q1 + 3) * q1 / q2).astype(np.int64))
         empty = np.setdiff1d(np.arange(1, top + 1), reachable)
         if empty.size == 0:
@@ -149,8 +171,9 @@ def detect_double_compression(image: np.ndarray, table: TableEstimate, *,
     if len(coefficients) == 0:
         return None
     best: tuple[float, int, int] | None = None
+    histograms = last_bin_histograms(coefficients, table.steps)
     for quality in range(1, int(last)):
-        ratio, used = empty_bin_ratio(coefficients, table.steps, ijg_table(quality))
+        ratio, used = empty_bin_ratio(coefficients, table.steps, ijg_table(quality), histograms=histograms)
         if ratio is not None and used >= MIN_FREQUENCIES and (best is None or ratio < best[0]):
             best = (ratio, quality, used)
     if best is None:
