@@ -7,7 +7,7 @@ from skimage import data
 from jpegtrace.analysis import summarize
 from jpegtrace.eval.quality import EvaluationRecord, evaluate_model, summarize_evaluation
 from jpegtrace.grid.check import GRID_SCORE_THRESHOLD, find_jpeg_grid
-from jpegtrace.grid.dct import CHUNK_BLOCKS, luma
+from jpegtrace.grid.dct import luma
 from jpegtrace.jpeg import jpeg_compress
 from jpegtrace.nn.qfnet import QFNet
 
@@ -60,12 +60,25 @@ def test_images_known_to_come_from_jpegs_are_found():
     assert find_jpeg_grid(data.rocket()).found
 
 
-def test_large_images_are_subsampled_and_chunked_with_the_same_answer():
-    image = jpeg_compress(textured(320, 8 * (CHUNK_BLOCKS + 5)), 98, "4:4:4", grid_offset=(6, 1))
+def test_large_images_are_subsampled_and_chunked_with_the_same_answer(monkeypatch):
+    from jpegtrace.grid import check
+
+    monkeypatch.setattr(check, "CHUNK_BLOCKS", 256)  # a row of blocks wider than a chunk, on a small image
+    image = jpeg_compress(textured(320, 8 * (256 + 5)), 98, "4:4:4", grid_offset=(6, 1))
     full = find_jpeg_grid(image, max_blocks=10 ** 6)
     sparse = find_jpeg_grid(image, max_blocks=2000)
     assert full.found and sparse.found and full.grid_offset == sparse.grid_offset == (6, 1)
     assert sparse.coefficients < full.coefficients / 2
+
+
+def test_the_score_is_the_same_on_any_number_of_threads():
+    images = [jpeg_compress(textured(200, 264), 99, "4:2:0", grid_offset=(3, 5)), textured(200, 264)]
+    for image in images:
+        one = find_jpeg_grid(image, workers=1)
+        assert find_jpeg_grid(image, workers=3) == one == find_jpeg_grid(image, workers=8)
+    assert find_jpeg_grid(images[0]).found and not find_jpeg_grid(images[1]).found
+    with pytest.raises(ValueError, match="workers"):
+        find_jpeg_grid(images[0], workers=0)
 
 
 def test_flat_tiny_and_clipped_images_give_no_evidence():

@@ -134,20 +134,32 @@ def test_network_never_sees_more_than_a_tile_and_its_halo(random_model, monkeypa
     assert max(s[1] * s[2] for s in strips) <= 64 * 64
 
 
-def test_analysis_allocates_no_image_sized_copies(random_model):
-    """numpy memory (traced) stays at the three float32 maps (quality, flag, evidence) plus small
-    per-tile buffers."""
+def _traced_peak(function, *args, **kwargs):
     import tracemalloc
 
-    image = np.random.default_rng(2).integers(0, 256, size=(480, 400), dtype=np.uint8)  # grayscale
-    maps_bytes = 3 * 4 * image.size
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
-        result = analyze(image, model=random_model, tile_size=96)
-        _, peak = tracemalloc.get_traced_memory()
+        result = function(*args, **kwargs)
+        return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def test_analysis_allocates_no_image_sized_copies(random_model, monkeypatch):
+    """numpy memory (traced) stays at the three float32 maps (quality, flag, evidence) plus small
+    per-tile buffers; the grid check's working set does not grow with the image."""
+    from jpegtrace.grid import check
+
+    image = np.random.default_rng(2).integers(0, 256, size=(480, 400), dtype=np.uint8)  # grayscale
+    _, workspace = _traced_peak(check.find_jpeg_grid, image)
+    _, larger_workspace = _traced_peak(check.find_jpeg_grid, np.tile(image, (3, 3)))
+    assert larger_workspace < 1.25 * workspace  # chunks of blocks: bounded whatever the image size
+    # Its default chunks (several MiB on a few threads) would hide an image-sized copy of this small
+    # image: smaller chunks here, so that the bound below stays tight.
+    monkeypatch.setattr(check, "CHUNK_BLOCKS", 256)
+    maps_bytes = 3 * 4 * image.size
+    result, peak = _traced_peak(analyze, image, model=random_model, tile_size=96)
     assert result.grayscale and result.quality_map.shape == result.evidence_map.shape == image.shape
     assert peak < maps_bytes + 3 * image.size, f"{peak} bytes traced for {maps_bytes} bytes of maps"
 

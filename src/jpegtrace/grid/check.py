@@ -12,11 +12,13 @@ the image the compression is; the flag map does that.
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from .dct import _DCT_2D, CHUNK_BLOCKS, MIN_ABS_COEFFICIENT, blas_on_one_thread, luma
+from .dct import _DCT_2D, CHUNK_BLOCKS, MIN_ABS_COEFFICIENT, _blas_threads, blas_on_one_thread, luma
 
 #: Score above which a grid counts as found, chosen on the train split of ``shared/data/clean``:
 #: its 169 never-compressed images score at most 4.6 (RGB and grayscale versions; median 2.4).
@@ -30,6 +32,8 @@ MIN_BLOCK_STD = 1.0
 #: Blocks with at most this many grey levels are piecewise constant (3 x 3 cells of a 4x upscale or
 #: of pixel art at most) and left out, as are repeated blocks: see :func:`_informative_blocks`.
 MAX_PIECEWISE_LEVELS = 9
+#: Image rows a row of blocks spans over its eight row offsets: 8 + 7.
+BAND_ROWS = 15
 #: Fewest coefficients at the best offset for the score to mean anything.
 MIN_COEFFICIENTS = 256
 #: Larger images (over about 0.26 MP) are checked on evenly spaced rows of blocks only, bounding
@@ -70,21 +74,23 @@ class GridEvidence:
         return self.method == "flat blocks" or self.score > self.threshold
 
 
-def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums: np.ndarray,
-               counts: np.ndarray, seen: list[list[set]]) -> None:
+def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, height: int, sums: np.ndarray,
+               counts: np.ndarray, seen: list[list[list[np.ndarray]]], pool: ThreadPoolExecutor | None = None) -> None:
     """Add, for each of the 64 offsets, sum(cos 2 pi c) and the count of used coefficients ``c``
     of the blocks whose first row is ``8 * b + row offset`` for ``b`` in ``block_rows``.
 
-    ``y`` and ``clipped`` hold image rows ``8 * block_rows[0]`` onwards, 7 rows more than the blocks need.
+    ``y`` and ``clipped`` hold, per block row ``b``, image rows ``8 * b`` to ``8 * b + 14`` (the blocks
+    of all eight row offsets; :data:`BAND_ROWS`), one after the other; ``height`` is the image's.
     ``seen[row][col]`` holds the hashes of the blocks already counted at that offset (repeats are
-    left out, see :func:`_informative_blocks`), as a list of one sorted int64 array.
+    left out, see :func:`_informative_blocks`), as a list of one sorted int64 array. With ``pool``
+    the eight row offsets run on its threads: each touches only its own entries, in the same order,
+    so the sums are the same as on one thread.
     """
-    first = 8 * int(block_rows[0])
-    for row in range(8):
-        starts = 8 * block_rows[:, None] - first + row + np.arange(8)
-        starts = starts[starts[:, -1] < y.shape[0]]  # block rows that fit at this offset
+    def row_offset(row: int) -> None:
+        fits = 8 * block_rows + row + 7 < height  # block rows that fit at this offset
+        starts = BAND_ROWS * np.flatnonzero(fits)[:, None] + row + np.arange(8)
         if len(starts) == 0:
-            continue
+            return
         for col in range(8):
             cols = (y.shape[1] - col) // 8
             if cols <= 0:
@@ -103,6 +109,12 @@ def _band_sums(y: np.ndarray, clipped: np.ndarray, block_rows: np.ndarray, sums:
             distance = ac - np.rint(ac)  # to the nearest integer, exact in float32
             sums[row, col] += float(np.cos(np.float32(2 * np.pi) * distance).sum(dtype=np.float64))
             counts[row, col] += ac.size
+
+    if pool is None:
+        for row in range(8):
+            row_offset(row)
+    else:
+        list(pool.map(row_offset, range(8)))
 
 
 def _informative_blocks(pixels: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
@@ -124,7 +136,7 @@ def _informative_blocks(pixels: np.ndarray, seen: list[np.ndarray]) -> np.ndarra
     levels = 1 + np.count_nonzero(np.diff(ordered, axis=1), axis=1)
     pixels = pixels[levels > MAX_PIECEWISE_LEVELS]
     # A 64-bit hash of the block's integer levels (wrapping products: any fixed odd weights do).
-    hashes = (pixels.astype(np.int64) * _HASH_WEIGHTS).sum(axis=1)
+    hashes = pixels.astype(np.int64) @ _HASH_WEIGHTS  # numpy's integer product: no (n, 64) temporary
     keep = np.zeros(len(pixels), dtype=bool)
     unique, first = np.unique(hashes, return_index=True)  # sorted, with the first of each in this call
     known = seen[0]
@@ -139,7 +151,7 @@ _HASH_WEIGHTS = np.random.default_rng(0).integers(1, 2**62, size=64, dtype=np.in
 
 
 def find_jpeg_grid(image: np.ndarray, *, threshold: float = GRID_SCORE_THRESHOLD,
-                   max_blocks: int = DEFAULT_MAX_BLOCKS) -> GridEvidence:
+                   max_blocks: int = DEFAULT_MAX_BLOCKS, workers: int | None = None) -> GridEvidence:
     """Look for the 8x8 block grid of an earlier JPEG compression in the luma's DCT coefficients.
 
     Parameters
@@ -151,6 +163,9 @@ def find_jpeg_grid(image: np.ndarray, *, threshold: float = GRID_SCORE_THRESHOLD
         well below it.
     max_blocks : int
         Bound on the blocks looked at per offset (evenly spaced rows of blocks in larger images).
+    workers : int, optional
+        Threads that share the 64 offsets (up to 8); by default as many as numpy's BLAS would use
+        (so ``OMP_NUM_THREADS=1``, as in a Ray worker, means one). The score is the same either way.
 
     Returns
     -------
@@ -180,12 +195,18 @@ def find_jpeg_grid(image: np.ndarray, *, threshold: float = GRID_SCORE_THRESHOLD
     counts = np.zeros((8, 8), dtype=np.int64)
     seen = [[[np.empty(0, np.int64)] for _ in range(8)] for _ in range(8)]
     rows_per_chunk = max(1, CHUNK_BLOCKS // per_row)
-    with blas_on_one_thread():  # the same score whatever the core count
+    workers = min(8, _blas_threads()) if workers is None else workers
+    if workers < 1:
+        raise ValueError("workers must be positive")
+    # BLAS on one thread: the same score whatever the core count; the cores share the row offsets instead.
+    with blas_on_one_thread(), ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for i in range(0, len(block_rows), rows_per_chunk):
             chunk = block_rows[i:i + rows_per_chunk]
-            band = np.s_[8 * int(chunk[0]):min(height, 8 * int(chunk[-1]) + 15)]
-            y, clipped = luma(image[band])
-            _band_sums(y, clipped, chunk, sums, counts, seen)
+            # Only the rows the chunk's blocks cover (not the rows skipped between them in a large image),
+            # repeating the last row past the image's end (no block reads it).
+            rows = np.minimum(8 * chunk[:, None] + np.arange(BAND_ROWS), height - 1).ravel()
+            y, clipped = luma(image[rows])
+            _band_sums(y, clipped, chunk, height, sums, counts, seen, pool)
     # Under no grid cos(2 pi c) has mean 0 and variance 1/2, so this is a z statistic per offset.
     z = np.divide(sums, np.sqrt(counts / 2), out=np.zeros((8, 8)), where=counts > 0)
     best = np.unravel_index(int(np.argmax(z)), z.shape)
