@@ -137,3 +137,16 @@ def test_analyze_array_passes_the_backend_on(shipped, photo):
     auto = analyze_array(image, shipped)
     assert auto.verdict == torch_result.verdict
     assert abs(auto.headline_quality - torch_result.headline_quality) <= backends.TOLERANCE["max_image_qf"]
+
+
+def test_the_command_line_parser_does_not_import_torch():
+    """--help, --version and usage errors answer at once: the backends are listed without torch
+    (importing it takes most of a second)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom jpegtrace.cli.main import build_parser\nparser = build_parser()\n"
+            "print(sorted(a.dest for a in parser._subparsers._group_actions[0].choices['analyze']._actions"
+            " if a.dest in ('backend', 'precision')), 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "['backend', 'precision'] False"

@@ -26,10 +26,14 @@ import weakref
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from .qfnet import QFNet
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where a model is run, not to list the backends (the CLI's parser)
+    import torch
+
+    from .qfnet import QFNet
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16")
@@ -61,6 +65,8 @@ def choose_backend(backend: str = "auto", *, device: str | torch.device | None =
     """
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend must be auto or one of {', '.join(BACKENDS)}, got {backend!r}")
+    import torch
+
     on_cpu = device is None or torch.device(device).type == "cpu"
     if backend == "auto":
         if not on_cpu:
