@@ -29,7 +29,7 @@ import numpy as np
 from jpegtrace.analysis import check_pixels, finish_analysis, predict_maps
 from jpegtrace.io import list_images, load_rgb
 from jpegtrace.jpeg import jpeg_compress
-from jpegtrace.nn.backends import PRECISION_RECORD, TOLERANCE, installed_backends, weights_fingerprint
+from jpegtrace.nn.backends import BF16_FIRST_LAYER, PRECISION_RECORD, TOLERANCE, installed_backends, weights_fingerprint
 from jpegtrace.nn.engine import bf16_is_fast
 from jpegtrace.nn.weights import load_weights
 
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
             "checked": datetime.date.today().isoformat(),
             "data": f"{len(images)} val images of {data.name} x QF {args.qualities} (4:2:0)",
             "command": "PYTHONPATH=src python benchmarks/check_precision.py " + " ".join(argv or sys.argv[1:]),
-            "bf16": {backend: w for (backend, _), w in worst.items()},
+            "bf16": {backend: {**w, "first_bf16_layer": BF16_FIRST_LAYER[backend]} for (backend, _), w in worst.items()},
         }
         PRECISION_RECORD.write_text(json.dumps(record, indent=2) + "\n")
         print(f"recorded in {PRECISION_RECORD}")

@@ -51,6 +51,27 @@ def test_openvino_bf16_keeps_the_first_and_last_layers_exact_enough(shipped, pho
         assert 100 * np.abs(maps[0] - reference[0]).max() < backends.TOLERANCE["max_pixel_qf"], backend
 
 
+@needs_openvino
+def test_openvino_bf16_constants_are_rounded_to_nearest_not_truncated():
+    """OpenVINO folds a Convert of a constant to bf16 by truncating; the graph's constants are bf16 values
+    already (rounded to nearest, ties to even, as torch rounds), so the folding cannot move them."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from jpegtrace.nn.openvino import _as_constant
+
+    values = torch.tensor([1.0155, -1.0155, 1 + 2 ** -8, 3.0e-3, 0.1], dtype=torch.float32)
+    rounded = _as_constant(values, bf16=True)
+    assert np.array_equal(rounded, values.to(torch.bfloat16).float().numpy())
+    assert rounded[0] == np.float32(1.015625) and rounded[2] == 1.0  # to nearest; the tie to even
+    assert np.array_equal(_as_constant(values, bf16=False), values.numpy())
+    # what the folding does: a truncated 1.0155 would read 1.0078125
+    zero = ops.parameter([5], ov.Type.f32)
+    folded = ops.add(ops.convert(ops.convert(ops.constant(rounded), ov.Type.bf16), ov.Type.f32), zero)
+    compiled = ov.Core().compile_model(ov.Model([ops.result(folded)], [zero]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert np.array_equal(compiled({0: np.zeros(5, np.float32)})[0], rounded)
+
+
 @needs_bf16
 @pytest.mark.parametrize("backend", ["torch", pytest.param("openvino", marks=needs_openvino)])
 def test_bf16_keeps_the_answer_on_a_few_images(shipped, photos, backend):
@@ -99,19 +120,25 @@ def test_the_precision_record_names_models_by_their_tensors(shipped, tmp_path):
         copy.layers[0].bias.add_(1e-3)
     assert backends.weights_fingerprint(copy) != fingerprint
     record = tmp_path / "precision.json"
-    record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"torch": {"within_tolerance": True}}}}}))
+    checked = {"within_tolerance": True, "first_bf16_layer": backends.BF16_FIRST_LAYER["torch"]}
+    record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"torch": checked}}}}))
     assert backends.bf16_checked(shipped, "torch", record=record)
     assert not backends.bf16_checked(shipped, "openvino", record=record)
     assert not backends.bf16_checked(copy, "torch", record=record)
+    # a check of another choice of bf16 layers does not count for this one
+    backends._precision_record.cache_clear()
+    record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"torch": {**checked, "first_bf16_layer": 2}}}}}))
+    assert not backends.bf16_checked(shipped, "torch", record=record)
 
 
 def test_the_shipped_model_is_recorded_as_checked():
     record = json.loads(backends.PRECISION_RECORD.read_text())
     entry = record["models"][backends.weights_fingerprint(load_weights())]
     assert entry["bf16"]["torch"]["n"] >= 50 * 8  # every val image at every QF of the check
-    for result in entry["bf16"].values():
+    for backend, result in entry["bf16"].items():
         assert result["within_tolerance"] == (result["max_image_qf"] <= 0.25 and result["max_pixel_qf"] <= 2
                                               and result["verdict_changes"] == 0)
+        assert result["first_bf16_layer"] == backends.BF16_FIRST_LAYER[backend]  # checked as the code runs it
 
 
 def test_cli_backend_options(photo, tmp_path, capsys):

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .backends import BF16_FIRST_LAYER
 from .qfnet import network_input
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
@@ -135,7 +136,7 @@ class FastNet:
             for i, (conv, relu) in enumerate(pairs):
                 # The first layer sees the exact pixels and the last one writes the maps in fp32:
                 # together about 1% of the work, and they keep the input and output exact.
-                dtype = torch.float32 if i in (0, len(pairs) - 1) else low
+                dtype = low if BF16_FIRST_LAYER["torch"] <= i < len(pairs) - 1 else torch.float32
                 weight = conv.weight.detach().to(self.device, dtype, copy=True)
                 weight = weight.contiguous(memory_format=torch.channels_last)
                 bias = None if conv.bias is None else conv.bias.detach().to(self.device, dtype, copy=True)

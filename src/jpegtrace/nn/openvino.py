@@ -8,8 +8,10 @@ pixels and, for the shipped network, the grid presence) is computed by jpegtrace
 the torch engine's within float rounding in fp32.
 
 Precision: ``'fp32'`` runs OpenVINO in f32; ``'bf16'`` puts explicit bfloat16 conversions around the
-inner layers (CPUs with AVX-512 BF16 or AMX), the first and last layers staying f32 as in the torch
-engine; OpenVINO's own inference precision hint stays f32, since it would convert every layer.
+inner layers from :data:`FIRST_BF16_LAYER` on (CPUs with AVX-512 BF16 or AMX), the first two and the
+last layers staying f32 (the torch engine keeps only the first and last); OpenVINO's own inference
+precision hint stays f32, since it would convert every layer. Weights and biases are rounded to bf16
+before they become graph constants (:func:`_as_constant`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .backends import PRECISIONS
+from .backends import BF16_FIRST_LAYER, PRECISIONS
 from .qfnet import QFNet, network_input
 
+#: With ``precision='bf16'``, the layers from this one to the last but one compute in bfloat16. Layer 1
+#: (the first 64 -> 64 convolution) stays in f32 with layer 0: on the 50 val images x 8 versions of
+#: ``benchmarks/check_precision.py`` the largest pixel difference to fp32 was 2.11 QF with layers 1-5 in
+#: bf16 (over the tolerance of 2; worst in the flat areas of a QF-30 JPEG) and 1.65 with layers 2-5,
+#: while keeping any other single layer in f32 gave 2.07-3.12 (2026-12-04, research log). It costs
+#: about a fifth of the bf16 speed-up.
+FIRST_BF16_LAYER = BF16_FIRST_LAYER["openvino"]
 #: Side of the output region computed at once (plus its halo): about 0.6 GiB of f32 activations.
 DEFAULT_OPENVINO_TILE = 1024
 
@@ -28,7 +37,7 @@ def build_graph(model: QFNet, *, bf16: bool = False):
     """The OpenVINO model of ``model``'s convolutions: input ``input`` ``(N, C, H, W)`` f32 (the
     network's input, :func:`~jpegtrace.nn.qfnet.network_input`), output ``maps`` ``(N, 2, H, W)``.
 
-    With ``bf16``, the inner layers (all but the first and the last) compute in bfloat16.
+    With ``bf16``, the layers from :data:`FIRST_BF16_LAYER` to the last but one compute in bfloat16.
 
     Raises
     ------
@@ -50,18 +59,18 @@ def build_graph(model: QFNet, *, bf16: bool = False):
     with torch.no_grad():
         for i, (conv, relu) in enumerate(pairs):
             d, p = conv.dilation[0], conv.padding[0]
-            weight = ops.constant(conv.weight.detach().float().cpu().numpy())
-            bias = None if conv.bias is None else ops.constant(conv.bias.detach().float().cpu().numpy().reshape(1, -1, 1, 1))
-            inner = bf16 and 0 < i < last
+            inner = bf16 and FIRST_BF16_LAYER <= i < last
+            weight = ops.constant(_as_constant(conv.weight, bf16=inner))
+            bias = None if conv.bias is None else ops.constant(_as_constant(conv.bias, bf16=inner).reshape(1, -1, 1, 1))
             if inner:
-                # Explicit bf16 for the inner layers only: the first layer sees the exact pixels and the
-                # last writes the maps in f32, as the torch engine does. (OpenVINO's bf16 precision hint
-                # would convert every layer, which moves a pixel's QF by up to 15.)
-                if i == 1:
+                # Explicit bf16 for the inner layers only: the first layers see the exact pixels and the
+                # last writes the maps in f32. (OpenVINO's bf16 precision hint would convert every layer,
+                # which moves a pixel's QF by up to 15.)
+                if i == FIRST_BF16_LAYER:
                     x = ops.convert(x, ov.Type.bf16)
                 weight = ops.convert(weight, ov.Type.bf16)
                 bias = None if bias is None else ops.convert(bias, ov.Type.bf16)
-            elif bf16 and i == last and last > 0:
+            elif bf16 and i == last and last > FIRST_BF16_LAYER:
                 x = ops.convert(x, ov.Type.f32)
             x = ops.convolution(x, weight, strides=[1, 1], pads_begin=[p, p], pads_end=[p, p], dilations=[d, d])
             if bias is not None:
@@ -71,6 +80,21 @@ def build_graph(model: QFNet, *, bf16: bool = False):
     result = ops.result(x)
     result.output(0).get_tensor().set_names({"maps"})
     return ov.Model([result], [image], "qfnet")
+
+
+def _as_constant(tensor: torch.Tensor, *, bf16: bool) -> np.ndarray:
+    """``tensor`` as a float32 array for a graph constant; with ``bf16``, already rounded to the nearest
+    bfloat16 (ties to even, as torch and OpenVINO's runtime conversions round).
+
+    OpenVINO folds a Convert of a constant to bf16 by truncating the mantissa: every inner weight and
+    bias then lost up to a bf16 step towards zero, which moved the maps' QF systematically (the headline
+    up to 0.36 QF above fp32's on val images, all in one direction). Values that are bf16 already convert
+    exactly, however the conversion rounds.
+    """
+    value = tensor.detach().float().cpu()
+    if bf16:
+        value = value.to(torch.bfloat16).float()
+    return value.numpy()
 
 
 class OpenVinoRunner:
