@@ -348,17 +348,23 @@ def estimate_step(coefficients: np.ndarray, *, max_step: int = MAX_STEP,
     # bin, and the coefficients beyond AMBIGUOUS refute that.
     top = int(min(max_step, np.ceil(away.max()) + 2))
     q = np.arange(1, top + 1, dtype=np.float64)[:, None]
-    present = _lattices_there(away, q[:, 0], min_z=min_z)
-    # a step whose zero bin holds coefficients a decoder could not have left there is no step
+    # A step whose zero bin holds coefficients a decoder could not have left there is no step; the steps
+    # that pass are tested for a lattice (the costly cosines), and only those present are scored. (Each
+    # step's values are computed row by row, so leaving the others out changes none of them.)
+    possible = np.ones(top, dtype=bool)
     if zero_bin_reach is not None:
         in_zero_bin = (away[None, :] > zero_bin_reach) & (away[None, :] < q / 2)
-        present &= in_zero_bin.mean(axis=1) <= MAX_ZERO_BIN_SHARE
+        possible = in_zero_bin.mean(axis=1) <= MAX_ZERO_BIN_SHARE
+    present = np.zeros(top, dtype=bool)
+    present[possible] = _lattices_there(away, q[possible, 0], min_z=min_z)
     if not present.any():
         return 0, 0.0
     # Among the lattices that are there, the step is the one that explains the coefficients best.
-    r = away[None, :] - q * np.round(away[None, :] / q)
+    qp = q[present]
+    r = away[None, :] - qp * np.round(away[None, :] / qp)
     density = np.exp(-0.5 * (r / ROUNDING_SIGMA) ** 2) / (ROUNDING_SIGMA * np.sqrt(2 * np.pi))
-    score = np.where(present, np.log((1 - OUTLIER_SHARE) * q * density + OUTLIER_SHARE).sum(axis=1), -np.inf)
+    score = np.full(top, -np.inf)
+    score[present] = np.log((1 - OUTLIER_SHARE) * qp * density + OUTLIER_SHARE).sum(axis=1)
     best = int(np.argmax(score))
     others = np.delete(score, best)
     margin = float(score[best] - others.max()) if np.isfinite(others).any() else 3 * MIN_MARGIN
