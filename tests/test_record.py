@@ -91,6 +91,16 @@ def test_analyze_jsonl_and_csv_validate_and_agree(capsys, validator, weights, fo
     assert jpeg["grid"]["found"] and jpeg["grid"]["offset"] == [0, 0] and jpeg["table"]["ijg_quality"] == 60
     assert jpeg["quality"] == 60 and jpeg["quality_source"] == "table (IJG)"
     assert records[0]["grid"]["offset"] is None  # no grid: no offset
+    # what computed the maps: these weights, on the backend and precision auto resolves to here
+    from jpegtrace.nn import backends
+    from jpegtrace.nn.weights import load_weights
+
+    model = load_weights(weights)
+    expected = dict(zip(("backend", "precision"), backends.resolve(model)))
+    assert all(r["network"] == {"model": backends.weights_fingerprint(model)[:16], **expected} for r in records[:3])
+    code, out, _ = _run(capsys, "analyze", "--json", "--model", weights, "--backend", "torch", "--precision", "fp32",
+                        files[0])
+    assert json.loads(out)["network"]["backend"] == "torch" and json.loads(out)["network"]["precision"] == "fp32"
     code, out, _ = _run(capsys, "analyze", "--format", "csv", "--model", weights, *files)
     rows = list(csv.DictReader(io.StringIO(out)))
     assert list(rows[0]) == list(CSV_COLUMNS) and len(rows) == 4

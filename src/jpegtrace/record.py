@@ -29,7 +29,8 @@ def _rounded(value, digits: int):
     return None if value is None else round(float(value), digits)
 
 
-def analysis_record(analysis: Analysis, *, file: str, input_info=None, maps: dict | None = None) -> dict:
+def analysis_record(analysis: Analysis, *, file: str, input_info=None, maps: dict | None = None,
+                    network: dict | None = None) -> dict:
     """The record of one analysed image, as JSON-ready values (see :data:`SCHEMA_PATH`).
 
     Parameters
@@ -42,6 +43,11 @@ def analysis_record(analysis: Analysis, *, file: str, input_info=None, maps: dic
         :func:`jpegtrace.io.describe_file`'s; ``input`` is null without it.
     maps : dict of str to str, optional
         Files written for the image (maps, viewer page), by kind.
+    network : dict, optional
+        What computed the maps: ``{"model": ..., "backend": ..., "precision": ...}`` (the weights'
+        fingerprint, :func:`jpegtrace.nn.backends.weights_fingerprint`, to 16 hex digits), where the
+        caller knows it. The default precision depends on the CPU (bf16 only where it is native and
+        checked), so the same image can get maps that differ within the bf16 tolerance on two machines.
 
     Notes
     -----
@@ -72,6 +78,8 @@ def analysis_record(analysis: Analysis, *, file: str, input_info=None, maps: dic
     }
     if maps:
         record["maps"] = dict(maps)
+    if network:
+        record["network"] = dict(network)
     return record
 
 

@@ -104,6 +104,9 @@ def run_analyze(args) -> int:
         return 2
     if not resolve_backend_args(args, model):
         return 2
+    from ..nn.backends import provenance
+
+    network = provenance(model, backend=args.backend, precision=args.precision, device=args.device)
     writer = None
     if args.format == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -137,7 +140,7 @@ def run_analyze(args) -> int:
             error(f"{shown}: {reason}")
             record = failure_record(shown, reason)
         else:
-            record = analysis_record(result, file=shown, input_info=read.info, maps=maps)
+            record = analysis_record(result, file=shown, input_info=read.info, maps=maps, network=network)
         if args.format == "jsonl":
             print(json.dumps(record, ensure_ascii=False), flush=True)
         elif args.format == "csv":

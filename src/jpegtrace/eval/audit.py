@@ -101,8 +101,11 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
     failures : list of Failure
         Files that could not be read, each with its reason.
     """
+    from ..nn.backends import provenance
+
     records: list[AssessmentRecord] = []
     failures: list[Failure] = []
+    network = provenance(model, backend=backend, precision=precision, device=device)
     for name, path in _wrap(progress, _named_files(files)):
         read = analysis = None  # free the previous image and maps first
         try:
@@ -123,7 +126,8 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
                                         grayscale=read.grayscale, notes=read.notes,
                                         grid_score=None if grid is None else grid.score,
                                         quality=analysis.headline_quality,
-                                        record=analysis_record(analysis, file=name, input_info=read.info)))
+                                        record=analysis_record(analysis, file=name, input_info=read.info,
+                                                               network=network)))
         if on_record is not None:
             on_record(records[-1].record)
         if on_result is not None:

@@ -145,6 +145,21 @@ def resolve(model: QFNet, *, backend: str = "auto", precision: str = "auto",
     return choose_backend(backend, device=device, precision="fp32"), "fp32"
 
 
+def provenance(model: QFNet, *, backend: str = "auto", precision: str = "auto",
+               device: str | torch.device | None = None) -> dict[str, str]:
+    """What computes ``model``'s maps for these settings, as records report it (their ``network``):
+    ``{"model": the weights' fingerprint to 16 hex digits, "backend": ..., "precision": ...}``, resolved
+    as :func:`resolve` does (on the model's own device when ``device`` is None, as
+    :func:`jpegtrace.analysis.predict_maps` runs it)."""
+    if device is None:
+        device = next(model.parameters()).device
+    backend, precision = resolve(model, backend=backend, precision=precision, device=device)
+    fingerprint = _FINGERPRINTS.get(model)
+    if fingerprint is None:
+        fingerprint = _FINGERPRINTS[model] = weights_fingerprint(model)
+    return {"model": fingerprint[:16], "backend": backend, "precision": precision}
+
+
 def runner(model: QFNet, backend: str, precision: str):
     """A cached runner of ``model`` on ``backend`` (onnxruntime or openvino) in ``precision``: one per
     model object and setting, kept while the model lives (building one takes 0.1-1 s). Its
