@@ -93,3 +93,16 @@ def test_a_double_jpeg_whose_last_steps_show_only_in_the_earlier_ones_rounding(p
     for single in (jpeg_compress(photo_pair_for_double, 75, "4:2:0"), jpeg_compress(photo_pair_for_double, 95, "4:2:0")):
         once = estimate_luma_table(single)
         assert once.earlier_quality is None and not detect_double_compression(single, once).detected
+
+
+@pytest.mark.parametrize("first, last", [(30, 90), (20, 90), (40, 75), (70, 75)])
+def test_an_earlier_table_much_coarser_than_the_last_is_not_read_as_one_just_coarser(first, last):
+    """A table a step coarser than the last at a few frequencies leaves a few bins empty that a much coarser
+    earlier JPEG empties anyway: by the lowest ratio alone these read 88, 88, 73 and 73 (history.MIN_GAP_SHARE)."""
+    from skimage import data
+
+    from conftest import downscale
+
+    twice = jpeg_compress(jpeg_compress(downscale(data.chelsea(), 2), first), last)
+    result = detect_double_compression(twice, estimate_luma_table(twice, grid_offset=(0, 0)))
+    assert result.detected and abs(result.primary_quality - first) <= 2, result
