@@ -281,6 +281,9 @@ def test_ray_rows_equal_the_local_engine(ray_cluster, corpus, weights, local_run
     rows = _all_rows(out)
     assert len(rows) == 20 and len({r["path"] for r in rows}) == 20  # one row per file, no duplicate
     assert _store_records(out) == _local_records(local_run)
+    # each record says what computed its maps (the workers resolve their backend as the local engine does)
+    assert all(r["network"]["backend"] in ("torch", "onnxruntime", "openvino")
+               for r in _store_records(out).values() if r["ok"])
     failed = {r["file"]: r["error"] for r in rows if not r["ok"]}
     assert set(failed) == BAD_FILES and failed["cats/empty.png"] == "empty file"
     assert {r["label"] for r in rows} == {"cats", "dogs", None}

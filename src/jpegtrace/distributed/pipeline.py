@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -328,7 +329,8 @@ class NetworkWorker:
     """A Ray Data actor: the model, loaded once, on the GPU Ray gave it or on ``options.device``.
 
     Called with stage 1's blocks, it adds ``maps``: the pickled float32 ``(2, H, W)`` output of
-    :func:`jpegtrace.analysis.predict_maps`. Ray restarts a worker that dies and runs its block again.
+    :func:`jpegtrace.analysis.predict_maps`, and ``network``: what computed them (JSON of
+    :func:`jpegtrace.nn.backends.provenance`). Ray restarts a worker that dies and runs its block again.
     """
 
     def __init__(self, options: RayAuditOptions):
@@ -346,12 +348,15 @@ class NetworkWorker:
                 with open(path, "wb") as f:
                     f.write(options.weights)
                 self.model = load_model(path, device=self.device)
-        from ..nn.backends import resolve
+        from ..nn.backends import provenance, resolve
 
         # An explicit CPU backend on a GPU worker would fail every file: such a worker runs torch.
         backend = options.backend if self.device == "cpu" else "auto"
         self.backend, self.precision = resolve(self.model, backend=backend, precision=options.precision,
                                                device=self.device)
+        # What this worker computes the maps with, for the records (workers may differ: GPU or CPU).
+        self.network = json.dumps(provenance(self.model, backend=self.backend, precision=self.precision,
+                                             device=self.device))
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -390,7 +395,8 @@ class NetworkWorker:
                 failures[i] = f"network failed: {_one_line(exc)}"
         batch = batch.set_column(batch.schema.get_field_index("failure"), "failure", pa.array(failures, pa.string()))
         batch = batch.set_column(batch.schema.get_field_index("seconds"), "seconds", pa.array(seconds, pa.float64()))
-        return batch.append_column("maps", pa.array(maps, type=pa.large_binary()))
+        batch = batch.append_column("maps", pa.array(maps, type=pa.large_binary()))
+        return batch.append_column("network", pa.array([None if m is None else self.network for m in maps], pa.string()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,7 +413,7 @@ def summarise(batch, *, options: RayAuditOptions | None = None, quality_calibrat
     rows = []
     columns = {name: batch.column(name).to_pylist()
                for name in ("path", "file", "label", "size", "mtime_ns", "sha256", "skip", "failure", "image", "maps",
-                            "seconds")}
+                            "network", "seconds")}
     for i in range(batch.num_rows):
         if columns["skip"][i]:
             continue
@@ -421,7 +427,9 @@ def summarise(batch, *, options: RayAuditOptions | None = None, quality_calibrat
                     raw = pickle.loads(columns["maps"][i])
                     analysis = finish_analysis(rgb, raw, checks, quality_calibration=quality_calibration,
                                                grayscale=grayscale, notes=notes)
-                    record = analysis_record(analysis, file=file, input_info=info)
+                    network = columns["network"][i]
+                    record = analysis_record(analysis, file=file, input_info=info,
+                                             network=None if network is None else json.loads(network))
             except TimeLimitError as exc:
                 record, failure = None, exc.reason
             except MemoryError:
