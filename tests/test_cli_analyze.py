@@ -59,6 +59,21 @@ def test_single_bad_file_gives_one_error_line(capsys, weights, files, kind, reas
     assert reason in err[0]
 
 
+def test_a_run_of_missing_files_answers_without_loading_the_model(tmp_path):
+    """Nothing to analyse: each file's error line and record, and no torch or weights loaded for it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom jpegtrace.cli.main import main\n"
+            f"code = main(['analyze', '--json', {str(tmp_path / 'a.png')!r}, {str(tmp_path / 'b.png')!r}])\n"
+            "print(code, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    *records, last = result.stdout.strip().splitlines()
+    assert last == "1 False"
+    assert [json.loads(r)["error"] for r in records] == ["no such file", "no such file"]
+    assert result.stderr.splitlines() == [f"jpegtrace: error: {tmp_path / n}: no such file" for n in ("a.png", "b.png")]
+
+
 def test_many_files_report_each_failure_and_finish_the_others(capsys, weights, files):
     order = ["missing", "good", "text", "bomb", "other", "directory", "empty", "truncated"]
     code, out, err = _run(capsys, "--model", weights, *(files[k] for k in order))

@@ -9,9 +9,10 @@ ships with the package and a test validates real outputs against it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .analysis import NO_EVIDENCE, PARTLY_COMPRESSED, Analysis
-from .tables import describe_table
+if TYPE_CHECKING:  # the analysis (and torch) load only where an image is analysed, not to report a failure
+    from .analysis import Analysis
 
 #: The JSON Schema (draft 2020-12) of one record.
 SCHEMA_PATH = Path(__file__).parent / "schema" / "record.schema.json"
@@ -129,6 +130,9 @@ def text_line(record: dict) -> str:
     """
     if not record["ok"]:
         return f"{record['file']}\terror\t-\t{record['error']}"
+    from .analysis import NO_EVIDENCE, PARTLY_COMPRESSED
+    from .tables import describe_table
+
     verdict, quality, source = record["verdict"], record["quality"], record["quality_source"]
     if quality is None:
         shown = "QF -"

@@ -84,29 +84,34 @@ def expand_inputs(names, *, recursive: bool) -> list[tuple[str, str | Path | Non
             if not files:
                 out.append((display(name), path, "no image files in this folder"))
             out.extend((display(f), f, None) for f in files)
+        elif not path.exists() and not path.is_symlink():
+            # Known now, so that a run whose every file is missing answers at once, without loading the model.
+            out.append((display(name), path, "no such file"))
         else:
             out.append((display(name), path, None))
     return out
 
 
 def run_analyze(args) -> int:
-    from ..analysis import analyze_array
-    from ..io import native_stderr_captured
-    from ..limits import time_limit
     from ..record import CSV_COLUMNS, analysis_record, csv_row, failure_record, text_line
 
     inputs = expand_inputs(args.images, recursive=args.recursive)
     if sum(path is None for _, path, _ in inputs) > 1:
         error("-: standard input can be read once")
         return 2
-    model = load_model(args)
-    if model is None:
-        return 2
-    if not resolve_backend_args(args, model):
-        return 2
-    from ..nn.backends import provenance
+    model = network = None
+    if any(reason is None for _, _, reason in inputs):  # else nothing to analyse: no model, no torch to load
+        from ..analysis import analyze_array
+        from ..io import native_stderr_captured
+        from ..limits import time_limit
+        from ..nn.backends import provenance
 
-    network = provenance(model, backend=args.backend, precision=args.precision, device=args.device)
+        model = load_model(args)
+        if model is None:
+            return 2
+        if not resolve_backend_args(args, model):
+            return 2
+        network = provenance(model, backend=args.backend, precision=args.precision, device=args.device)
     writer = None
     if args.format == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
