@@ -177,3 +177,59 @@ def test_a_region_covering_the_whole_image_reuses_the_image_checks_with_the_same
     calls.clear()
     flat = confirm_regions(image, [whole], image_grid=replace(grid, method="flat blocks"), image_table=table)
     assert calls == [(256, 256, 3)] and flat[0].as_dict() == again[0].as_dict()
+
+
+def test_same_quantisation_needs_the_same_grid_and_steps_and_no_earlier_jpeg():
+    from dataclasses import replace
+
+    from jpegtrace.jpeg import ijg_table
+    from jpegtrace.regions import same_quantisation
+    from jpegtrace.tables import TableEstimate
+
+    def read(quality, known, offset=(0, 0), earlier=None):
+        steps = np.where(known, ijg_table(quality), 0).astype(int)
+        return TableEstimate(steps, known.astype(float), offset, 100, quality, quality, earlier_quality=earlier)
+
+    low = np.zeros((8, 8), bool)
+    low[:3, :3] = True
+    image = read(80, np.add.outer(np.arange(8), np.arange(8)) < 6)
+    assert same_quantisation(read(80, low), image)
+    assert not same_quantisation(read(40, low), image)  # other steps
+    assert not same_quantisation(read(80, low, offset=(3, 5)), image)  # its own grid
+    assert not same_quantisation(read(80, low, earlier=40), image)  # an earlier JPEG of its own
+    few = np.zeros((8, 8), bool)
+    few[0, :2] = True
+    assert not same_quantisation(read(80, few), image)  # two common steps say too little
+    assert not same_quantisation(None, image) and not same_quantisation(read(80, low), None)
+    assert not same_quantisation(replace(read(80, low), steps=read(80, low).steps + low), image)
+
+
+@pytest.mark.slow
+def test_a_quality_region_reading_the_images_own_table_is_dropped_and_one_with_its_own_is_kept(monkeypatch):
+    """A single QF-80 JPEG of scikit-image's coffee: the network's quality map reads a smooth area about 15
+    QF high, a quality region before, none now (its box reads the image's table). A QF-40 square on its own
+    grid pasted into a QF-92 JPEG's pixels stays a quality region, with its own table in the one-line output."""
+    from skimage import data
+
+    import jpegtrace.analysis as analysis
+    from jpegtrace import analyze
+    from jpegtrace.jpeg import jpeg_compress
+    from jpegtrace.record import analysis_record, text_line
+
+    photo = data.coffee()
+    single = jpeg_compress(photo, 80)
+    result = analyze(single)
+    assert result.table.ijg_quality == 80 and [r.kind for r in result.regions] == [FLAG]
+    with monkeypatch.context() as patched:  # the same analysis without the table's word
+        patched.setattr(analysis, "quality_regions_supported", lambda regions, table: tuple(regions))
+        unchecked = [r for r in analyze(single).regions if r.kind == QUALITY]
+    assert unchecked and all(r.table is not None and r.table.ijg_quality == 80 for r in unchecked)
+
+    collage = np.array(jpeg_compress(photo, 92))
+    collage[80:272, 80:272] = jpeg_compress(photo, 40, grid_offset=(3, 5))[80:272, 80:272]
+    result = analyze(collage)
+    quality = [r for r in result.regions if r.kind == QUALITY]
+    assert len(quality) == 1 and quality[0].table.ijg_quality == 40 and quality[0].table.grid_offset == (3, 5)
+    assert quality[0].quality_inside < 50 and quality[0].quality_around > 85
+    line = text_line(analysis_record(result, file="collage.png"))
+    assert "around; its own QF 40 (table, IJG) at grid offset (3, 5))" in line

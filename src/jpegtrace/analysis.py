@@ -18,7 +18,7 @@ from .grid.clipped import clipped_block_flag, grid_block_origin
 from .grid.coarse import find_coarse_grid
 from .history import DoubleCompression, detect_double_compression
 from .io import DEFAULT_MAX_PIXELS, read_analysis_input
-from .regions import FLAG, Region, confirm_regions, find_regions, outside_regions
+from .regions import FLAG, Region, confirm_regions, find_regions, outside_regions, quality_regions_supported
 from .nn import backends, engine
 from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
 from .nn.weights import QualityCalibration, load_weights
@@ -639,6 +639,8 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
     # looked for again without them.
     # A region covering the whole image gets the image's own checks: the same functions of the same pixels.
     regions = confirm_regions(rgb, result.regions, image_grid=grid, image_table=luma_table)
+    # A quality region whose pixels read the image's own table is the network's QF wandering, not a region.
+    regions = quality_regions_supported(regions, table)
     verdict = judge(result.mean_flag, grid_found=found, evidence_share=result.evidence_share)
     outside_share = outside_regions(regions, result.flag_map, result.evidence_map)[1]
     candidate = partial_verdict(verdict, regions, result.outside_flag, outside_share, grid_outside=False)

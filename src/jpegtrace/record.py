@@ -169,8 +169,9 @@ def text_line(record: dict) -> str:
         details.append(f"chroma {table['subsampling']}")
     quality_regions = [r for r in record["regions"] if r["kind"] == "quality"]
     for r in quality_regions[:3]:
+        own = f"; its own {describe_table(r['table'], offset=True)}" if r.get("table") else ""
         details.append(f"QF ≈ {r['quality_inside']:.0f} in {_box_text(r)} "
-                       f"(≈ {r['quality_around']:.0f} around)")
+                       f"(≈ {r['quality_around']:.0f} around{own})")
     history = record.get("history") or {}
     if history.get("detected"):
         details.append(f"compressed at least twice (earlier QF ≈ {history['primary_quality']})")

@@ -40,6 +40,9 @@ MIN_REGION_SCORE = 0.75
 MIN_CONFIRMED_SIDE = 32
 #: Width (cells) of the ring around a region over which "around" is measured.
 RING_CELLS = 4
+#: A region's table and the image's show the same quantisation only where they agree at this many
+#: frequencies or more that both read.
+MIN_COMMON_STEPS = 3
 
 FLAG = "flag"
 QUALITY = "quality"
@@ -294,7 +297,7 @@ def _region(kind: str, component: np.ndarray, flag: np.ndarray, quality: np.ndar
 
 def confirm_regions(image: np.ndarray, regions: list[Region] | tuple[Region, ...], *,
                     image_grid=None, image_table=None) -> tuple[Region, ...]:
-    """``regions`` with the JPEG grid check run on each flag region's box (``grid_score``, ``grid_found``),
+    """``regions`` with the JPEG grid check run on each region's box (``grid_score``, ``grid_found``),
     and the box's own luma table read at the grid offset that check scored best (``table``).
 
     ``image_grid`` (the whole ``image``'s grid evidence) and ``image_table``
@@ -308,14 +311,15 @@ def confirm_regions(image: np.ndarray, regions: list[Region] | tuple[Region, ...
     the network's flag map over never-compressed pixels has neither. The table is read even where
     the grid's score stays under the threshold (a 168-pixel box of a QF-50 JPEG scored 4.2): its own
     tests decide, and never-compressed images have no table even at a made-up grid
-    (``tests/test_tables.py``).
+    (``tests/test_tables.py``). A quality region's table says whether its pixels were quantised
+    otherwise than the rest (:func:`quality_regions_supported`).
     """
     from .grid.check import find_jpeg_grid
     from .tables import estimate_luma_table
 
     out = []
     for region in regions:
-        if region.kind == FLAG:
+        if region.kind in (FLAG, QUALITY):
             top, left, bottom, right = region.box
             box = image[top:bottom, left:right]
             whole = box.shape[:2] == image.shape[:2]
@@ -331,3 +335,30 @@ def confirm_regions(image: np.ndarray, regions: list[Region] | tuple[Region, ...
                              table=None if table is None else table.within(top, left))
         out.append(region)
     return tuple(out)
+
+
+def same_quantisation(table, reference) -> bool:
+    """Whether ``table`` (read in a region's box, offset in the image's coordinates) shows the last JPEG
+    of ``reference`` (the whole image's table): the same grid, the same step at every frequency both
+    know (at least :data:`MIN_COMMON_STEPS` of them), and no earlier JPEG of its own."""
+    if table is None or reference is None or table.earlier_quality is not None:
+        return False
+    if tuple(table.grid_offset) != tuple(reference.grid_offset):
+        return False
+    common = table.known & reference.known
+    return int(common.sum()) >= MIN_COMMON_STEPS and bool(np.all(table.steps[common] == reference.steps[common]))
+
+
+def quality_regions_supported(regions, image_table) -> tuple[Region, ...]:
+    """``regions`` (of :func:`confirm_regions`) without the quality regions whose box reads the image's own
+    table (:func:`same_quantisation`).
+
+    Such a region's QF differs only in the network's quality map: its pixels were quantised by the same
+    table as the rest, and a region pasted from another JPEG keeps its own table or grid. On the 50 ``val``
+    images as single 4:2:0 JPEGs at QF 30, 50, 70, 80 and 90, 25 of the 250 had quality regions (29 in all,
+    the network reading smooth areas 15-20 QF high), 21 of them in a box that reads the image's table; a
+    QF-40 square pasted into a QF-92 JPEG's pixels, or a QF-95 one into a QF-70 JPEG's, kept every region
+    found, and one pasted into a photo then saved at QF 92 on the same grid 31 of 33 (the others lost
+    show no earlier JPEG in their box). Research log, 2026-12-04 (third session).
+    """
+    return tuple(r for r in regions if r.kind != QUALITY or not same_quantisation(r.table, image_table))
