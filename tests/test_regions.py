@@ -203,6 +203,19 @@ def test_same_quantisation_needs_the_same_grid_and_steps_and_no_earlier_jpeg():
     assert not same_quantisation(None, image) and not same_quantisation(read(80, low), None)
     assert not same_quantisation(replace(read(80, low), steps=read(80, low).steps + low), image)
 
+    from jpegtrace.regions import Region, quality_regions_supported
+
+    def quality_region(inside, around, table):
+        return Region(QUALITY, (0, 0, 64, 64), 0.1, 0.95, inside, around, 0.95, 0.3, table=table)
+
+    flag = Region(FLAG, (0, 0, 128, 128), 1.0, 0.95, 80.0, None, None, 0.9, table=read(80, low))
+    higher, lower = quality_region(95.0, 80.0, read(80, low)), quality_region(45.0, 80.0, read(80, low))
+    own = quality_region(95.0, 80.0, read(95, low, offset=(2, 6)))
+    # Higher than around under the image's last table: an earlier, finer JPEG would not have survived it.
+    # Lower: an earlier, coarser JPEG may have (a region pasted from one, then saved again).
+    assert quality_regions_supported([flag, higher, lower, own], image) == (flag, lower, own)
+    assert quality_regions_supported([flag, higher], None) == (flag, higher)  # no table to compare with
+
 
 @pytest.mark.slow
 def test_a_quality_region_reading_the_images_own_table_is_dropped_and_one_with_its_own_is_kept(monkeypatch):

@@ -350,15 +350,24 @@ def same_quantisation(table, reference) -> bool:
 
 
 def quality_regions_supported(regions, image_table) -> tuple[Region, ...]:
-    """``regions`` (of :func:`confirm_regions`) without the quality regions whose box reads the image's own
-    table (:func:`same_quantisation`).
+    """``regions`` (of :func:`confirm_regions`) without the quality regions that read higher than around
+    although their box reads the image's own table (:func:`same_quantisation`).
 
-    Such a region's QF differs only in the network's quality map: its pixels were quantised by the same
-    table as the rest, and a region pasted from another JPEG keeps its own table or grid. On the 50 ``val``
-    images as single 4:2:0 JPEGs at QF 30, 50, 70, 80 and 90, 25 of the 250 had quality regions (29 in all,
-    the network reading smooth areas 15-20 QF high), 21 of them in a box that reads the image's table; a
-    QF-40 square pasted into a QF-92 JPEG's pixels, or a QF-95 one into a QF-70 JPEG's, kept every region
-    found, and one pasted into a photo then saved at QF 92 on the same grid 31 of 33 (the others lost
-    show no earlier JPEG in their box). Research log, 2026-12-04 (third session).
+    Notes
+    -----
+    Such a region's pixels were quantised last by the same table as the rest. An earlier, finer JPEG under
+    them would be erased by that coarser last one, so their higher QF is the network's alone: it reads
+    smooth, low-detail areas of uniformly compressed photos 15-25 QF high. A region that reads *lower*
+    than around under the image's table stays: an earlier, coarser JPEG survives a finer last one (a
+    region pasted from a JPEG into a photo then saved again, on any grid), and a region of another
+    table or grid keeps that table (its own, in :attr:`Region.table`).
+
+    Measured on the 50 ``val`` images (4:2:0, Pillow; research log, 2026-12-04, third session): as single
+    JPEGs at QF 30, 50, 70, 80 and 90, 25 of the 250 had quality regions (29), 6 now (9); QF-40 squares
+    pasted into a QF-92 JPEG's pixels, QF-95 ones into a QF-70 JPEG's, and QF-40 squares pasted into a
+    photo then saved at QF 92 (on the same grid and on another) keep every quality region found.
     """
-    return tuple(r for r in regions if r.kind != QUALITY or not same_quantisation(r.table, image_table))
+    return tuple(r for r in regions
+                 if r.kind != QUALITY or not (same_quantisation(r.table, image_table)
+                                              and r.quality_inside is not None and r.quality_around is not None
+                                              and r.quality_inside > r.quality_around))
