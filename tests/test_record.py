@@ -74,6 +74,35 @@ def test_records_of_every_verdict_validate_and_flatten(validator):
         validator.validate({**record, "verdict": "uncompressed"})
 
 
+def test_the_text_line_says_what_a_quality_regions_box_table_adds():
+    """A quality region's own table is named; one whose box reads the image's table is said to (the QF
+    difference is then the network's alone)."""
+    from dataclasses import replace
+
+    from jpegtrace.jpeg import ijg_table
+    from jpegtrace.regions import QUALITY
+    from jpegtrace.tables import TableEstimate
+
+    def table(quality, offset=(0, 0), earlier=None):
+        return TableEstimate(ijg_table(quality).astype(int), np.ones((8, 8)), offset, 500, quality, quality,
+                             earlier_quality=earlier)
+
+    flag = np.full((256, 320), 0.95, np.float32)
+    quality = np.full((256, 320), 92.0, np.float32)
+    quality[64:160, 96:224] = 45.0
+    analysis = replace(summarize(np.stack([1.0 - quality / 100.0, flag])), table=table(92))
+    region = next(r for r in analysis.regions if r.kind == QUALITY)
+
+    def line(region_table):
+        regions = tuple(replace(r, table=region_table) if r is region else r for r in analysis.regions)
+        return text_line(analysis_record(replace(analysis, regions=regions), file="x.png"))
+
+    assert "(≈ 92 around)" in line(None)
+    assert "(≈ 92 around; its own QF 40 (table, IJG) at grid offset (3, 5))" in line(table(40, (3, 5)))
+    assert "(≈ 92 around; its box reads the image's table)" in line(table(92))
+    assert "(≈ 92 around; its own QF 92 (table, IJG) at grid offset (0, 0), earlier QF 40)" in line(table(92, earlier=40))
+
+
 def _run(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()

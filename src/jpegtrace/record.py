@@ -9,7 +9,10 @@ ships with the package and a test validates real outputs against it.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:  # the analysis (and torch) load only where an image is analysed, not to report a failure
     from .analysis import Analysis
@@ -169,9 +172,8 @@ def text_line(record: dict) -> str:
         details.append(f"chroma {table['subsampling']}")
     quality_regions = [r for r in record["regions"] if r["kind"] == "quality"]
     for r in quality_regions[:3]:
-        own = f"; its own {describe_table(r['table'], offset=True)}" if r.get("table") else ""
         details.append(f"QF ≈ {r['quality_inside']:.0f} in {_box_text(r)} "
-                       f"(≈ {r['quality_around']:.0f} around{own})")
+                       f"(≈ {r['quality_around']:.0f} around{_quality_region_table(r.get('table'), record.get('table'))})")
     history = record.get("history") or {}
     if history.get("detected"):
         details.append(f"compressed at least twice (earlier QF ≈ {history['primary_quality']})")
@@ -181,6 +183,27 @@ def text_line(record: dict) -> str:
     if record["notes"]:
         details.append("; ".join(record["notes"]))
     return f"{record['file']}\t{verdict}\t{shown}\t{', '.join(details)}"
+
+
+def _quality_region_table(table: dict | None, image_table: dict | None) -> str:
+    """What a quality region's box table adds to the one-line output: its own table, or that the box reads the
+    image's (then the QF difference is the network's word alone, :func:`jpegtrace.regions.same_quantisation`)."""
+    from .regions import same_quantisation
+    from .tables import describe_table
+
+    if not table:
+        return ""
+    if image_table and same_quantisation(_table_of(table), _table_of(image_table)):
+        return "; its box reads the image's table"
+    earlier = f", earlier QF {table['earlier_quality']}" if table.get("earlier_quality") is not None else ""
+    return f"; its own {describe_table(table, offset=True)}{earlier}"
+
+
+def _table_of(table: dict) -> SimpleNamespace:
+    """A record's table as :func:`jpegtrace.regions.same_quantisation` reads a :class:`~jpegtrace.tables.TableEstimate`."""
+    steps = np.asarray(table["steps"])
+    return SimpleNamespace(steps=steps, known=steps > 0, grid_offset=tuple(table["grid_offset"]),
+                           earlier_quality=table.get("earlier_quality"))
 
 
 def _box_text(region: dict) -> str:
