@@ -10,6 +10,10 @@ headline QF stays within 0.25, every pixel within 2 QF and no verdict changes
     PYTHONPATH=src python benchmarks/check_precision.py                    # the shipped model, all val images
     PYTHONPATH=src python benchmarks/check_precision.py --write            # and record it in weights/precision.json
     PYTHONPATH=src python benchmarks/check_precision.py --weights runs/x/best.safetensors --images 8
+    PYTHONPATH=src python benchmarks/check_precision.py --variant 4:4:4 --backends openvino   # other JPEGs too
+
+``--variant`` checks 4:4:4 JPEGs, a grid shifted by (3, 5) or grayscale ones instead of 4:2:0 (the variants of
+``scripts/evaluate_generalisation.py``); ``precision='auto'`` reads only the 4:2:0 check, so ``--write`` takes it alone.
 
 ``--write`` records the result under the weights' fingerprint, where ``precision='auto'`` looks.
 Exits 1 when a path is not within tolerance.
@@ -28,27 +32,36 @@ import numpy as np
 
 from jpegtrace.analysis import check_pixels, finish_analysis, predict_maps
 from jpegtrace.io import list_images, load_rgb
-from jpegtrace.jpeg import jpeg_compress
+from jpegtrace.jpeg import jpeg_compress, to_grayscale
 from jpegtrace.nn.backends import BF16_FIRST_LAYER, PRECISION_RECORD, TOLERANCE, installed_backends, weights_fingerprint
 from jpegtrace.nn.engine import bf16_is_fast
 from jpegtrace.nn.weights import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The JPEG variants the check can run: ``jpeg_compress`` options, and whether the image is made grayscale first.
+VARIANTS = {"4:2:0": ({"subsampling": "4:2:0"}, False), "4:4:4": ({"subsampling": "4:4:4"}, False),
+            "shifted": ({"subsampling": "4:2:0", "grid_offset": (3, 5)}, False), "grayscale": ({}, True)}
 
 
-def compare(model, images: dict, qualities, paths) -> dict:
-    """Per path, the worst differences to torch fp32 over every image and QF."""
+def compare(model, images: dict, qualities, paths, *, variant: str = "4:2:0") -> dict:
+    """Per path, the worst differences to torch fp32 over every image and QF, as JPEGs of ``variant``."""
+    options, gray = VARIANTS[variant]
     worst = {path: {"max_image_qf": 0.0, "max_pixel_qf": 0.0, "max_evidence_pixel_qf": 0.0, "verdict_changes": 0,
                     "n": 0} for path in paths}
     for name, image in images.items():
         for quality in qualities:
-            test = image if quality is None else jpeg_compress(image, quality, "4:2:0")
+            source = to_grayscale(image) if gray else image
+            test = source if quality is None else jpeg_compress(source, quality, **options)
+            if test.ndim == 2:  # as the analysis reads a grayscale file (jpegtrace.io)
+                test = np.repeat(test[:, :, None], 3, axis=2)
             checks = check_pixels(test)
             exact = finish_analysis(test, predict_maps(model, test, backend="torch", precision="fp32"),
-                                    copy.deepcopy(checks), quality_calibration=model.quality_calibration)
+                                    copy.deepcopy(checks), quality_calibration=model.quality_calibration,
+                                    grayscale=gray)
             for backend, precision in paths:
                 raw = predict_maps(model, test, backend=backend, precision=precision)
-                approx = finish_analysis(test, raw, copy.deepcopy(checks), quality_calibration=model.quality_calibration)
+                approx = finish_analysis(test, raw, copy.deepcopy(checks), quality_calibration=model.quality_calibration,
+                                     grayscale=gray)
                 w = worst[(backend, precision)]
                 w["n"] += 1
                 difference = np.abs(exact.quality_map - approx.quality_map)
@@ -81,9 +94,15 @@ def main(argv=None) -> int:
     parser.add_argument("--images", type=int, help="use only the first N val images")
     parser.add_argument("--qualities", default="none,10,30,50,70,90,95,98",
                         help="versions of each image: 'none' (never compressed) and 4:2:0 JPEG QFs")
+    parser.add_argument("--variant", choices=VARIANTS, default="4:2:0", help="the JPEGs (default 4:2:0)")
+    parser.add_argument("--backends", default="torch,openvino",
+                        help="which bf16 paths to check, of torch and openvino (default both; openvino where installed)")
     parser.add_argument("--weights", help="safetensors weights (default: the shipped model)")
-    parser.add_argument("--write", action="store_true", help=f"record the result in {PRECISION_RECORD.name}")
+    parser.add_argument("--write", action="store_true",
+                        help=f"record the result in {PRECISION_RECORD.name} (the 4:2:0 check of both paths only)")
     args = parser.parse_args(argv)
+    if args.write and (args.variant != "4:2:0" or args.backends != "torch,openvino"):
+        parser.error("--write records the 4:2:0 check of both paths, what precision='auto' reads")
     if not bf16_is_fast("cpu"):
         print("this CPU has no native bf16: nothing to check (precision='auto' is fp32 here)")
         return 0
@@ -92,11 +111,13 @@ def main(argv=None) -> int:
     paths = list_images(data, data / "split.csv", "val")[: args.images]
     images = {p.name: load_rgb(p) for p in paths}
     qualities = [None if q == "none" else int(q) for q in args.qualities.split(",")]
-    candidates = [("torch", "bf16")] + ([("openvino", "bf16")] if "openvino" in installed_backends() else [])
+    wanted = args.backends.split(",")
+    candidates = ([("torch", "bf16")] if "torch" in wanted else []) + (
+        [("openvino", "bf16")] if "openvino" in wanted and "openvino" in installed_backends() else [])
     fingerprint = weights_fingerprint(model)
     print(f"# {args.weights or 'shipped model'} ({fingerprint[:12]}); {len(images)} val images x "
-          f"{len(qualities)} versions; tolerance {TOLERANCE}")
-    worst = compare(model, images, qualities, candidates)
+          f"{len(qualities)} versions ({args.variant}); tolerance {TOLERANCE}")
+    worst = compare(model, images, qualities, candidates, variant=args.variant)
     print("| path | max headline QF diff | max pixel QF diff | (pixels with evidence) | verdicts changed | images "
           "| within tolerance |")
     print("|---|---:|---:|---:|---:|---:|---|")
