@@ -13,7 +13,8 @@ headline QF stays within 0.25, every pixel within 2 QF and no verdict changes
     PYTHONPATH=src python benchmarks/check_precision.py --variant 4:4:4 --backends openvino   # other JPEGs too
 
 ``--variant`` checks 4:4:4 JPEGs, a grid shifted by (3, 5) or grayscale ones instead of 4:2:0 (the variants of
-``scripts/evaluate_generalisation.py``); ``precision='auto'`` reads only the 4:2:0 check, so ``--write`` takes it alone.
+``scripts/evaluate_generalisation.py``). ``precision='auto'`` reads the 4:2:0 check for colour images and the
+grayscale one for grayscale images, so ``--write`` takes those two (the 4:2:0 one of both paths).
 
 ``--write`` records the result under the weights' fingerprint, where ``precision='auto'`` looks.
 Exits 1 when a path is not within tolerance.
@@ -99,10 +100,12 @@ def main(argv=None) -> int:
                         help="which bf16 paths to check, of torch and openvino (default both; openvino where installed)")
     parser.add_argument("--weights", help="safetensors weights (default: the shipped model)")
     parser.add_argument("--write", action="store_true",
-                        help=f"record the result in {PRECISION_RECORD.name} (the 4:2:0 check of both paths only)")
+                        help=f"record the result in {PRECISION_RECORD.name} (the 4:2:0 check of both paths, or "
+                             "a grayscale one)")
     args = parser.parse_args(argv)
-    if args.write and (args.variant != "4:2:0" or args.backends != "torch,openvino"):
-        parser.error("--write records the 4:2:0 check of both paths, what precision='auto' reads")
+    if args.write and not (args.variant == "grayscale" or (args.variant == "4:2:0"
+                                                            and args.backends == "torch,openvino")):
+        parser.error("--write records what precision='auto' reads: the 4:2:0 check of both paths, or a grayscale one")
     if not bf16_is_fast("cpu"):
         print("this CPU has no native bf16: nothing to check (precision='auto' is fp32 here)")
         return 0
@@ -131,13 +134,18 @@ def main(argv=None) -> int:
                                    "(jpegtrace.nn.backends.weights_fingerprint); read by precision='auto'")
         record["tolerance"] = TOLERANCE
         models = record.setdefault("models", {})
-        models[fingerprint] = {
-            "weights": args.weights or "shipped (src/jpegtrace/weights/qfnet.safetensors)",
+        check = {
             "checked": datetime.date.today().isoformat(),
-            "data": f"{len(images)} val images of {data.name} x QF {args.qualities} (4:2:0)",
+            "data": f"{len(images)} val images of {data.name} x QF {args.qualities} ({args.variant})",
             "command": "PYTHONPATH=src python benchmarks/check_precision.py " + " ".join(argv or sys.argv[1:]),
             "bf16": {backend: {**w, "first_bf16_layer": BF16_FIRST_LAYER[backend]} for (backend, _), w in worst.items()},
         }
+        if args.variant == "grayscale":  # beside the colour check, which it leaves as it is
+            models.setdefault(fingerprint, {})["grayscale"] = check
+        else:
+            grayscale = models.get(fingerprint, {}).get("grayscale")
+            models[fingerprint] = {"weights": args.weights or "shipped (src/jpegtrace/weights/qfnet.safetensors)",
+                                   **check, **({"grayscale": grayscale} if grayscale else {})}
         PRECISION_RECORD.write_text(json.dumps(record, indent=2) + "\n")
         print(f"recorded in {PRECISION_RECORD}")
     return 0 if all(w["within_tolerance"] for w in worst.values()) else 1

@@ -131,6 +131,48 @@ def test_the_precision_record_names_models_by_their_tensors(shipped, tmp_path):
     assert not backends.bf16_checked(shipped, "torch", record=record)
 
 
+def test_grayscale_images_need_a_bf16_check_of_their_own(shipped, tmp_path, monkeypatch):
+    """The colour check does not count for grayscale images: 'auto' takes bf16 for them only where the
+    record's grayscale check kept the answer (the shipped model's did not: pixels moved 2.5 QF)."""
+    fingerprint = backends.weights_fingerprint(shipped)
+    layer = backends.BF16_FIRST_LAYER["openvino"]
+    checked = {"within_tolerance": True, "first_bf16_layer": layer}
+    record = tmp_path / "precision.json"
+    record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"openvino": checked}}}}))
+    assert backends.bf16_checked(shipped, "openvino", record=record)
+    assert not backends.bf16_checked(shipped, "openvino", grayscale=True, record=record)
+    backends._precision_record.cache_clear()
+    record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"openvino": checked},
+                                                           "grayscale": {"bf16": {"openvino": checked}}}}}))
+    assert backends.bf16_checked(shipped, "openvino", grayscale=True, record=record)
+    backends._precision_record.cache_clear()
+    entry = json.loads(backends.PRECISION_RECORD.read_text())["models"][fingerprint]
+    gray = entry["grayscale"]["bf16"]["openvino"]
+    assert gray["n"] >= 50 * 8 and not gray["within_tolerance"] and gray["max_pixel_qf"] > 2
+    import jpegtrace.nn.engine as engine
+
+    monkeypatch.setattr(engine, "bf16_is_fast", lambda device: True)
+    if openvino_installed:
+        assert backends.resolve(shipped, backend="openvino") == ("openvino", "bf16")
+    assert backends.resolve(shipped, backend="openvino" if openvino_installed else "torch",
+                            grayscale=True)[1] == "fp32"
+    assert backends.resolve(shipped, precision="bf16", grayscale=True)[1] == "bf16"  # asked for
+
+
+def test_a_grayscale_files_record_names_the_precision_that_ran_it(photo, tmp_path, capsys):
+    from PIL import Image
+
+    from jpegtrace.jpeg import to_grayscale
+
+    gray, colour = tmp_path / "gray.png", tmp_path / "colour.png"
+    Image.fromarray(jpeg_compress(to_grayscale(photo), 60)).save(gray)
+    Image.fromarray(jpeg_compress(photo, 60)).save(colour)
+    assert main(["analyze", "--json", str(gray), str(colour)]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert records[0]["grayscale"] and records[0]["network"]["precision"] == "fp32"
+    assert records[1]["network"]["precision"] == backends.resolve(load_weights())[1]
+
+
 def test_the_shipped_model_is_recorded_as_checked():
     record = json.loads(backends.PRECISION_RECORD.read_text())
     entry = record["models"][backends.weights_fingerprint(load_weights())]

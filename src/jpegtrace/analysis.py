@@ -274,7 +274,7 @@ def load_model(weights: str | os.PathLike | None = None, *, device: str = "cpu")
 
 def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE,
                  device: str | torch.device | None = None, precision: str = "auto",
-                 backend: str = "auto") -> np.ndarray:
+                 backend: str = "auto", grayscale: bool = False) -> np.ndarray:
     """Raw network output for one uint8 image, computed strip by strip (or tile by tile).
 
     Parameters
@@ -296,6 +296,9 @@ def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TI
         What runs the network: jpegtrace's streaming torch engine, ONNX Runtime (fp32, CPU) or
         OpenVINO (CPU); 'auto' (the default) the fastest installed for the device and precision.
         The maps of every backend equal torch's within about 1e-5 in fp32.
+    grayscale : bool
+        The image is grayscale (its three channels equal): 'auto' precision then needs the model's
+        grayscale check (:func:`jpegtrace.nn.backends.bf16_checked`).
 
     Returns
     -------
@@ -306,7 +309,8 @@ def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TI
         raise ValueError("tile_size must be positive")
     if device is None:
         device = next(model.parameters()).device
-    backend, precision = backends.resolve(model, backend=backend, precision=precision, device=device)
+    backend, precision = backends.resolve(model, backend=backend, precision=precision, device=device,
+                                          grayscale=grayscale)
     if backend != "torch":
         try:
             run = backends.runner(model, backend, precision)
@@ -587,7 +591,8 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
     It is :func:`check_pixels`, :func:`predict_maps` and :func:`finish_analysis` in turn.
     """
     checks = check_pixels(rgb, grid_check=grid_check, valid=valid)
-    raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision, backend=backend)
+    raw = predict_maps(model, rgb, tile_size=tile_size, device=device, precision=precision, backend=backend,
+                       grayscale=grayscale)
     return finish_analysis(rgb, raw, checks, quality_calibration=model.quality_calibration,
                            grayscale=grayscale, notes=notes)
 

@@ -99,7 +99,7 @@ def run_analyze(args) -> int:
     if sum(path is None for _, path, _ in inputs) > 1:
         error("-: standard input can be read once")
         return 2
-    model = network = None
+    model = networks = None
     if any(reason is None for _, _, reason in inputs):  # else nothing to analyse: no model, no torch to load
         from ..analysis import analyze_array
         from ..io import native_stderr_captured
@@ -111,7 +111,9 @@ def run_analyze(args) -> int:
             return 2
         if not resolve_backend_args(args, model):
             return 2
-        network = provenance(model, backend=args.backend, precision=args.precision, device=args.device)
+        # What computes the maps, per kind of image ('auto' may differ for grayscale ones).
+        networks = {gray: provenance(model, backend=args.backend, precision=args.precision, device=args.device,
+                                     grayscale=gray) for gray in (False, True)}
     writer = None
     if args.format == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -145,7 +147,8 @@ def run_analyze(args) -> int:
             error(f"{shown}: {reason}")
             record = failure_record(shown, reason)
         else:
-            record = analysis_record(result, file=shown, input_info=read.info, maps=maps, network=network)
+            record = analysis_record(result, file=shown, input_info=read.info, maps=maps,
+                                     network=networks[read.grayscale])
         if args.format == "jsonl":
             print(json.dumps(record, ensure_ascii=False), flush=True)
         elif args.format == "csv":

@@ -149,7 +149,7 @@ def run_assess(args) -> int:
             write_bias(args.out, bias)
         settings = run_settings(args, folder=display(args.folder), recursive=args.recursive,
                                 grid_check=args.grid_check, max_pixels=args.max_pixels, backend=args.backend,
-                                precision=args.precision)
+                                precision=args.precision, runs_as="/".join(args.resolved))
         written = write_assessment_report(args.out, records, failures, summary, thumbnails, settings,
                                           pages=pages or None, skipped=skipped, bias=bias)
     except OSError as exc:

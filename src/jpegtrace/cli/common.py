@@ -52,12 +52,18 @@ def add_backend_options(p) -> None:
     p.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto",
                    help="arithmetic of the network's inner layers: auto (default) is bf16 where the CPU has native "
                         "bf16 and the model was checked to keep the answer in it (headline QF within 0.25, every "
-                        "pixel within 2 QF, no verdict changed on the val images), fp32 otherwise")
+                        "pixel within 2 QF, no verdict changed on the val images; grayscale images have a check of "
+                        "their own), fp32 otherwise; each record's network field says which ran it")
 
 
 def resolve_backend_args(args, model) -> bool:
-    """Replace ``args.backend`` and ``args.precision`` by what runs ``model`` (an error line and False
-    when they cannot run together or the backend is not installed)."""
+    """Check that ``args.backend`` and ``args.precision`` can run ``model`` (an error line and False when
+    they cannot run together or the backend is not installed), set ``args.resolved`` to the
+    ``(backend, precision)`` that runs a colour image, and start that backend.
+
+    ``args.backend`` and ``args.precision`` stay as asked: 'auto' is resolved per image, since a
+    grayscale image may need fp32 (:func:`jpegtrace.nn.backends.resolve`).
+    """
     from ..nn.backends import installed_backends, resolve
 
     requested = args.backend
@@ -66,18 +72,19 @@ def resolve_backend_args(args, model) -> bool:
         error(f"--backend {requested} is not installed: pip install 'jpegtrace[{extra}]'")
         return False
     try:
-        args.backend, args.precision = resolve(model, backend=requested, precision=args.precision, device=args.device)
+        args.resolved = backend, precision = resolve(model, backend=requested, precision=args.precision,
+                                                     device=args.device)
     except ValueError as exc:
         error(f"--backend {requested} --precision {args.precision}: {exc}")
         return False
-    warn_if_bf16_is_slow(args.precision, args.device)
-    if args.backend != "torch":
+    warn_if_bf16_is_slow(precision, args.device)
+    if backend != "torch":
         from ..nn.backends import runner
 
         try:  # built now, so that its compile time is no file's (nor any file's --time-limit)
-            runner(model, args.backend, args.precision)
+            runner(model, backend, precision)
         except Exception as exc:  # noqa: BLE001 -- a broken runtime install: say so, once
-            error(f"--backend {args.backend}: cannot start it ({' '.join(str(exc).split())[:200]})")
+            error(f"--backend {backend}: cannot start it ({' '.join(str(exc).split())[:200]})")
             return False
     return True
 

@@ -102,10 +102,9 @@ def run_ray_assess(args) -> int:
         error(f"{display(listing.source)}: no image files")
         return 2
     model = load_model(args)
-    requested = (args.backend, args.precision)
     if model is None or not resolve_backend_args(args, model) or not prepare_out(args):
         return 2
-    resolved, (args.backend, args.precision) = (args.backend, args.precision), requested
+    resolved = args.resolved
     try:
         weights = None if args.model is None else Path(args.model).read_bytes()
     except OSError as exc:

@@ -352,11 +352,12 @@ class NetworkWorker:
 
         # An explicit CPU backend on a GPU worker would fail every file: such a worker runs torch.
         backend = options.backend if self.device == "cpu" else "auto"
-        self.backend, self.precision = resolve(self.model, backend=backend, precision=options.precision,
-                                               device=self.device)
-        # What this worker computes the maps with, for the records (workers may differ: GPU or CPU).
-        self.network = json.dumps(provenance(self.model, backend=self.backend, precision=self.precision,
-                                             device=self.device))
+        # What this worker computes the maps with, per kind of image ('auto' may take fp32 for grayscale
+        # ones), for the records (workers may differ: GPU or CPU).
+        self.runs = {gray: resolve(self.model, backend=backend, precision=options.precision, device=self.device,
+                                   grayscale=gray) for gray in (False, True)}
+        self.networks = {gray: json.dumps(provenance(self.model, backend=b, precision=p, device=self.device))
+                         for gray, (b, p) in self.runs.items()}
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -368,6 +369,7 @@ class NetworkWorker:
         maps = []
         failures = batch.column("failure").to_pylist()
         seconds = batch.column("seconds").to_pylist()
+        networks = [None] * len(failures)
         for i, (file, image) in enumerate(zip(batch.column("file").to_pylist(), batch.column("image").to_pylist())):
             if image is None:
                 maps.append(None)
@@ -377,11 +379,13 @@ class NetworkWorker:
                 with open(fault.marker, "w") as f:
                     f.write(f"worker {os.getpid()} exited on {file}\n")
                 os._exit(1)  # as a killed worker: no exception, no clean-up
-            rgb = _unpack_image(image)[0]
+            rgb, grayscale = _unpack_image(image)[:2]
+            backend, precision = self.runs[grayscale]
+            networks[i] = self.networks[grayscale]
             try:
                 with _stage_time(self.options, file, seconds[i]) as used:
                     raw = predict_maps(self.model, rgb, tile_size=self.options.tile_size, device=self.device,
-                                       backend=self.backend, precision=self.precision)
+                                       backend=backend, precision=precision)
                 seconds[i] = used[0]
                 maps.append(pickle.dumps(np.asarray(raw, dtype=np.float32), protocol=5))
             except TimeLimitError as exc:
@@ -396,7 +400,8 @@ class NetworkWorker:
         batch = batch.set_column(batch.schema.get_field_index("failure"), "failure", pa.array(failures, pa.string()))
         batch = batch.set_column(batch.schema.get_field_index("seconds"), "seconds", pa.array(seconds, pa.float64()))
         batch = batch.append_column("maps", pa.array(maps, type=pa.large_binary()))
-        return batch.append_column("network", pa.array([None if m is None else self.network for m in maps], pa.string()))
+        return batch.append_column("network", pa.array([None if m is None else n for m, n in zip(maps, networks)],
+                                                       pa.string()))
 
 
 # --------------------------------------------------------------------------------------------

@@ -105,7 +105,8 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
 
     records: list[AssessmentRecord] = []
     failures: list[Failure] = []
-    network = provenance(model, backend=backend, precision=precision, device=device)
+    networks = {gray: provenance(model, backend=backend, precision=precision, device=device, grayscale=gray)
+                for gray in (False, True)}  # 'auto' may differ for grayscale images
     for name, path in _wrap(progress, _named_files(files)):
         read = analysis = None  # free the previous image and maps first
         try:
@@ -127,7 +128,7 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
                                         grid_score=None if grid is None else grid.score,
                                         quality=analysis.headline_quality,
                                         record=analysis_record(analysis, file=name, input_info=read.info,
-                                                               network=network)))
+                                                               network=networks[read.grayscale])))
         if on_record is not None:
             on_record(records[-1].record)
         if on_result is not None:

@@ -10,7 +10,8 @@ installed for the device and precision, in the order of :data:`CPU_SPEED_ORDER` 
 *and* the model's bf16 maps on that backend were checked to keep the answer (:data:`TOLERANCE`, on
 the corpus' ``val`` images, by ``benchmarks/check_precision.py``, recorded in
 ``jpegtrace/weights/precision.json`` under the weights' fingerprint); fp32 otherwise, so a model of
-one's own runs fp32 until it is checked.
+one's own runs fp32 until it is checked. Grayscale images need a check of their own (the shipped model
+misses the tolerance on them in bf16, so they run fp32).
 
 References
 ----------
@@ -102,17 +103,22 @@ def _precision_record(path: Path) -> dict:
         return {}
 
 
-def bf16_checked(model: QFNet, backend: str, *, record: Path = PRECISION_RECORD) -> bool:
-    """Whether ``model``'s bf16 maps on ``backend`` were checked and kept :data:`TOLERANCE`."""
+def bf16_checked(model: QFNet, backend: str, *, grayscale: bool = False, record: Path = PRECISION_RECORD) -> bool:
+    """Whether ``model``'s bf16 maps on ``backend`` were checked and kept :data:`TOLERANCE`: on colour
+    images (4:2:0 JPEGs), or with ``grayscale`` on grayscale ones, a check of its own (the record's
+    ``grayscale`` entry), since a model can keep the answer on one and not the other."""
     fingerprint = _FINGERPRINTS.get(model)
     if fingerprint is None:
         fingerprint = _FINGERPRINTS[model] = weights_fingerprint(model)
-    check = _precision_record(Path(record)).get(fingerprint, {}).get("bf16", {}).get(backend, {})
+    entry = _precision_record(Path(record)).get(fingerprint, {})
+    if grayscale:
+        entry = entry.get("grayscale", {})
+    check = entry.get("bf16", {}).get(backend, {})
     return bool(check.get("within_tolerance", False)) and check.get("first_bf16_layer") == BF16_FIRST_LAYER.get(backend)
 
 
 def resolve(model: QFNet, *, backend: str = "auto", precision: str = "auto",
-            device: str | torch.device | None = "cpu") -> tuple[str, str]:
+            device: str | torch.device | None = "cpu", grayscale: bool = False) -> tuple[str, str]:
     """The ``(backend, precision)`` that run ``model`` for these settings.
 
     Parameters
@@ -124,6 +130,9 @@ def resolve(model: QFNet, *, backend: str = "auto", precision: str = "auto",
         and :func:`bf16_checked` says ``model`` keeps the answer on the backend that would run it;
         fp32 otherwise (and always on ONNX Runtime).
     device : str or torch.device, optional
+    grayscale : bool
+        The image is grayscale: 'auto' then takes bf16 only where the model's grayscale check kept the
+        answer (:func:`bf16_checked`).
 
     Raises
     ------
@@ -140,20 +149,20 @@ def resolve(model: QFNet, *, backend: str = "auto", precision: str = "auto",
         return choose_backend(backend, device=device, precision=precision), precision
     if backend != "onnxruntime" and bf16_is_fast(device or "cpu"):
         candidate = choose_backend(backend, device=device, precision="bf16")
-        if bf16_checked(model, candidate):
+        if bf16_checked(model, candidate, grayscale=grayscale):
             return candidate, "bf16"
     return choose_backend(backend, device=device, precision="fp32"), "fp32"
 
 
 def provenance(model: QFNet, *, backend: str = "auto", precision: str = "auto",
-               device: str | torch.device | None = None) -> dict[str, str]:
+               device: str | torch.device | None = None, grayscale: bool = False) -> dict[str, str]:
     """What computes ``model``'s maps for these settings, as records report it (their ``network``):
     ``{"model": the weights' fingerprint to 16 hex digits, "backend": ..., "precision": ...}``, resolved
     as :func:`resolve` does (on the model's own device when ``device`` is None, as
     :func:`jpegtrace.analysis.predict_maps` runs it)."""
     if device is None:
         device = next(model.parameters()).device
-    backend, precision = resolve(model, backend=backend, precision=precision, device=device)
+    backend, precision = resolve(model, backend=backend, precision=precision, device=device, grayscale=grayscale)
     fingerprint = _FINGERPRINTS.get(model)
     if fingerprint is None:
         fingerprint = _FINGERPRINTS[model] = weights_fingerprint(model)
