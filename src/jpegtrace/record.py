@@ -172,8 +172,8 @@ def text_line(record: dict) -> str:
         details.append(f"chroma {table['subsampling']}")
     quality_regions = [r for r in record["regions"] if r["kind"] == "quality"]
     for r in quality_regions[:3]:
-        details.append(f"QF ≈ {r['quality_inside']:.0f} in {_box_text(r)} "
-                       f"(≈ {r['quality_around']:.0f} around{_quality_region_table(r.get('table'), record.get('table'))})")
+        own = _quality_region_table(r.get("table"), record.get("table"))
+        details.append(f"QF ≈ {r['quality_inside']:.0f} in {_box_text(r)} (≈ {r['quality_around']:.0f} around{own})")
     history = record.get("history") or {}
     if history.get("detected"):
         details.append(f"compressed at least twice (earlier QF ≈ {history['primary_quality']})")
@@ -200,7 +200,8 @@ def _quality_region_table(table: dict | None, image_table: dict | None) -> str:
 
 
 def _table_of(table: dict) -> SimpleNamespace:
-    """A record's table as :func:`jpegtrace.regions.same_quantisation` reads a :class:`~jpegtrace.tables.TableEstimate`."""
+    """A record's table as :func:`jpegtrace.regions.same_quantisation` reads a
+    :class:`~jpegtrace.tables.TableEstimate`."""
     steps = np.asarray(table["steps"])
     return SimpleNamespace(steps=steps, known=steps > 0, grid_offset=tuple(table["grid_offset"]),
                            earlier_quality=table.get("earlier_quality"))

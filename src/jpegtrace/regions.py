@@ -362,10 +362,11 @@ def quality_regions_supported(regions, image_table) -> tuple[Region, ...]:
     region pasted from a JPEG into a photo then saved again, on any grid), and a region of another
     table or grid keeps that table (its own, in :attr:`Region.table`).
 
-    Measured on the 50 ``val`` images (4:2:0, Pillow; ``scripts/evaluate_quality_regions.py``, docs/regions.md): as single
-    JPEGs at QF 30, 50, 70, 80 and 90, 25 of the 250 had quality regions (29), 6 now (9); QF-40 squares
-    pasted into a QF-92 JPEG's pixels, QF-95 ones into a QF-70 JPEG's, and QF-40 squares pasted into a
-    photo then saved at QF 92 (on the same grid and on another) keep every quality region found.
+    Measured on the 50 ``val`` images (4:2:0, Pillow; ``scripts/evaluate_quality_regions.py``,
+    docs/regions.md): as single JPEGs at QF 30, 50, 70, 80 and 90, 25 of the 250 had quality regions
+    (29), 6 now (9); QF-40 squares pasted into a QF-92 JPEG's pixels, QF-95 ones into a QF-70 JPEG's,
+    and QF-40 squares pasted into a photo then saved at QF 92 (on the same grid and on another) keep
+    every quality region found.
     """
     return tuple(r for r in regions
                  if r.kind != QUALITY or not (same_quantisation(r.table, image_table)
