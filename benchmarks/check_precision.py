@@ -103,8 +103,9 @@ def main(argv=None) -> int:
                         help=f"record the result in {PRECISION_RECORD.name} (the 4:2:0 check of both paths, or "
                              "a grayscale one)")
     args = parser.parse_args(argv)
+    wanted = set(args.backends.split(","))
     if args.write and not (args.variant == "grayscale" or (args.variant == "4:2:0"
-                                                            and args.backends == "torch,openvino")):
+                                                            and wanted == {"torch", "openvino"})):
         parser.error("--write records what precision='auto' reads: the 4:2:0 check of both paths, or a grayscale one")
     if not bf16_is_fast("cpu"):
         print("this CPU has no native bf16: nothing to check (precision='auto' is fp32 here)")
@@ -114,7 +115,6 @@ def main(argv=None) -> int:
     paths = list_images(data, data / "split.csv", "val")[: args.images]
     images = {p.name: load_rgb(p) for p in paths}
     qualities = [None if q == "none" else int(q) for q in args.qualities.split(",")]
-    wanted = args.backends.split(",")
     candidates = ([("torch", "bf16")] if "torch" in wanted else []) + (
         [("openvino", "bf16")] if "openvino" in wanted and "openvino" in installed_backends() else [])
     fingerprint = weights_fingerprint(model)

@@ -319,20 +319,19 @@ def confirm_regions(image: np.ndarray, regions: list[Region] | tuple[Region, ...
 
     out = []
     for region in regions:
-        if region.kind in (FLAG, QUALITY):
-            top, left, bottom, right = region.box
-            box = image[top:bottom, left:right]
-            whole = box.shape[:2] == image.shape[:2]
-            reuse = whole and image_grid is not None and image_grid.method == "coefficients"
-            grid = image_grid if reuse else find_jpeg_grid(box)
-            if not grid.coefficients:
-                table = None
-            elif whole and image_table is not None and image_table.grid_offset == grid.grid_offset:
-                table = image_table
-            else:
-                table = estimate_luma_table(box, grid_offset=grid.grid_offset)
-            region = replace(region, grid_score=float(grid.score), grid_found=bool(grid.found),
-                             table=None if table is None else table.within(top, left))
+        top, left, bottom, right = region.box
+        box = image[top:bottom, left:right]
+        whole = box.shape[:2] == image.shape[:2]
+        reuse = whole and image_grid is not None and image_grid.method == "coefficients"
+        grid = image_grid if reuse else find_jpeg_grid(box)
+        if not grid.coefficients:
+            table = None
+        elif whole and image_table is not None and image_table.grid_offset == grid.grid_offset:
+            table = image_table
+        else:
+            table = estimate_luma_table(box, grid_offset=grid.grid_offset)
+        region = replace(region, grid_score=float(grid.score), grid_found=bool(grid.found),
+                         table=None if table is None else table.within(top, left))
         out.append(region)
     return tuple(out)
 

@@ -104,16 +104,14 @@ def run_analyze(args) -> int:
         from ..analysis import analyze_array
         from ..io import native_stderr_captured
         from ..limits import time_limit
-        from ..nn.backends import provenance
+        from ..nn.backends import provenance_by_kind
 
         model = load_model(args)
         if model is None:
             return 2
         if not resolve_backend_args(args, model):
             return 2
-        # What computes the maps, per kind of image ('auto' may differ for grayscale ones).
-        networks = {gray: provenance(model, backend=args.backend, precision=args.precision, device=args.device,
-                                     grayscale=gray) for gray in (False, True)}
+        networks = provenance_by_kind(model, backend=args.backend, precision=args.precision, device=args.device)
     writer = None
     if args.format == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, lineterminator="\n")

@@ -101,12 +101,11 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
     failures : list of Failure
         Files that could not be read, each with its reason.
     """
-    from ..nn.backends import provenance
+    from ..nn.backends import provenance_by_kind
 
     records: list[AssessmentRecord] = []
     failures: list[Failure] = []
-    networks = {gray: provenance(model, backend=backend, precision=precision, device=device, grayscale=gray)
-                for gray in (False, True)}  # 'auto' may differ for grayscale images
+    networks = provenance_by_kind(model, backend=backend, precision=precision, device=device)
     for name, path in _wrap(progress, _named_files(files)):
         read = analysis = None  # free the previous image and maps first
         try:

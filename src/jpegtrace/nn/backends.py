@@ -169,6 +169,14 @@ def provenance(model: QFNet, *, backend: str = "auto", precision: str = "auto",
     return {"model": fingerprint[:16], "backend": backend, "precision": precision}
 
 
+def provenance_by_kind(model: QFNet, *, backend: str = "auto", precision: str = "auto",
+                       device: str | torch.device | None = None) -> dict[bool, dict[str, str]]:
+    """:func:`provenance` for a colour image (key False) and a grayscale one (True): with 'auto' they may
+    differ, the grayscale one needing a check of its own."""
+    return {gray: provenance(model, backend=backend, precision=precision, device=device, grayscale=gray)
+            for gray in (False, True)}
+
+
 def runner(model: QFNet, backend: str, precision: str):
     """A cached runner of ``model`` on ``backend`` (onnxruntime or openvino) in ``precision``: one per
     model object and setting, kept while the model lives (building one takes 0.1-1 s). Its
