@@ -100,9 +100,7 @@ def test_auto_takes_the_fastest_installed_backend_and_bf16_only_for_a_checked_mo
     shipped_checked = backends.bf16_checked(shipped, "torch")
     if bf16_is_fast("cpu") and shipped_checked:
         assert backends.resolve(shipped, backend="torch") == ("torch", "bf16")
-    import jpegtrace.nn.engine as engine
-
-    monkeypatch.setattr(engine, "bf16_is_fast", lambda device: False)
+    monkeypatch.setattr(backends, "bf16_is_fast", lambda device: False)
     assert backends.resolve(shipped, backend="torch") == ("torch", "fp32")  # no native bf16: fp32
     with pytest.raises(ValueError, match="fp32 only"):
         backends.resolve(shipped, backend="onnxruntime", precision="bf16")
@@ -149,9 +147,7 @@ def test_grayscale_images_need_a_bf16_check_of_their_own(shipped, tmp_path, monk
     entry = json.loads(backends.PRECISION_RECORD.read_text())["models"][fingerprint]
     gray = entry["grayscale"]["bf16"]["openvino"]
     assert gray["n"] >= 50 * 8 and not gray["within_tolerance"] and gray["max_pixel_qf"] > 2
-    import jpegtrace.nn.engine as engine
-
-    monkeypatch.setattr(engine, "bf16_is_fast", lambda device: True)
+    monkeypatch.setattr(backends, "bf16_is_fast", lambda device: True)
     if openvino_installed:
         assert backends.resolve(shipped, backend="openvino") == ("openvino", "bf16")
     assert backends.resolve(shipped, backend="openvino" if openvino_installed else "torch",
@@ -219,3 +215,108 @@ def test_the_command_line_parser_does_not_import_torch():
             " if a.dest in ('backend', 'precision')), 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "['backend', 'precision'] False"
+
+
+# --- OpenVINO without torch: the weights file's arrays and a numpy network input -------------------
+
+
+def test_the_grid_presence_in_numpy_equals_torchs(photo):
+    """The network input the runtimes without torch compute (block scores, grid presence, centred RGB) is
+    the torch input up to float32 sums in another order; a DCT coefficient that those put on the other
+    side of MIN_ABS_COEFFICIENT moves a few pixels' presence by up to about 0.25."""
+    from jpegtrace.nn.inputs import network_input_array
+    from jpegtrace.nn.qfnet import network_input
+
+    config = NetConfig(grid_presence=True)
+    for image in (photo, jpeg_compress(photo, 99, subsampling="4:4:4"), jpeg_compress(photo[3:, 5:], 60)):
+        exact = network_input(torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float().div_(255.0), config)
+        ours = network_input_array(image, config)
+        assert ours.shape == exact.shape and ours.dtype == np.float32
+        difference = np.abs(ours - exact.numpy())
+        assert difference[0, :3].max() == 0.0  # the centred pixels exactly
+        assert np.quantile(difference[0, 3], 0.99) < 1e-5 and difference[0, 3].max() < 0.3
+
+
+def test_block_scores_in_numpy_equal_torchs_on_any_shape():
+    from jpegtrace.grid.dct import block_scores, block_scores_array, luma_tensor
+
+    rng = np.random.default_rng(5)
+    for shape in ((5, 40), (8, 8), (9, 130), (77, 31)):
+        image = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+        exact = block_scores(luma_tensor(torch.from_numpy(image).permute(2, 0, 1)[None].float()))[0, 0].numpy()
+        from jpegtrace.grid.dct import luma
+
+        ours = block_scores_array(luma(image)[0])
+        assert ours.shape == exact.shape and np.abs(ours - exact).max() < 1e-4
+
+
+def test_read_weights_gives_the_model_load_weights_builds(shipped, tmp_path):
+    from jpegtrace.nn.weights import NetworkWeights, read_weights
+
+    arrays = read_weights()
+    assert isinstance(arrays, NetworkWeights) and arrays.config == shipped.config
+    assert arrays.flag_threshold == shipped.flag_threshold and arrays.quality_calibration == shipped.quality_calibration
+    assert backends.weights_fingerprint(arrays) == backends.weights_fingerprint(shipped)
+    for name, tensor in shipped.state_dict().items():
+        np.testing.assert_array_equal(arrays.tensors[name], tensor.numpy())
+    # a file in bfloat16 is widened exactly (numpy has no bfloat16)
+    half = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
+    path = tmp_path / "bf16.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.to(torch.bfloat16) for k, v in half.state_dict().items()}, str(path),
+              metadata={"net_config": half.config.to_json()})
+    for name, tensor in read_weights(path).tensors.items():
+        np.testing.assert_array_equal(tensor, half.state_dict()[name].to(torch.bfloat16).float().numpy())
+
+
+@needs_openvino
+def test_openvino_runs_the_arrays_as_the_torch_network(shipped, photo):
+    from jpegtrace.nn.openvino import OpenVinoRunner
+    from jpegtrace.nn.weights import read_weights
+
+    image = jpeg_compress(photo, 85)
+    arrays = read_weights()
+    reference = predict_maps(shipped, image, backend="torch", precision="fp32")
+    ours = predict_maps(arrays, image, backend="openvino", precision="fp32")
+    assert np.abs(ours - OpenVinoRunner(shipped).predict_maps(image)).max() == 0.0
+    difference = np.abs(ours - reference)
+    assert np.quantile(difference, 0.999) < 1e-4 and 100 * difference[0].max() < 0.5
+    # the arrays run on torch too, through a network built once
+    assert np.abs(predict_maps(arrays, image, backend="torch", precision="fp32") - reference).max() == 0.0
+    assert backends.torch_model(arrays) is backends.torch_model(arrays)
+
+
+def test_a_network_the_runtimes_cannot_build_is_refused():
+    unusual = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
+    unusual.layers[1] = torch.nn.Identity()  # no ReLU after the first convolution
+    assert backends.network_arrays(unusual) is None
+    if openvino_installed:
+        from jpegtrace.nn.openvino import OpenVinoRunner
+
+        with pytest.raises(ValueError, match="plain stacks"):
+            OpenVinoRunner(unusual)
+
+
+@needs_openvino
+def test_analyze_runs_without_torch_where_openvino_runs_the_network(photo, tmp_path):
+    """`jpegtrace analyze` and `jpegtrace.analyze` with the default settings on the CPU never import torch
+    (about 0.8 s of start-up); asking for the torch backend does."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(jpeg_compress(photo, 80)).save(path)
+    code = ("import sys\nfrom jpegtrace.cli.main import main\ncode = main(['analyze', sys.argv[1]] + sys.argv[2:])\n"
+            "print('torch' in sys.modules, code)")
+    for extra, torch_loaded in (([], False), (["--backend", "torch"], True)):
+        result = subprocess.run([sys.executable, "-c", code, str(path), *extra], capture_output=True, text=True,
+                                check=True)
+        lines = result.stdout.strip().splitlines()
+        assert lines[-1] == f"{torch_loaded} 0" and "compressed" in lines[0] and "QF 80" in lines[0], result.stdout
+    api = ("import sys\nimport jpegtrace\nresult = jpegtrace.analyze(sys.argv[1])\n"
+           "print(result.verdict, result.headline_quality, 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", api, str(path)], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "compressed 80.0 False"

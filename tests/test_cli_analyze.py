@@ -222,9 +222,9 @@ def test_maps_of_files_with_the_same_stem_do_not_overwrite_each_other(capsys, we
                                                     (False, "fp32", False)])
 def test_bf16_on_a_cpu_without_bf16_arithmetic_is_warned_of(capsys, monkeypatch, weights, files, fast,
                                                              precision, warned):
-    import jpegtrace.nn.engine
+    import jpegtrace.nn.backends
 
-    monkeypatch.setattr(jpegtrace.nn.engine, "bf16_is_fast", lambda device="cpu": fast)
+    monkeypatch.setattr(jpegtrace.nn.backends, "bf16_is_fast", lambda device="cpu": fast)
     code, out, err = _run(capsys, files["good"], "--model", weights, "--precision", precision)
     assert code == 0 and "good.png" in out
     warnings = [line for line in err if "warning" in line]
@@ -232,24 +232,58 @@ def test_bf16_on_a_cpu_without_bf16_arithmetic_is_warned_of(capsys, monkeypatch,
                          "runs emulated, many times slower than fp32"] if warned else [])
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_bf16_is_fast_follows_onednns_bf16_check(monkeypatch, native):
-    """Whatever this machine's CPU: the check oneDNN makes (AVX-512 BW, VL and DQ for native bf16) is
-    replaced by one that answers ``native``."""
+@pytest.mark.parametrize("flags,native", [({"avx512f", "avx512_bf16"}, True), ({"avx512f", "amx_bf16"}, True),
+                                          ({"avx512f", "avx512bw", "avx512vl"}, False), ({"avx2", "fma"}, False)])
+def test_bf16_is_fast_where_the_cpu_has_native_bf16(monkeypatch, flags, native):
+    """Whatever this machine's CPU: its flags are replaced by ``flags``. AVX-512 without its BF16
+    extension or AMX emulates bf16, so it is not fast; the device type alone decides off the CPU."""
+    from jpegtrace.nn import backends
     from jpegtrace.nn.engine import bf16_is_fast
 
+    monkeypatch.setattr(backends, "cpuinfo_flags", lambda: frozenset(flags))
+    backends.cpu_has_native_bf16.cache_clear()
+    try:
+        assert bf16_is_fast("cpu") is native and bf16_is_fast() is native and backends.bf16_is_fast("cpu") is native
+        assert bf16_is_fast("cuda") is True  # no CUDA needed: only the device type is read
+    finally:
+        backends.cpu_has_native_bf16.cache_clear()
+
+
+def test_cpuinfo_flags_are_read_from_the_first_cpu(tmp_path):
+    from jpegtrace.nn.backends import cpuinfo_flags
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx512f avx512_bf16\n\n"
+                       "processor\t: 1\nflags\t\t: fpu\n")
+    assert cpuinfo_flags(str(cpuinfo)) == {"fpu", "avx512f", "avx512_bf16"}
+    assert cpuinfo_flags(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_is_fast_asks_onednn_where_the_cpu_flags_cannot_be_read(monkeypatch, native):
+    from jpegtrace.nn import backends
+
     asked = []
+    monkeypatch.setattr(backends, "cpuinfo_flags", lambda: None)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: asked.append(1) or native)
-    assert bf16_is_fast("cpu") is native and bf16_is_fast() is native and len(asked) == 2
-    assert bf16_is_fast("cuda") is True and len(asked) == 2  # no CUDA needed: only the device type is read
+    backends.cpu_has_native_bf16.cache_clear()
+    try:
+        assert backends.bf16_is_fast("cpu") is native and len(asked) == 1
+    finally:
+        backends.cpu_has_native_bf16.cache_clear()
 
 
 @pytest.mark.parametrize("error", [AttributeError, RuntimeError])
 def test_bf16_is_fast_trusts_the_user_when_torch_cannot_tell(monkeypatch, error):
-    from jpegtrace.nn.engine import bf16_is_fast
+    from jpegtrace.nn import backends
 
     def no_check():
         raise error("no such check in this torch")
 
+    monkeypatch.setattr(backends, "cpuinfo_flags", lambda: None)
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", no_check)
-    assert bf16_is_fast("cpu") is True
+    backends.cpu_has_native_bf16.cache_clear()
+    try:
+        assert backends.bf16_is_fast("cpu") is True
+    finally:
+        backends.cpu_has_native_bf16.cache_clear()

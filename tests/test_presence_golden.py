@@ -46,3 +46,15 @@ def test_grid_presence_is_pinned():
     np.testing.assert_allclose([presence.sum(), presence.max(), left.mean(), right.mean()],
                                GOLDEN_SUMMARY, rtol=1e-7, atol=1e-4)  # the sum of 9,216 floats: its order varies by CPU
     np.testing.assert_allclose(presence[::19, ::23], GOLDEN_SAMPLES, rtol=0, atol=1e-4)
+
+
+def test_the_numpy_grid_presence_keeps_the_pinned_values():
+    """The runtimes without torch compute the presence with numpy (jpegtrace.nn.inputs): the same values."""
+    from jpegtrace.grid.dct import block_scores_array, luma
+    from jpegtrace.grid.presence import grid_presence_array
+
+    presence = grid_presence_array(block_scores_array(luma(_golden_image())[0])).astype(np.float64)
+    left, right = presence[16:-16, 8:40], presence[16:-16, 56:88]
+    np.testing.assert_allclose([presence.sum(), presence.max(), left.mean(), right.mean()],
+                               GOLDEN_SUMMARY, rtol=1e-7, atol=1e-4)
+    np.testing.assert_allclose(presence[::19, ::23], GOLDEN_SAMPLES, rtol=0, atol=1e-4)

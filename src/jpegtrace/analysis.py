@@ -1,4 +1,9 @@
-"""Pixelwise JPEG analysis of one image: quality map, compression-flag map and their summary."""
+"""Pixelwise JPEG analysis of one image: quality map, compression-flag map and their summary.
+
+The network is a torch :class:`~jpegtrace.nn.qfnet.QFNet` or the arrays of a weights file
+(:class:`~jpegtrace.nn.weights.NetworkWeights`). :func:`analyze` of the shipped model on the CPU with
+OpenVINO installed runs on the arrays and never imports torch (about 0.8 s of start-up).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,9 @@ import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .errors import JpegTraceError
@@ -19,11 +24,16 @@ from .grid.coarse import find_coarse_grid
 from .history import DoubleCompression, detect_double_compression
 from .io import DEFAULT_MAX_PIXELS, read_analysis_input
 from .regions import FLAG, Region, confirm_regions, find_regions, outside_regions, quality_regions_supported
-from .nn import backends, engine
-from .nn.qfnet import FLAG_CHANNEL, QUALITY_CHANNEL, QFNet
-from .nn.weights import QualityCalibration, load_weights
+from .nn import backends
+from .nn.config import FLAG_CHANNEL, QUALITY_CHANNEL
+from .nn.weights import NetworkWeights, QualityCalibration, load_weights, read_weights
 from .chroma import estimate_chroma_table
 from .tables import TableEstimate, estimate_luma_table, smooth_coarse_table
+
+if TYPE_CHECKING:  # torch is imported where a torch network runs, not for OpenVINO's arrays
+    import torch
+
+    from .nn.qfnet import QFNet
 
 #: Steps a non-standard table must have read for its IJG-equivalent QF to be the headline QF.
 #: The IJG-equivalent QF of a table is that of all 64 steps; one read at fewer frequencies (the low
@@ -245,7 +255,19 @@ def _table_quality_readable(table: TableEstimate) -> bool:
 @functools.lru_cache(maxsize=4)
 def _shipped_model(device: str) -> QFNet:
     # Only analyze() uses this copy, and never hands it out: callers get their own from load_model.
-    return to_device(load_weights(), device)
+    return to_device(_shipped_arrays().to_model(), device)
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_arrays() -> NetworkWeights:
+    return read_weights()
+
+
+def _runs_on_arrays(device: str | torch.device | None, backend: str) -> bool:
+    """Whether the network runs on OpenVINO on the CPU for these settings, so that its weights file's
+    arrays do (:class:`~jpegtrace.nn.weights.NetworkWeights`) and torch need not be loaded."""
+    return (backends.device_type(device) == "cpu" and backend in ("auto", "openvino")
+            and "openvino" in backends.installed_backends())
 
 
 def to_device(model: QFNet, device: str) -> QFNet:
@@ -272,14 +294,35 @@ def load_model(weights: str | os.PathLike | None = None, *, device: str = "cpu")
     return to_device(load_weights(weights), str(device))
 
 
-def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE,
+def load_network(weights: str | os.PathLike | None = None, *, device: str = "cpu",
+                 backend: str = "auto") -> QFNet | NetworkWeights:
+    """The network of a safetensors file (default: the shipped model) as :func:`analyze_array` will run it
+    with ``device`` and ``backend``: the file's arrays (:func:`jpegtrace.nn.weights.read_weights`)
+    where OpenVINO runs them on the CPU, which needs no torch; else :func:`load_model`'s torch network.
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, not safetensors, or does not match the network.
+    JpegTraceError
+        When ``device`` does not exist or is not available.
+    """
+    if _runs_on_arrays(device, backend):
+        return read_weights(weights)
+    return load_model(weights, device=device)
+
+
+def predict_maps(model: QFNet | NetworkWeights, image: np.ndarray, *, tile_size: int = DEFAULT_TILE_SIZE,
                  device: str | torch.device | None = None, precision: str = "auto",
                  backend: str = "auto", grayscale: bool = False) -> np.ndarray:
     """Raw network output for one uint8 image, computed strip by strip (or tile by tile).
 
     Parameters
     ----------
-    model : QFNet
+    model : QFNet or NetworkWeights
+        The network, or its weights file's arrays (:func:`jpegtrace.nn.weights.read_weights`), which
+        OpenVINO and ONNX Runtime run as they are (OpenVINO without torch) and torch after building
+        the network once.
     image : ndarray of uint8, (H, W, 3)
     tile_size : int
         Bounds memory: about ``tile_size ** 2`` output pixels are computed at once (the torch engine
@@ -308,7 +351,7 @@ def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TI
     if tile_size < 1:
         raise ValueError("tile_size must be positive")
     if device is None:
-        device = next(model.parameters()).device
+        device = backends.model_device(model)
     backend, precision = backends.resolve(model, backend=backend, precision=precision, device=device,
                                           grayscale=grayscale)
     if backend != "torch":
@@ -317,6 +360,9 @@ def predict_maps(model: QFNet, image: np.ndarray, *, tile_size: int = DEFAULT_TI
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise JpegTraceError(None, f"the {backend} backend is not installed ({exc})") from None
         return run.predict_maps(image, tile_size=max(tile_size, MIN_RUNTIME_TILE))
+    from .nn import engine
+
+    model = backends.torch_model(model)
     if engine.supports(model):
         return engine.FastNet(model, device=device, precision=precision).predict_maps(image, tile_size)
     if precision != "fp32":
@@ -438,7 +484,7 @@ def join_grid_evidence(flag_map: np.ndarray, image: np.ndarray, grid: GridEviden
     np.maximum(covered, blocks[:, None, :, None], out=covered)
 
 
-def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | None = None, *,
+def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | NetworkWeights | None = None, *,
             tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
             max_pixels: int = DEFAULT_MAX_PIXELS, grid_check: bool = True, allow_damaged: bool = False,
             backend: str = "auto", precision: str = "auto") -> Analysis:
@@ -449,8 +495,8 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     image : path, PIL.Image.Image or ndarray
         A file path, a PIL image, or an array: ``(H, W, 3)`` RGB or ``(H, W)`` grayscale,
         uint8 (or uint16, reduced to 8 bits); RGBA is flattened by dropping alpha, with a note.
-    model : QFNet, optional
-        The network; the shipped model (loaded once, then reused) by default.
+    model : QFNet or NetworkWeights, optional
+        The network; the shipped model (loaded once, then reused; as :func:`load_network` loads it) by default.
     tile_size : int
         Side of the region computed at once; bounds memory without changing the result.
     device : str, optional
@@ -492,7 +538,7 @@ def analyze(image: str | os.PathLike | Image.Image | np.ndarray, model: QFNet | 
     """
     read = read_analysis_input(image, max_pixels=max_pixels, allow_damaged=allow_damaged)
     if model is None:
-        model = _shipped_model(device or "cpu")
+        model = _shipped_arrays() if _runs_on_arrays(device, backend) else _shipped_model(str(device or "cpu"))
     return analyze_array(read.rgb, model, tile_size=tile_size, device=device, grid_check=grid_check,
                          backend=backend, precision=precision,
                          grayscale=read.grayscale, notes=read.notes, valid=read.valid)
@@ -558,7 +604,7 @@ def _coarse_grid(rgb: np.ndarray, grid: GridEvidence) -> tuple[GridEvidence, Tab
     return replace(grid, grid_offset=offset, method="flat blocks"), table
 
 
-def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TILE_SIZE,
+def analyze_array(rgb: np.ndarray, model: QFNet | NetworkWeights, *, tile_size: int = DEFAULT_TILE_SIZE,
                   device: str | torch.device | None = None, precision: str = "auto", backend: str = "auto",
                   grid_check: bool = True,
                   grayscale: bool = False, notes: Sequence[str] = (), valid: np.ndarray | None = None) -> Analysis:
@@ -568,7 +614,7 @@ def analyze_array(rgb: np.ndarray, model: QFNet, *, tile_size: int = DEFAULT_TIL
     ----------
     rgb : ndarray of uint8, (H, W, 3)
         As :func:`jpegtrace.io.as_analysis_array` gives it.
-    model : QFNet
+    model : QFNet or NetworkWeights
     tile_size, device, precision, backend
         As for :func:`predict_maps`.
     grid_check : bool

@@ -16,7 +16,7 @@ from .common import (
     add_quiet,
     display,
     error,
-    load_model,
+    load_network,
     positive_int_arg,
     progress_bar,
     resolve_backend_args,
@@ -106,7 +106,7 @@ def run_analyze(args) -> int:
         from ..limits import time_limit
         from ..nn.backends import provenance_by_kind
 
-        model = load_model(args)
+        model = load_network(args)
         if model is None:
             return 2
         if not resolve_backend_args(args, model):

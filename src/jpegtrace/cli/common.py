@@ -34,7 +34,7 @@ def error(message: str) -> None:
 
 
 def warn_if_bf16_is_slow(precision: str | None, device: str | None) -> None:
-    from ..nn.engine import bf16_is_fast
+    from ..nn.backends import bf16_is_fast
 
     if precision == "bf16" and not bf16_is_fast(device or "cpu"):
         print(f"{PROG}: warning: this CPU has no native bf16 arithmetic (AVX-512); --precision bf16 runs "
@@ -231,6 +231,19 @@ def load_model(args):
 
     try:
         return load_model(args.model, device=args.device)
+    except JpegTraceError as exc:
+        error(error_of(exc))
+        return None
+
+
+def load_network(args):
+    """The network of ``--model`` as ``--device`` and ``--backend`` run it (the weights file's arrays where
+    OpenVINO runs them on the CPU: torch is then never loaded; :func:`jpegtrace.analysis.load_network`),
+    or None after printing why it cannot be loaded."""
+    from ..analysis import load_network
+
+    try:
+        return load_network(args.model, device=args.device, backend=args.backend)
     except JpegTraceError as exc:
         error(error_of(exc))
         return None

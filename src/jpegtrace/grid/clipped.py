@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .check import GridEvidence
-from .dct import _clipped, block_scores, luma
+from .dct import _clipped, block_scores_array, luma
+from .presence import window_mean
 
 #: Blocks the decoder clipped at least this many pixels of (a channel at 0 or 255) take the
 #: grid's evidence from around them: recomputing their luma from clipped RGB loses most of the
@@ -162,9 +163,6 @@ def _clipped_pixels_per_block(image: np.ndarray, oy: int, ox: int, rows: int, co
 
 def _phase_contrast_blocks(image: np.ndarray, oy: int, ox: int, rows: int, cols: int):
     """Block scores of the whole blocks from ``(oy, ox)`` less their mean over 64 offsets."""
-    import torch
-    import torch.nn.functional as F
-
     height, width = image.shape[:2]
     scores = np.empty((rows, cols), np.float64)
     per_band = max(1, _BAND_PIXELS // (8 * width))
@@ -174,9 +172,7 @@ def _phase_contrast_blocks(image: np.ndarray, oy: int, ox: int, rows: int, cols:
     for i0 in range(0, rows, per_band):
         i1 = min(rows, i0 + per_band)
         a, b = max(0, oy + 8 * i0 - margin), min(height, oy + 8 * i1 + margin)
-        z = block_scores(torch.from_numpy(luma(image[a:b])[0])[None, None])
-        n, h = z.shape[2], z.shape[3]
-        z = z - F.avg_pool2d(z, 8, stride=1, padding=4, count_include_pad=False)[:, :, :n, :h]
-        z = z[0, 0].numpy()
+        z = block_scores_array(luma(image[a:b])[0])
+        z -= window_mean(z, 8, before=4)
         scores[i0:i1] = z[oy + 8 * i0 + 3 - a:oy + 8 * i1 + 3 - a:8, ox + 3:ox + 3 + 8 * cols:8]
     return scores

@@ -172,3 +172,61 @@ def block_scores(luma):
             z[:, :, y0:y1] = (counts - 12 * squared.sum(dim=1, keepdim=True)) / torch.sqrt(
                 counts.clamp_(min=1.0) * 0.8)
     return F.pad(z, (3, 4, 3, 4))  # the value of the block covering -3..+4 around each pixel
+
+
+#: The 63 AC basis images as the columns of a matrix: ``block.reshape(64) @ _AC_COLUMNS`` are the AC
+#: coefficients of a block, the values :func:`block_scores`'s convolution gives.
+_AC_COLUMNS = np.ascontiguousarray(_DCT_2D[:, 1:])
+
+
+def block_scores_array(luma: np.ndarray) -> np.ndarray:
+    """:func:`block_scores` of one ``(H, W)`` luma array, with numpy instead of torch.
+
+    Parameters
+    ----------
+    luma : ndarray, (H, W)
+        Integer-valued luma in 0..255 (:func:`luma`).
+
+    Returns
+    -------
+    ndarray of float32, (H, W)
+        The z statistic of the 8x8 block around each pixel (rows and columns -3..+4), 0 where the
+        block would leave the image.
+
+    Notes
+    -----
+    The same statistic as the torch function, whose values the shipped network was trained on; the
+    float32 sums differ in order, so the values agree to about 1e-5 (``tests/test_grid.py``). The
+    block positions go through the DCT as a matrix product in chunks of :data:`SCORE_CHUNK_PIXELS`
+    rows of 64 pixels, on a thread pool as large as numpy's BLAS would be, each chunk's BLAS on one
+    thread: the values do not depend on the thread count.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    height, width = luma.shape
+    z = np.zeros((height, width), np.float32)
+    if height < 8 or width < 8:
+        return z
+    luma = np.ascontiguousarray(luma, dtype=np.float32)
+    inner = z[3:height - 4, 3:width - 4]  # the value of the block covering -3..+4 around each pixel
+    rows = max(1, SCORE_CHUNK_PIXELS // width)
+    ones = np.ones(63, np.float32)
+
+    def score_rows(y0: int) -> None:
+        y1 = min(height - 7, y0 + rows)
+        coefficients = sliding_window_view(luma[y0:y1 + 7], (8, 8)).reshape(-1, 64) @ _AC_COLUMNS
+        used = np.abs(coefficients) > MIN_ABS_COEFFICIENT
+        coefficients -= np.rint(coefficients)  # rint rounds half to even, as torch.round does
+        coefficients *= coefficients
+        coefficients *= used
+        counts = np.count_nonzero(used, axis=1).astype(np.float32)
+        squared = coefficients @ ones
+        inner[y0:y1] = ((counts - 12 * squared) / np.sqrt(np.maximum(counts, 1.0) * np.float32(0.8))).reshape(
+            y1 - y0, width - 7)
+
+    threads = _blas_threads()
+    with blas_on_one_thread(), ThreadPoolExecutor(threads) as pool:
+        list(pool.map(score_rows, range(0, height - 7, rows)))
+    return z

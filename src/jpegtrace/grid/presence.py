@@ -6,6 +6,8 @@ on a fixed image; a change here (or in :func:`jpegtrace.grid.dct.block_scores`) 
 
 from __future__ import annotations
 
+import numpy as np
+
 from .dct import block_scores
 
 #: Blocks on a side of the lattice whose scores :func:`grid_presence` sums: 5 x 5 = 25 blocks,
@@ -95,4 +97,59 @@ def _window_max(x, size: int, *, before: int):
     out = rows[..., :width]
     for shift in range(1, size):
         out = torch.maximum(out, rows[..., shift:shift + width])
+    return out
+
+
+def grid_presence_array(scores: np.ndarray) -> np.ndarray:
+    """:func:`grid_presence` of one image's block scores, with numpy instead of torch.
+
+    Parameters
+    ----------
+    scores : ndarray of float32, (H, W)
+        :func:`jpegtrace.grid.dct.block_scores_array` of the image's luma.
+
+    Returns
+    -------
+    ndarray of float32, (H, W)
+        The grid presence; the same values as the torch function's up to float32 rounding (the
+        sums are taken in another order).
+    """
+    height, width = scores.shape
+    k, step = PRESENCE_LATTICE, 8
+    reach = step * (k // 2)
+    # The lattice: the sum over k x k blocks 8 pixels apart, centred on each pixel (zeros beyond the
+    # image), divided by k: about N(0, 1) without a grid.
+    padded = np.pad(scores.astype(np.float32, copy=False), reach)
+    rows = sum(padded[step * a:step * a + height] for a in range(k))
+    lattice = sum(rows[:, step * b:step * b + width] for b in range(k)) * np.float32(1.0 / k)
+    # Windows covering -4..+3 around each pixel (within the image): its 64 phases, their mean and strongest.
+    lattice -= window_mean(lattice, 8, before=4)
+    strongest = _window_max_array(lattice, 8, before=4)
+    return np.minimum((strongest - np.float32(PRESENCE_NULL)) / np.float32(PRESENCE_SCALE),
+                      np.float32(PRESENCE_CEILING))
+
+
+def window_mean(x: np.ndarray, size: int, *, before: int) -> np.ndarray:
+    """Mean of ``x`` over the part within the image of the ``size x size`` window that starts ``before``
+    pixels above and left of each pixel (``avg_pool2d`` without counting the padding), float32."""
+    after = size - before  # the window is [i - before, i + after)
+    sums = np.pad(x.astype(np.float64), ((1, 0), (1, 0))).cumsum(0).cumsum(1)  # sums[i, j]: x[:i, :j]
+    height, width = x.shape
+    top, bottom = np.clip(np.arange(height) - before, 0, height), np.clip(np.arange(height) + after, 0, height)
+    left, right = np.clip(np.arange(width) - before, 0, width), np.clip(np.arange(width) + after, 0, width)
+    total = (sums[bottom][:, right] - sums[top][:, right] - sums[bottom][:, left] + sums[top][:, left])
+    return (total / np.outer(bottom - top, right - left)).astype(np.float32)
+
+
+def _window_max_array(x: np.ndarray, size: int, *, before: int) -> np.ndarray:
+    """:func:`_window_max` of one ``(H, W)`` array: one pass per shift and axis, the edges padded with -inf."""
+    height, width = x.shape
+    after = size - 1 - before
+    padded = np.pad(x, ((before, after), (before, after)), constant_values=-np.inf)
+    rows = padded[:height].copy()
+    for shift in range(1, size):
+        np.maximum(rows, padded[shift:shift + height], out=rows)
+    out = rows[:, :width].copy()
+    for shift in range(1, size):
+        np.maximum(out, rows[:, shift:shift + width], out=out)
     return out

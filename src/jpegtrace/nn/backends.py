@@ -13,6 +13,10 @@ the corpus' ``val`` images, by ``benchmarks/check_precision.py``, recorded in
 one's own runs fp32 until it is checked. Grayscale images need a check of their own (the shipped model
 misses the tolerance on them in bf16, so they run fp32).
 
+Everything here takes a torch :class:`~jpegtrace.nn.qfnet.QFNet` or the arrays of a weights file
+(:class:`~jpegtrace.nn.weights.NetworkWeights`); for the latter on the CPU nothing imports torch, so an
+analysis on OpenVINO runs without it.
+
 References
 ----------
 Issue 24 of the project; measurements in ``benchmarks/RESULTS.md``.
@@ -35,6 +39,7 @@ if TYPE_CHECKING:  # torch is imported where a model is run, not to list the bac
     import torch
 
     from .qfnet import QFNet
+    from .weights import NetworkWeights
 
 BACKENDS = ("torch", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16")
@@ -50,13 +55,102 @@ TOLERANCE = {"max_image_qf": 0.25, "max_pixel_qf": 2.0, "verdict_changes": 0}
 #: :data:`jpegtrace.nn.openvino.FIRST_BF16_LAYER`, which is this entry).
 BF16_FIRST_LAYER = {"torch": 1, "openvino": 2}
 PRECISION_RECORD = Path(__file__).resolve().parents[1] / "weights" / "precision.json"
-_PACKAGES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
+_PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
 
 
 def installed_backends() -> tuple[str, ...]:
-    """The backends whose packages are installed (torch always is)."""
+    """The backends whose packages are installed."""
     return tuple(b for b in BACKENDS
                  if all(importlib.util.find_spec(p) is not None for p in _PACKAGES.get(b, ())))
+
+
+def device_type(device: str | torch.device | None) -> str:
+    """``'cpu'``, ``'cuda'``, ... of a device name or torch device (None: the CPU). Only a device off
+    the CPU imports torch, to read its name; a name torch does not know is returned as it is (moving
+    a model there then says why it cannot be used)."""
+    if device is None or (isinstance(device, str) and device == "cpu"):
+        return "cpu"
+    import torch
+
+    try:
+        return torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        return str(device)
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), read from ``/proc/cpuinfo``;
+    where that is not readable (not Linux), what torch's oneDNN says.
+
+    Without them bfloat16 is emulated and slower than float32 (on a 2-core AVX2 AMD EPYC a training
+    step took 33 s in bf16 against 1.0 s in fp32), so 'auto' does not take it.
+    """
+    flags = cpuinfo_flags()
+    if flags is not None:
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the check: do not second-guess the user
+        return True
+
+
+def cpuinfo_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The first CPU's feature flags in a Linux ``/proc/cpuinfo``; None where it cannot be read or has none."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            line = next((line for line in f if line.startswith("flags")), None)
+    except OSError:
+        return None
+    return None if line is None or ":" not in line else frozenset(line.split(":", 1)[1].split())
+
+
+def bf16_is_fast(device: str | torch.device | None = "cpu") -> bool:
+    """Whether bfloat16 arithmetic is worth asking for on ``device``: on a CPU,
+    :func:`cpu_has_native_bf16`; other devices (GPUs) are assumed fast."""
+    return cpu_has_native_bf16() if device_type(device) == "cpu" else True
+
+
+def network_arrays(model: QFNet | NetworkWeights) -> NetworkWeights | None:
+    """``model``'s weights as arrays (:class:`~jpegtrace.nn.weights.NetworkWeights`), itself when it is
+    one; None for a torch network that is not a plain stack of 'same' 3x3 convolutions and ReLUs of
+    its config's dilations (what the runtimes build)."""
+    from .weights import NetworkWeights
+
+    if isinstance(model, NetworkWeights):
+        return model
+    from .engine import _layers_of
+
+    pairs = _layers_of(model)
+    dilations = getattr(getattr(model, "config", None), "dilations", None)
+    if (pairs is None or dilations is None or len(pairs) != len(dilations)
+            or [conv.kernel_size for conv, _ in pairs] != [(3, 3)] * len(pairs)
+            or [conv.dilation[0] for conv, _ in pairs] != list(dilations)
+            or [relu for _, relu in pairs] != [True] * (len(pairs) - 1) + [False]
+            or any(conv.bias is None for conv, _ in pairs)):
+        return None
+    return NetworkWeights.of_model(model)
+
+
+def torch_model(model: QFNet | NetworkWeights) -> QFNet:
+    """The torch network of ``model``: itself, or for arrays a :class:`~jpegtrace.nn.qfnet.QFNet` built
+    once per arrays object (kept while it lives)."""
+    from .weights import NetworkWeights
+
+    if not isinstance(model, NetworkWeights):
+        return model
+    if model not in _TORCH_MODELS:
+        _TORCH_MODELS[model] = model.to_model()
+    return _TORCH_MODELS[model]
+
+
+def model_device(model: QFNet | NetworkWeights):
+    """Where ``model`` lives: its parameters' torch device; the CPU for arrays."""
+    from .weights import NetworkWeights
+
+    return "cpu" if isinstance(model, NetworkWeights) else next(model.parameters()).device
 
 
 def choose_backend(backend: str = "auto", *, device: str | torch.device | None = "cpu",
@@ -71,9 +165,7 @@ def choose_backend(backend: str = "auto", *, device: str | torch.device | None =
     """
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend must be auto or one of {', '.join(BACKENDS)}, got {backend!r}")
-    import torch
-
-    on_cpu = device is None or torch.device(device).type == "cpu"
+    on_cpu = device_type(device) == "cpu"
     if backend == "auto":
         if not on_cpu:
             return "torch"
@@ -86,12 +178,19 @@ def choose_backend(backend: str = "auto", *, device: str | torch.device | None =
     return backend
 
 
-def weights_fingerprint(model: QFNet) -> str:
-    """SHA-256 of the network's float32 tensors in name order: names a model's precision check."""
+def weights_fingerprint(model: QFNet | NetworkWeights) -> str:
+    """SHA-256 of the network's float32 tensors in name order: names a model's precision check (the same
+    for a torch network and the arrays of its weights file)."""
+    from .weights import NetworkWeights
+
+    if isinstance(model, NetworkWeights):
+        tensors = model.tensors.items()
+    else:
+        tensors = ((name, tensor.detach().float().cpu().numpy()) for name, tensor in model.state_dict().items())
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, values in sorted(tensors, key=lambda item: item[0]):
         digest.update(name.encode())
-        digest.update(np.ascontiguousarray(tensor.detach().float().cpu().numpy()).tobytes())
+        digest.update(np.ascontiguousarray(values, dtype=np.float32).tobytes())
     return digest.hexdigest()
 
 
@@ -126,7 +225,7 @@ def resolve(model: QFNet, *, backend: str = "auto", precision: str = "auto",
     model : QFNet
     backend : {'auto', 'torch', 'onnxruntime', 'openvino'}
     precision : {'auto', 'fp32', 'bf16'}
-        'auto': bf16 where ``device`` computes it natively (:func:`~jpegtrace.nn.engine.bf16_is_fast`)
+        'auto': bf16 where ``device`` computes it natively (:func:`bf16_is_fast`)
         and :func:`bf16_checked` says ``model`` keeps the answer on the backend that would run it;
         fp32 otherwise (and always on ONNX Runtime).
     device : str or torch.device, optional
@@ -139,11 +238,9 @@ def resolve(model: QFNet, *, backend: str = "auto", precision: str = "auto",
     ValueError
         For unknown settings, or a backend that cannot run the precision or the device.
     """
-    from .engine import bf16_is_fast, supports
-
     if precision not in ("auto", *PRECISIONS):
         raise ValueError(f"precision must be auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if backend == "auto" and not supports(model):  # not a plain QFNet: torch's eager path runs it, in fp32
+    if backend == "auto" and not _runs_on_runtimes(model):  # not a plain QFNet: torch's eager path runs it, in fp32
         return "torch", "fp32" if precision == "auto" else precision
     if precision != "auto":
         return choose_backend(backend, device=device, precision=precision), precision
@@ -161,7 +258,7 @@ def provenance(model: QFNet, *, backend: str = "auto", precision: str = "auto",
     as :func:`resolve` does (on the model's own device when ``device`` is None, as
     :func:`jpegtrace.analysis.predict_maps` runs it)."""
     if device is None:
-        device = next(model.parameters()).device
+        device = model_device(model)
     backend, precision = resolve(model, backend=backend, precision=precision, device=device, grayscale=grayscale)
     fingerprint = _FINGERPRINTS.get(model)
     if fingerprint is None:
@@ -187,7 +284,7 @@ def runner(model: QFNet, backend: str, precision: str):
         if backend == "onnxruntime":
             from .onnx import OnnxRunner
 
-            runners[key] = OnnxRunner(model)
+            runners[key] = OnnxRunner(torch_model(model))
         elif backend == "openvino":
             from .openvino import OpenVinoRunner
 
@@ -197,5 +294,18 @@ def runner(model: QFNet, backend: str, precision: str):
     return runners[key]
 
 
+def _runs_on_runtimes(model: QFNet | NetworkWeights) -> bool:
+    """Whether ONNX Runtime and OpenVINO can run ``model``: arrays always, a torch network when it is a
+    plain stack of convolutions and ReLUs (:func:`jpegtrace.nn.engine.supports`)."""
+    from .weights import NetworkWeights
+
+    if isinstance(model, NetworkWeights):
+        return True
+    from .engine import supports
+
+    return supports(model)
+
+
 _RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TORCH_MODELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

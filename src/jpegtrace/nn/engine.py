@@ -57,19 +57,11 @@ MIN_TILE_SIZE = 32
 
 
 def bf16_is_fast(device: str | torch.device = "cpu") -> bool:
-    """Whether bfloat16 arithmetic is worth asking for on ``device``.
+    """Whether bfloat16 arithmetic is worth asking for on ``device``: :func:`jpegtrace.nn.backends.bf16_is_fast`
+    (on a CPU, native AVX-512 BF16 or AMX; other devices, GPUs, are assumed fast)."""
+    from .backends import bf16_is_fast as native
 
-    On a CPU, oneDNN runs bfloat16 convolutions natively only with AVX-512 (best with its BF16
-    extension or AMX). Without it, as on AVX2-only CPUs, they are emulated: measured on a 2-core
-    AVX2 AMD EPYC, a training step took 33 s in bf16 against 1.0 s in fp32. Other devices
-    (GPUs) are assumed fast.
-    """
-    if torch.device(device).type != "cpu":
-        return True
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch without the check: do not second-guess the user
-        return True
+    return native(device)
 
 
 @dataclass(frozen=True)

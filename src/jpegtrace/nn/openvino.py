@@ -1,11 +1,15 @@
 """OpenVINO as a backend: the network's convolutions built as an OpenVINO graph, run in tiles with halos.
 
 :class:`OpenVinoRunner` builds the stack of 3x3 dilated convolutions and ReLUs of a
-:class:`~jpegtrace.nn.qfnet.QFNet` directly from its weights with OpenVINO's operator set (no ONNX
+:class:`~jpegtrace.nn.qfnet.QFNet`, or of the arrays of a weights file
+(:class:`~jpegtrace.nn.weights.NetworkWeights`), directly with OpenVINO's operator set (no ONNX
 file, no export step: building and compiling takes about 0.1 s). The network's input (the centred
-pixels and, for the shipped network, the grid presence) is computed by jpegtrace's own
-:func:`~jpegtrace.nn.qfnet.network_input`, tile by tile with the context it needs, so the maps equal
-the torch engine's within float rounding in fp32.
+pixels and, for the shipped network, the grid presence) is computed with numpy
+(:func:`~jpegtrace.nn.inputs.network_input_array`), tile by tile with the context it needs. Nothing
+here imports torch: with the shipped weights read by :func:`~jpegtrace.nn.weights.read_weights`, a
+whole analysis runs without it (about 0.8 s less start-up). The maps equal the torch engine's
+within float rounding in fp32, but where the grid presence's float32 sums put a DCT coefficient on
+the other side of :data:`~jpegtrace.grid.dct.MIN_ABS_COEFFICIENT` (see ``tests/test_backends.py``).
 
 Precision: ``'fp32'`` runs OpenVINO in f32; ``'bf16'`` puts explicit bfloat16 conversions around the
 inner layers from :data:`FIRST_BF16_LAYER` on (CPUs with AVX-512 BF16 or AMX), the first two and the
@@ -16,11 +20,13 @@ before they become graph constants (:func:`_as_constant`).
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+import os
 
-from .backends import BF16_FIRST_LAYER, PRECISIONS
-from .qfnet import QFNet, network_input
+import numpy as np
+
+from .backends import BF16_FIRST_LAYER, PRECISIONS, network_arrays
+from .inputs import network_input_array
+from .weights import NetworkWeights
 
 #: With ``precision='bf16'``, the layers from this one to the last but one compute in bfloat16. Layer 1
 #: (the first 64 -> 64 convolution) stays in f32 with layer 0: on the 50 val images x 8 versions of
@@ -34,57 +40,44 @@ FIRST_BF16_LAYER = BF16_FIRST_LAYER["openvino"]
 DEFAULT_OPENVINO_TILE = 1024
 
 
-def build_graph(model: QFNet, *, bf16: bool = False):
-    """The OpenVINO model of ``model``'s convolutions: input ``input`` ``(N, C, H, W)`` f32 (the
-    network's input, :func:`~jpegtrace.nn.qfnet.network_input`), output ``maps`` ``(N, 2, H, W)``.
+def build_graph(network: NetworkWeights, *, bf16: bool = False):
+    """The OpenVINO model of ``network``'s convolutions: input ``input`` ``(N, C, H, W)`` f32 (the
+    network's input, :func:`~jpegtrace.nn.inputs.network_input_array`), output ``maps`` ``(N, 2, H, W)``.
 
     With ``bf16``, the layers from :data:`FIRST_BF16_LAYER` to the last but one compute in bfloat16.
-
-    Raises
-    ------
-    ValueError
-        When ``model`` is not a plain stack of 'same' 3x3 convolutions and ReLUs.
     """
     import openvino as ov
     import openvino.opset13 as ops
 
-    from .engine import _layers_of
-
-    pairs = _layers_of(model)
-    if pairs is None:
-        raise ValueError("the openvino backend runs only plain stacks of 'same' convolutions and ReLUs (a QFNet)")
-    channels = pairs[0][0].in_channels
-    image = ops.parameter(ov.PartialShape([-1, channels, -1, -1]), ov.Type.f32, name="input")
+    image = ops.parameter(ov.PartialShape([-1, network.config.in_channels, -1, -1]), ov.Type.f32, name="input")
     x = image.output(0)
-    last = len(pairs) - 1
-    with torch.no_grad():
-        for i, (conv, relu) in enumerate(pairs):
-            d, p = conv.dilation[0], conv.padding[0]
-            inner = bf16 and FIRST_BF16_LAYER <= i < last
-            weight = ops.constant(_as_constant(conv.weight, bf16=inner))
-            bias = None if conv.bias is None else ops.constant(_as_constant(conv.bias, bf16=inner).reshape(1, -1, 1, 1))
-            if inner:
-                # Explicit bf16 for the inner layers only: the first layers see the exact pixels and the
-                # last writes the maps in f32. (OpenVINO's bf16 precision hint would convert every layer,
-                # which moves a pixel's QF by up to 15.)
-                if i == FIRST_BF16_LAYER:
-                    x = ops.convert(x, ov.Type.bf16)
-                weight = ops.convert(weight, ov.Type.bf16)
-                bias = None if bias is None else ops.convert(bias, ov.Type.bf16)
-            elif bf16 and i == last and last > FIRST_BF16_LAYER:
-                x = ops.convert(x, ov.Type.f32)
-            x = ops.convolution(x, weight, strides=[1, 1], pads_begin=[p, p], pads_end=[p, p], dilations=[d, d])
-            if bias is not None:
-                x = ops.add(x, bias)
-            if relu:
-                x = ops.relu(x)
+    layers = network.convolutions()
+    last = len(layers) - 1
+    for i, (weight, bias, d, relu) in enumerate(layers):
+        inner = bf16 and FIRST_BF16_LAYER <= i < last
+        weight = ops.constant(_as_constant(weight, bf16=inner))
+        bias = ops.constant(_as_constant(bias, bf16=inner).reshape(1, -1, 1, 1))
+        if inner:
+            # Explicit bf16 for the inner layers only: the first layers see the exact pixels and the
+            # last writes the maps in f32. (OpenVINO's bf16 precision hint would convert every layer,
+            # which moves a pixel's QF by up to 15.)
+            if i == FIRST_BF16_LAYER:
+                x = ops.convert(x, ov.Type.bf16)
+            weight = ops.convert(weight, ov.Type.bf16)
+            bias = ops.convert(bias, ov.Type.bf16)
+        elif bf16 and i == last and last > FIRST_BF16_LAYER:
+            x = ops.convert(x, ov.Type.f32)
+        x = ops.convolution(x, weight, strides=[1, 1], pads_begin=[d, d], pads_end=[d, d], dilations=[d, d])
+        x = ops.add(x, bias)
+        if relu:
+            x = ops.relu(x)
     result = ops.result(x)
     result.output(0).get_tensor().set_names({"maps"})
     return ov.Model([result], [image], "qfnet")
 
 
-def _as_constant(tensor: torch.Tensor, *, bf16: bool) -> np.ndarray:
-    """``tensor`` as a float32 array for a graph constant; with ``bf16``, already rounded to the nearest
+def _as_constant(values: np.ndarray, *, bf16: bool) -> np.ndarray:
+    """``values`` as a float32 array for a graph constant; with ``bf16``, already rounded to the nearest
     bfloat16 (ties to even, as torch and OpenVINO's runtime conversions round).
 
     OpenVINO folds a Convert of a constant to bf16 by truncating the mantissa: every inner weight and
@@ -92,10 +85,13 @@ def _as_constant(tensor: torch.Tensor, *, bf16: bool) -> np.ndarray:
     up to 0.36 QF above fp32's on val images, all in one direction). Values that are bf16 already convert
     exactly, however the conversion rounds.
     """
-    value = tensor.detach().float().cpu()
+    value = np.ascontiguousarray(values, dtype=np.float32)
     if bf16:
-        value = value.to(torch.bfloat16).float()
-    return value.numpy()
+        bits = value.view(np.uint32).astype(np.uint64)
+        # round to nearest, ties to even, in the top 16 bits (the weights are finite: read_weights checks)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        value = bits.astype(np.uint32).view(np.float32)
+    return value
 
 
 class OpenVinoRunner:
@@ -103,29 +99,38 @@ class OpenVinoRunner:
 
     Parameters
     ----------
-    model : QFNet
+    model : QFNet or NetworkWeights
         The network; its weights are copied into the graph now.
     precision : {'fp32', 'bf16'}
     threads : int, optional
-        Inference threads; by default torch's (``torch.get_num_threads()``), so that a process limited
-        to one thread (a Ray worker, ``OMP_NUM_THREADS=1``) stays at one here too.
+        Inference threads; by default torch's (``torch.get_num_threads()``) where torch is loaded, else
+        the cores the process may use, or ``OMP_NUM_THREADS`` where set, so that a process limited to
+        one thread (a Ray worker, ``OMP_NUM_THREADS=1``) stays at one here too.
+
+    Raises
+    ------
+    ValueError
+        When ``model`` is not a plain stack of 'same' 3x3 convolutions and ReLUs.
     """
 
-    def __init__(self, model: QFNet, *, precision: str = "fp32", threads: int | None = None):
+    def __init__(self, model, *, precision: str = "fp32", threads: int | None = None):
         import openvino as ov
 
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        network = network_arrays(model)
+        if network is None:
+            raise ValueError("the openvino backend runs only plain stacks of 'same' convolutions and ReLUs (a QFNet)")
         config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
+                  "INFERENCE_NUM_THREADS": int(threads or _default_threads())}
         self.precision = precision
-        self.config = model.config
-        self.compiled = ov.Core().compile_model(build_graph(model, bf16=precision == "bf16"), "CPU", config)
+        self.config = network.config
+        self.compiled = ov.Core().compile_model(build_graph(network, bf16=precision == "bf16"), "CPU", config)
         self.request = self.compiled.create_infer_request()
         # Output pixels see this far through the convolutions; the input itself needs more rows and
         # columns around it (the grid presence's context).
-        self.conv_halo = sum(model.config.dilations)
-        self.input_context = model.config.input_context
+        self.conv_halo = sum(network.config.dilations)
+        self.input_context = network.config.input_context
 
     def predict_maps(self, image: np.ndarray, *, tile_size: int = DEFAULT_OPENVINO_TILE) -> np.ndarray:
         """Raw maps ``(2, H, W)`` float32 of a uint8 ``(H, W, 3)`` image, equal to one whole-image pass."""
@@ -134,18 +139,29 @@ class OpenVinoRunner:
         height, width = image.shape[:2]
         out = np.empty((2, height, width), np.float32)
         h, (before, after) = self.conv_halo, self.input_context
-        with torch.inference_mode():
-            for y0 in range(0, height, tile_size):
-                for x0 in range(0, width, tile_size):
-                    y1, x1 = min(height, y0 + tile_size), min(width, x0 + tile_size)
-                    # The convolutions' input: the tile and its halo (zero padding only at the image's edges).
-                    iy0, ix0, iy1, ix1 = max(0, y0 - h), max(0, x0 - h), min(height, y1 + h), min(width, x1 + h)
-                    # The pixels that input depends on: the grid presence looks further.
-                    cy0, cx0 = max(0, iy0 - before), max(0, ix0 - before)
-                    cy1, cx1 = min(height, iy1 + after), min(width, ix1 + after)
-                    pixels = torch.from_numpy(np.array(image[cy0:cy1, cx0:cx1]))
-                    x = network_input(pixels.permute(2, 0, 1)[None].float().div_(255.0), self.config)
-                    x = x[:, :, iy0 - cy0:iy1 - cy0, ix0 - cx0:ix1 - cx0]
-                    maps = self.request.infer({0: np.ascontiguousarray(x.numpy())})[0][0]
-                    out[:, y0:y1, x0:x1] = maps[:, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
+        for y0 in range(0, height, tile_size):
+            for x0 in range(0, width, tile_size):
+                y1, x1 = min(height, y0 + tile_size), min(width, x0 + tile_size)
+                # The convolutions' input: the tile and its halo (zero padding only at the image's edges).
+                iy0, ix0, iy1, ix1 = max(0, y0 - h), max(0, x0 - h), min(height, y1 + h), min(width, x1 + h)
+                # The pixels that input depends on: the grid presence looks further.
+                cy0, cx0 = max(0, iy0 - before), max(0, ix0 - before)
+                cy1, cx1 = min(height, iy1 + after), min(width, ix1 + after)
+                x = network_input_array(image[cy0:cy1, cx0:cx1], self.config)
+                x = x[:, :, iy0 - cy0:iy1 - cy0, ix0 - cx0:ix1 - cx0]
+                maps = self.request.infer({0: np.ascontiguousarray(x)})[0][0]
+                out[:, y0:y1, x0:x1] = maps[:, y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
         return out
+
+
+def _default_threads() -> int:
+    """torch's thread count where torch is loaded (what the rest of the process runs on); else
+    ``OMP_NUM_THREADS`` where set, or the cores this process may use."""
+    import sys
+
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,20 +1,30 @@
-"""Weights files: safetensors I/O with the network's description, flag threshold and quality calibration."""
+"""Weights files: safetensors I/O with the network's description, flag threshold and quality calibration.
+
+:func:`read_weights` reads a file into numpy arrays (:class:`NetworkWeights`) without importing torch,
+for the runtimes that need none (OpenVINO); :func:`load_weights` builds the torch :class:`QFNet` from
+the same read, and :func:`save_weights` writes one.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import struct
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..errors import ModelError
-from .qfnet import NetConfig, QFNet, check_flag_threshold
+from .config import NetConfig, check_flag_threshold
+
+if TYPE_CHECKING:  # torch is imported where a torch network is built or written, not to read a file
+    import torch
+
+    from .qfnet import QFNet
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,8 @@ def plain_state_dict(model: QFNet) -> dict[str, torch.Tensor]:
 
     Parametrized kernels (see :func:`emphasize_highpass_`) are folded into ordinary ones.
     """
+    from torch import nn
+
     state = {}
     for index, layer in enumerate(model.layers):
         if isinstance(layer, nn.Conv2d):
@@ -110,6 +122,7 @@ def save_weights(model: QFNet, path: str | Path, metadata: dict[str, str] | None
     ``metadata`` adds entries of its own (a step, ...); those that describe the network come from
     ``model`` whatever ``metadata`` says, so another file's metadata can be passed on as it is.
     """
+    import torch
     from safetensors.torch import save_file
 
     from ..io import atomic_path
@@ -155,13 +168,60 @@ def expected_shapes(config: NetConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def load_weights(path: str | Path | None = None) -> QFNet:
-    """Load a :class:`QFNet` from a safetensors file (the shipped model when ``path`` is None).
+@dataclass(frozen=True, eq=False)
+class NetworkWeights:
+    """A weights file's network as float32 numpy arrays, read without torch (:func:`read_weights`).
 
-    Only safetensors is read, so loading never runs pickled code. The file must hold
-    exactly the tensors of the network its metadata describes (the paper's network when it
-    has none), with the right shapes, floating-point types and finite values; anything else
-    is refused before a network is built.
+    It is what the runtimes that need no torch run (:mod:`jpegtrace.nn.openvino`), and what
+    :func:`load_weights` builds a :class:`~jpegtrace.nn.qfnet.QFNet` from. Like a ``QFNet``, it has
+    ``config``, ``flag_threshold`` and ``quality_calibration``; two objects are never equal (a
+    runner is cached per object, as per model).
+
+    Attributes
+    ----------
+    config : NetConfig
+    tensors : dict of str to ndarray of float32
+        The network's weights and biases under the names of a plain ``QFNet``'s state dict
+        (``layers.0.weight``, ``layers.0.bias``, ``layers.2.weight``, ...).
+    flag_threshold : float
+    quality_calibration : QualityCalibration or None
+    """
+
+    config: NetConfig
+    tensors: dict[str, np.ndarray]
+    flag_threshold: float = 0.5
+    quality_calibration: QualityCalibration | None = None
+
+    def convolutions(self) -> list[tuple[np.ndarray, np.ndarray, int, bool]]:
+        """``(weight (out, in, 3, 3), bias (out,), dilation, followed by a ReLU)`` of each layer in order."""
+        last = len(self.config.dilations) - 1
+        return [(self.tensors[f"layers.{2 * i}.weight"], self.tensors[f"layers.{2 * i}.bias"], d, i != last)
+                for i, d in enumerate(self.config.dilations)]
+
+    @classmethod
+    def of_model(cls, model: QFNet) -> NetworkWeights:
+        """The weights of a torch ``model`` now (parametrized kernels folded in, as :func:`save_weights` writes them)."""
+        tensors = {k: v.to("cpu").float().numpy().copy() for k, v in plain_state_dict(model).items()}
+        return cls(model.config, tensors, model.flag_threshold, model.quality_calibration)
+
+    def to_model(self) -> QFNet:
+        """A torch :class:`~jpegtrace.nn.qfnet.QFNet` with these weights, in eval mode."""
+        import torch
+
+        from .qfnet import QFNet
+
+        model = QFNet(self.config, self.flag_threshold, self.quality_calibration)
+        model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in self.tensors.items()})
+        return model.eval()
+
+
+def read_weights(path: str | Path | None = None) -> NetworkWeights:
+    """Read a safetensors weights file (the shipped model when ``path`` is None) into numpy arrays.
+
+    Only safetensors is read, so reading never runs pickled code, and torch is not imported. The
+    file must hold exactly the tensors of the network its metadata describes (the paper's network
+    when it has none), with the right shapes, floating-point types and finite values; anything else
+    is refused before anything is built.
 
     Raises
     ------
@@ -184,7 +244,7 @@ def load_weights(path: str | Path | None = None) -> QFNet:
     except OSError as exc:
         raise ModelError(path, f"cannot read weights file: {exc.strerror or exc}") from None
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="np") as f:
             metadata = f.metadata() or {}
             keys = list(f.keys())
             try:
@@ -209,11 +269,18 @@ def load_weights(path: str | Path | None = None) -> QFNet:
                                        "not jpegtrace QFNet weights of this shape?)")
             if unexpected:
                 raise ModelError(path, f"unexpected tensor {unexpected[0]!r} (not a QFNet of this shape)")
+            dtypes = {}
             for key, shape in expected.items():
-                found = tuple(f.get_slice(key).get_shape())
-                if found != shape:
-                    raise ModelError(path, f"tensor {key!r} has shape {found}, expected {shape}")
-            tensors = {k: f.get_tensor(k) for k in keys}
+                found = f.get_slice(key)
+                if tuple(found.get_shape()) != shape:
+                    raise ModelError(path, f"tensor {key!r} has shape {tuple(found.get_shape())}, expected {shape}")
+                dtypes[key] = found.get_dtype()
+            for key, dtype in dtypes.items():
+                if dtype not in _FLOAT_DTYPES:
+                    raise ModelError(path, f"tensor {key!r} has dtype {_TORCH_DTYPE_NAMES.get(dtype, dtype)}, "
+                                           "expected a floating-point type")
+            # numpy has no bfloat16: those tensors are widened from their bytes
+            tensors = {k: _bf16_tensor(path, k) if dtypes[k] == "BF16" else f.get_tensor(k) for k in keys}
     except ModelError:
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError, KeyError, OverflowError) as exc:
@@ -222,12 +289,37 @@ def load_weights(path: str | Path | None = None) -> QFNet:
                                    "weights (convert it with jpegtrace.save_weights)") from None
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(path, f"not a readable safetensors file, or truncated ({reason})") from None
+    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
     for key, tensor in tensors.items():
-        if not tensor.is_floating_point():
-            raise ModelError(path, f"tensor {key!r} has dtype {tensor.dtype}, expected a floating-point type")
-        if not torch.isfinite(tensor).all():
+        if not np.isfinite(tensor).all():
             raise ModelError(path, f"tensor {key!r} holds NaN or infinite values")
-    model = QFNet(config, flag_threshold, calibration)
-    model.load_state_dict({k: v.float() for k, v in tensors.items()})
-    model.eval()
-    return model
+    return NetworkWeights(config, tensors, flag_threshold, calibration)
+
+
+#: safetensors' floating-point dtypes, and torch's names of the others (what the refusal names).
+_FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+_TORCH_DTYPE_NAMES = {"I64": "torch.int64", "I32": "torch.int32", "I16": "torch.int16", "I8": "torch.int8",
+                      "U8": "torch.uint8", "BOOL": "torch.bool"}
+
+
+def _bf16_tensor(path: Path, key: str) -> np.ndarray:
+    """A bfloat16 tensor of a safetensors file as float32: its bytes, each value the top half of a float32's."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        entry = json.loads(f.read(length))[key]
+        start, end = entry["data_offsets"]
+        f.seek(8 + length + start)
+        raw = np.frombuffer(f.read(end - start), dtype="<u2")
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
+
+
+def load_weights(path: str | Path | None = None) -> QFNet:
+    """Load a :class:`~jpegtrace.nn.qfnet.QFNet` from a safetensors file (the shipped model when ``path``
+    is None): :func:`read_weights`, then the torch network of those weights, in eval mode.
+
+    Raises
+    ------
+    ModelError
+        As :func:`read_weights`.
+    """
+    return read_weights(path).to_model()
