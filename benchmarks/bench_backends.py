@@ -11,6 +11,9 @@ share of the fp32 ``torch.mm`` rate measured in the same run, and the largest pe
 to torch fp32. Then the end-to-end wall time of ``jpegtrace analyze`` on a 1 MP PNG in a fresh
 process (start-up, decode, grid check, evidence, table, network, summary), best of ``--reps``: of the
 QF-80 JPEG's pixels (whose tables, chroma and double-JPEG test also run) and of the photo never compressed.
+``--baseline REV`` times the end-to-end runs of the repository at ``REV`` too (``git archive``, its own
+shipped model), alternating with this one's, for a ratio measured in the same run. ``--only-end-to-end``
+skips the backends' table.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from jpegtrace.nn.weights import load_weights
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import cpu_name, matmul_rate  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_image(megapixels: float, *, jpeg: bool = True) -> np.ndarray:
     """scikit-image's astronaut resized to ``megapixels``, as a QF-80 JPEG decodes it (or never compressed)."""
@@ -58,19 +63,29 @@ def best_of(reps: int, run) -> tuple[float, np.ndarray]:
     return min(times), out
 
 
-def end_to_end(reps: int, *, jpeg: bool = True) -> float:
-    """Best wall time of ``jpegtrace analyze`` on a 1 MP PNG in a fresh process: of a JPEG's pixels (the tables,
-    chroma and double-JPEG test run) or of a never-compressed photo."""
+def end_to_end(reps: int, *, jpeg: bool = True, sources: tuple[Path, ...] = (ROOT / "src",)) -> list[float]:
+    """Best wall time of ``jpegtrace analyze`` on a 1 MP PNG in a fresh process, per source tree (the runs of
+    the trees alternate): of a JPEG's pixels (the tables, chroma and double-JPEG test run) or of a
+    never-compressed photo."""
     with tempfile.TemporaryDirectory() as folder:
         png = Path(folder) / "photo.png"
         Image.fromarray(test_image(1.0, jpeg=jpeg)).save(png)
-        times = []
+        times = [[] for _ in sources]
         for _ in range(reps):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "jpegtrace.cli", "analyze", str(png)], check=True,
-                           capture_output=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
-            times.append(time.perf_counter() - start)
-    return min(times)
+            for source, runs in zip(sources, times):
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "jpegtrace.cli", "analyze", str(png)], check=True,
+                               capture_output=True, env={**os.environ, "PYTHONPATH": str(source)})
+                runs.append(time.perf_counter() - start)
+    return [min(runs) for runs in times]
+
+
+def unpacked(revision: str, folder: str) -> Path:
+    """The ``src`` folder of the repository at ``revision``, unpacked into ``folder`` with ``git archive``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return Path(folder) / "src"
 
 
 def main() -> None:
@@ -78,6 +93,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="0.26,1,4", help="image sizes in megapixels")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--json", help="append the results as one JSON line to this file")
+    parser.add_argument("--baseline", metavar="REV", help="also time the end-to-end runs of the repository at REV")
+    parser.add_argument("--only-end-to-end", action="store_true", help="only the end-to-end runs")
     args = parser.parse_args()
     model = load_weights()
     installed = backends.installed_backends()
@@ -97,7 +114,7 @@ def main() -> None:
     print("| MP | backend | precision | ms | × fastest | GFLOP/s | of matmul | max pixel QF diff to torch fp32 |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     rows = []
-    for megapixels in (float(s) for s in args.sizes.split(",")):
+    for megapixels in ([] if args.only_end_to_end else (float(s) for s in args.sizes.split(","))):
         image = test_image(megapixels)
         results = {}
         for backend, precision in paths:
@@ -117,16 +134,25 @@ def main() -> None:
             print(f"| {row['megapixels']:g} | {backend}{mark} | {precision} | {1000 * seconds:.0f} | "
                   f"{seconds / fastest:.2f} | {rate:.0f} | {100 * rate / matmul:.0f} % | "
                   f"{row['max_pixel_qf_diff']:.3f} |", flush=True)
-    wall = end_to_end(args.reps)
-    clean_wall = end_to_end(args.reps, jpeg=False)
+    with tempfile.TemporaryDirectory() as folder:
+        sources = (ROOT / "src",) + ((unpacked(args.baseline, folder),) if args.baseline else ())
+        walls = end_to_end(args.reps, sources=sources)
+        clean_walls = end_to_end(args.reps, jpeg=False, sources=sources)
+    wall, clean_wall = walls[0], clean_walls[0]
     print(f"\nend-to-end `jpegtrace analyze` of a 1 MP PNG (default settings, fresh process, best of {args.reps}): "
           f"{wall:.2f} s wall for a QF-80 JPEG's pixels, {clean_wall:.2f} s for a never-compressed photo")
+    baseline = None
+    if args.baseline:
+        baseline = {"revision": args.baseline, "analyze_1mp_seconds": walls[1], "analyze_1mp_clean_seconds": clean_walls[1]}
+        print(f"the repository at {args.baseline}, alternating with it: {walls[1]:.2f} s and {clean_walls[1]:.2f} s "
+              f"({walls[1] / wall:.2f}x and {clean_walls[1] / clean_wall:.2f}x this one's time)")
     if args.json:
         with open(args.json, "a") as f:
             f.write(json.dumps({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                                 "cpu": cpu_name(), "threads": torch.get_num_threads(), "matmul_gflops": matmul,
                                 "default": list(default), "rows": rows, "analyze_1mp_seconds": wall,
-                                "analyze_1mp_clean_seconds": clean_wall}) + "\n")
+                                "analyze_1mp_clean_seconds": clean_wall,
+                                **({"baseline": baseline} if baseline else {})}) + "\n")
 
 
 if __name__ == "__main__":

@@ -320,3 +320,23 @@ def test_analyze_runs_without_torch_where_openvino_runs_the_network(photo, tmp_p
            "print(result.verdict, result.headline_quality, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", api, str(path)], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "compressed 80.0 False"
+
+
+@needs_openvino
+def test_a_model_changed_in_place_is_run_as_it_is_now(photo):
+    """The runners copy the weights into their graphs and are cached per model: training's validation
+    runs the same model object every few thousand steps, and must see its weights of the moment (it once
+    got the first validation's scores again)."""
+    model = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
+    image = jpeg_compress(photo, 60)
+    before = predict_maps(model, image, backend="openvino", precision="fp32")
+    fingerprint = backends.weights_fingerprint(model)
+    assert backends.provenance(model, backend="openvino")["model"] == fingerprint[:16]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(torch.rand(1, 3, 16, 16)).square().sum().backward()
+    optimizer.step()
+    after = predict_maps(model, image, backend="openvino", precision="fp32")
+    assert np.abs(after - before).max() > 1e-3
+    assert np.abs(after - predict_maps(model, image, backend="torch", precision="fp32")).max() < 1e-4
+    assert backends.provenance(model, backend="openvino")["model"] == backends.weights_fingerprint(model)[:16] != \
+        fingerprint[:16]

@@ -206,9 +206,7 @@ def bf16_checked(model: QFNet, backend: str, *, grayscale: bool = False, record:
     """Whether ``model``'s bf16 maps on ``backend`` were checked and kept :data:`TOLERANCE`: on colour
     images (4:2:0 JPEGs), or with ``grayscale`` on grayscale ones, a check of its own (the record's
     ``grayscale`` entry), since a model can keep the answer on one and not the other."""
-    fingerprint = _FINGERPRINTS.get(model)
-    if fingerprint is None:
-        fingerprint = _FINGERPRINTS[model] = weights_fingerprint(model)
+    fingerprint = _cached_fingerprint(model)
     entry = _precision_record(Path(record)).get(fingerprint, {})
     if grayscale:
         entry = entry.get("grayscale", {})
@@ -260,9 +258,7 @@ def provenance(model: QFNet, *, backend: str = "auto", precision: str = "auto",
     if device is None:
         device = model_device(model)
     backend, precision = resolve(model, backend=backend, precision=precision, device=device, grayscale=grayscale)
-    fingerprint = _FINGERPRINTS.get(model)
-    if fingerprint is None:
-        fingerprint = _FINGERPRINTS[model] = weights_fingerprint(model)
+    fingerprint = _cached_fingerprint(model)
     return {"model": fingerprint[:16], "backend": backend, "precision": precision}
 
 
@@ -278,7 +274,10 @@ def runner(model: QFNet, backend: str, precision: str):
     """A cached runner of ``model`` on ``backend`` (onnxruntime or openvino) in ``precision``: one per
     model object and setting, kept while the model lives (building one takes 0.1-1 s). Its
     ``predict_maps(image, tile_size=...)`` computes tiles of ``tile_size`` pixels a side and their halo."""
-    runners = _RUNNERS.setdefault(model, {})
+    version, runners = _RUNNERS.get(model, (None, {}))
+    if version != _weights_version(model):  # trained or changed since its runners were built
+        runners = {}
+        _RUNNERS[model] = (_weights_version(model), runners)
     key = (backend, precision)
     if key not in runners:
         if backend == "onnxruntime":
@@ -304,6 +303,28 @@ def _runs_on_runtimes(model: QFNet | NetworkWeights) -> bool:
     from .engine import supports
 
     return supports(model)
+
+
+def _weights_version(model: QFNet | NetworkWeights) -> tuple[int, ...] | None:
+    """A token that changes whenever a torch network's weights change in place (an optimiser step, a
+    ``load_state_dict``): torch counts each tensor's in-place changes. None for arrays, which are read once.
+
+    The runners copy the weights into their graphs, and the fingerprint hashes them: both are cached per
+    model object and rebuilt when this changes, so a model validated during training is run as it is
+    now, not as it was at the first validation."""
+    from .weights import NetworkWeights
+
+    if isinstance(model, NetworkWeights):
+        return None
+    return tuple(tensor._version for tensor in model.state_dict(keep_vars=True).values())
+
+
+def _cached_fingerprint(model: QFNet | NetworkWeights) -> str:
+    version = _weights_version(model)
+    cached = _FINGERPRINTS.get(model)
+    if cached is None or cached[0] != version:
+        cached = _FINGERPRINTS[model] = (version, weights_fingerprint(model))
+    return cached[1]
 
 
 _RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
