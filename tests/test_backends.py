@@ -222,8 +222,8 @@ def test_the_command_line_parser_does_not_import_torch():
 
 def test_the_grid_presence_in_numpy_equals_torchs(photo):
     """The network input the runtimes without torch compute (block scores, grid presence, centred RGB) is
-    the torch input up to float32 sums in another order; a DCT coefficient that those put on the other
-    side of MIN_ABS_COEFFICIENT moves a few pixels' presence by up to about 0.25."""
+    the torch input up to float32 sums in another order. Its luma must be torch's bit for bit: one grey level
+    off breaks a block's lattice (it once moved the presence by 0.23 and a pixel's QF by 13)."""
     from jpegtrace.nn.inputs import network_input_array
     from jpegtrace.nn.qfnet import network_input
 
@@ -234,7 +234,7 @@ def test_the_grid_presence_in_numpy_equals_torchs(photo):
         assert ours.shape == exact.shape and ours.dtype == np.float32
         difference = np.abs(ours - exact.numpy())
         assert difference[0, :3].max() == 0.0  # the centred pixels exactly
-        assert np.quantile(difference[0, 3], 0.99) < 1e-5 and difference[0, 3].max() < 0.3
+        assert difference[0, 3].max() < 1e-5
 
 
 def test_block_scores_in_numpy_equal_torchs_on_any_shape():
@@ -280,8 +280,7 @@ def test_openvino_runs_the_arrays_as_the_torch_network(shipped, photo):
     reference = predict_maps(shipped, image, backend="torch", precision="fp32")
     ours = predict_maps(arrays, image, backend="openvino", precision="fp32")
     assert np.abs(ours - OpenVinoRunner(shipped).predict_maps(image)).max() == 0.0
-    difference = np.abs(ours - reference)
-    assert np.quantile(difference, 0.999) < 1e-4 and 100 * difference[0].max() < 0.5
+    assert np.abs(ours - reference).max() < 1e-4
     # the arrays run on torch too, through a network built once
     assert np.abs(predict_maps(arrays, image, backend="torch", precision="fp32") - reference).max() == 0.0
     assert backends.torch_model(arrays) is backends.torch_model(arrays)

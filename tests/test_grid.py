@@ -394,3 +394,18 @@ print(json.dumps([repr(find_jpeg_grid(photo).score), repr(grid.score), table.ste
         run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
         outputs.append(json.loads(run.stdout))
     assert outputs[0] == outputs[1]
+
+
+def test_the_numpy_luma_of_the_grid_presence_is_torchs_for_every_colour():
+    """All 2^24 colours: jpegtrace.grid.dct.luma_as_torch equals luma_tensor (the grid presence's luma, what the
+    shipped network was trained on) exactly; the grid check's own luma rounds 353 of them the other way."""
+    import torch
+
+    from jpegtrace.grid.dct import luma, luma_as_torch, luma_tensor
+
+    code = np.arange(1 << 24, dtype=np.uint32)
+    colours = np.stack([(code >> 16) & 255, (code >> 8) & 255, code & 255], axis=-1).astype(np.uint8)
+    colours = colours.reshape(4096, 4096, 3)
+    exact = luma_tensor(torch.from_numpy(colours).permute(2, 0, 1)[None].float())[0, 0].numpy()
+    assert np.array_equal(luma_as_torch(colours), exact)
+    assert 0 < int((luma(colours)[0] != exact).sum()) < 1000

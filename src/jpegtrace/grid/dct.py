@@ -138,6 +138,23 @@ def luma_tensor(pixels):
         return torch.round(torch.einsum("nchw,c->nhw", pixels.float(), weights))[:, None]
 
 
+def luma_as_torch(image: np.ndarray) -> np.ndarray:
+    """:func:`luma_tensor` of a uint8 ``(H, W, 3)`` image with numpy, equal to it bit for bit: ``(H, W)`` float32.
+
+    It is not :func:`luma`: both round the same float32 weighted sum, but the sums round otherwise at 353
+    of the 2^24 colours (values within float32 rounding of k + 0.5, e.g. (0, 138, 171): exactly 100.5000017
+    with float32 weights, torch 100, ``luma`` 101), and a grey level moved breaks a block's integer lattice.
+    The grid presence the shipped network was trained on comes from torch's sum, which on the CPU is the
+    green product fused into the red one (a fused multiply-add), then the blue product added; a float32 fused
+    multiply-add is exact in float64 for these values. ``tests/test_grid.py`` checks every colour.
+    """
+    weights = _JFIF_LUMA.astype(np.float32)
+    pixels = image.astype(np.float32)
+    red_green = (pixels[..., 1].astype(np.float64) * np.float64(weights[1])
+                 + (pixels[..., 0] * weights[0]).astype(np.float64)).astype(np.float32)
+    return np.rint(red_green + pixels[..., 2] * weights[2])
+
+
 def block_scores(luma):
     """z statistic of the 8x8 block around each pixel (rows and columns -3..+4): how close to
     integers its AC coefficients lie, the per-block score that

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..grid.dct import block_scores_array, luma
+from ..grid.dct import block_scores_array, luma_as_torch
 from ..grid.presence import grid_presence_array
 from .config import NetConfig
 
@@ -41,6 +41,6 @@ def network_input_array(image: np.ndarray, config: NetConfig) -> np.ndarray:
     out[0, :3] -= np.float32(config.input_offset)
     if config.grid_presence:
         # The decoder's rounded luma of the 8-bit values, as luma_tensor computes it from the same pixels.
-        out[0, 3] = grid_presence_array(block_scores_array(luma(image)[0]))
+        out[0, 3] = grid_presence_array(block_scores_array(luma_as_torch(image)))
     return out
 

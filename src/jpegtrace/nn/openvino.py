@@ -8,8 +8,7 @@ pixels and, for the shipped network, the grid presence) is computed with numpy
 (:func:`~jpegtrace.nn.inputs.network_input_array`), tile by tile with the context it needs. Nothing
 here imports torch: with the shipped weights read by :func:`~jpegtrace.nn.weights.read_weights`, a
 whole analysis runs without it (about 0.8 s less start-up). The maps equal the torch engine's
-within float rounding in fp32, but where the grid presence's float32 sums put a DCT coefficient on
-the other side of :data:`~jpegtrace.grid.dct.MIN_ABS_COEFFICIENT` (see ``tests/test_backends.py``).
+within float rounding in fp32 (``tests/test_backends.py``).
 
 Precision: ``'fp32'`` runs OpenVINO in f32; ``'bf16'`` puts explicit bfloat16 conversions around the
 inner layers from :data:`FIRST_BF16_LAYER` on (CPUs with AVX-512 BF16 or AMX), the first two and the
