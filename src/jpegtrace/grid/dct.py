@@ -202,7 +202,7 @@ def block_scores_array(luma: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     luma : ndarray, (H, W)
-        Integer-valued luma in 0..255 (:func:`luma`).
+        Integer-valued luma in 0..255 (:func:`luma`, or for the grid presence :func:`luma_as_torch`).
 
     Returns
     -------
@@ -213,10 +213,10 @@ def block_scores_array(luma: np.ndarray) -> np.ndarray:
     Notes
     -----
     The same statistic as the torch function, whose values the shipped network was trained on; the
-    float32 sums differ in order, so the values agree to about 1e-5 (``tests/test_grid.py``). The
-    block positions go through the DCT as a matrix product in chunks of :data:`SCORE_CHUNK_PIXELS`
-    rows of 64 pixels, on a thread pool as large as numpy's BLAS would be, each chunk's BLAS on one
-    thread: the values do not depend on the thread count.
+    float32 sums differ in order, so the values agree to about 1e-5 (``tests/test_backends.py``). The
+    8x8 windows at every position go through the DCT as one matrix product per chunk of about
+    :data:`SCORE_CHUNK_PIXELS` positions, on a thread pool as large as numpy's BLAS would be, each
+    chunk's BLAS on one thread: the values do not depend on the thread count.
     """
     from concurrent.futures import ThreadPoolExecutor
 

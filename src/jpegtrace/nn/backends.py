@@ -202,7 +202,7 @@ def _precision_record(path: Path) -> dict:
         return {}
 
 
-def bf16_checked(model: QFNet, backend: str, *, grayscale: bool = False, record: Path = PRECISION_RECORD) -> bool:
+def bf16_checked(model: QFNet | NetworkWeights, backend: str, *, grayscale: bool = False, record: Path = PRECISION_RECORD) -> bool:
     """Whether ``model``'s bf16 maps on ``backend`` were checked and kept :data:`TOLERANCE`: on colour
     images (4:2:0 JPEGs), or with ``grayscale`` on grayscale ones, a check of its own (the record's
     ``grayscale`` entry), since a model can keep the answer on one and not the other."""
@@ -214,7 +214,7 @@ def bf16_checked(model: QFNet, backend: str, *, grayscale: bool = False, record:
     return bool(check.get("within_tolerance", False)) and check.get("first_bf16_layer") == BF16_FIRST_LAYER.get(backend)
 
 
-def resolve(model: QFNet, *, backend: str = "auto", precision: str = "auto",
+def resolve(model: QFNet | NetworkWeights, *, backend: str = "auto", precision: str = "auto",
             device: str | torch.device | None = "cpu", grayscale: bool = False) -> tuple[str, str]:
     """The ``(backend, precision)`` that run ``model`` for these settings.
 
@@ -249,7 +249,7 @@ def resolve(model: QFNet, *, backend: str = "auto", precision: str = "auto",
     return choose_backend(backend, device=device, precision="fp32"), "fp32"
 
 
-def provenance(model: QFNet, *, backend: str = "auto", precision: str = "auto",
+def provenance(model: QFNet | NetworkWeights, *, backend: str = "auto", precision: str = "auto",
                device: str | torch.device | None = None, grayscale: bool = False) -> dict[str, str]:
     """What computes ``model``'s maps for these settings, as records report it (their ``network``):
     ``{"model": the weights' fingerprint to 16 hex digits, "backend": ..., "precision": ...}``, resolved
@@ -262,7 +262,7 @@ def provenance(model: QFNet, *, backend: str = "auto", precision: str = "auto",
     return {"model": fingerprint[:16], "backend": backend, "precision": precision}
 
 
-def provenance_by_kind(model: QFNet, *, backend: str = "auto", precision: str = "auto",
+def provenance_by_kind(model: QFNet | NetworkWeights, *, backend: str = "auto", precision: str = "auto",
                        device: str | torch.device | None = None) -> dict[bool, dict[str, str]]:
     """:func:`provenance` for a colour image (key False) and a grayscale one (True): with 'auto' they may
     differ, the grayscale one needing a check of its own."""
@@ -270,7 +270,7 @@ def provenance_by_kind(model: QFNet, *, backend: str = "auto", precision: str = 
             for gray in (False, True)}
 
 
-def runner(model: QFNet, backend: str, precision: str):
+def runner(model: QFNet | NetworkWeights, backend: str, precision: str):
     """A cached runner of ``model`` on ``backend`` (onnxruntime or openvino) in ``precision``: one per
     model object and setting, kept while the model lives (building one takes 0.1-1 s). Its
     ``predict_maps(image, tile_size=...)`` computes tiles of ``tile_size`` pixels a side and their halo."""
