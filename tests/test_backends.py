@@ -281,9 +281,10 @@ def test_openvino_runs_the_arrays_as_the_torch_network(shipped, photo):
     ours = predict_maps(arrays, image, backend="openvino", precision="fp32")
     assert np.abs(ours - OpenVinoRunner(shipped).predict_maps(image)).max() == 0.0
     assert np.abs(ours - reference).max() < 1e-4
-    # the arrays run on torch too, through a network built once
+    # the arrays run on torch too, through a network built once; their OpenVINO graph is built once too
     assert np.abs(predict_maps(arrays, image, backend="torch", precision="fp32") - reference).max() == 0.0
     assert backends.torch_model(arrays) is backends.torch_model(arrays)
+    assert backends.runner(arrays, "openvino", "fp32") is backends.runner(arrays, "openvino", "fp32")
 
 
 def test_a_network_the_runtimes_cannot_build_is_refused():

@@ -274,10 +274,11 @@ def runner(model: QFNet | NetworkWeights, backend: str, precision: str):
     """A cached runner of ``model`` on ``backend`` (onnxruntime or openvino) in ``precision``: one per
     model object and setting, kept while the model lives (building one takes 0.1-1 s). Its
     ``predict_maps(image, tile_size=...)`` computes tiles of ``tile_size`` pixels a side and their halo."""
-    version, runners = _RUNNERS.get(model, (None, {}))
-    if version != _weights_version(model):  # trained or changed since its runners were built
+    version = _weights_version(model)
+    built, runners = _RUNNERS.get(model, (None, {}))
+    if built != version or model not in _RUNNERS:  # new, or trained or changed since its runners were built
         runners = {}
-        _RUNNERS[model] = (_weights_version(model), runners)
+        _RUNNERS[model] = (version, runners)
     key = (backend, precision)
     if key not in runners:
         if backend == "onnxruntime":
