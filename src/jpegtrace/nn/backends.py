@@ -275,10 +275,10 @@ def runner(model: QFNet | NetworkWeights, backend: str, precision: str):
     model object and setting, kept while the model lives (building one takes 0.1-1 s). Its
     ``predict_maps(image, tile_size=...)`` computes tiles of ``tile_size`` pixels a side and their halo."""
     version = _weights_version(model)
-    built, runners = _RUNNERS.get(model, (None, {}))
-    if built != version or model not in _RUNNERS:  # new, or trained or changed since its runners were built
-        runners = {}
-        _RUNNERS[model] = (version, runners)
+    entry = _RUNNERS.get(model)
+    if entry is None or entry[0] != version:  # new, or trained or changed since its runners were built
+        entry = _RUNNERS[model] = (version, {})
+    runners = entry[1]
     key = (backend, precision)
     if key not in runners:
         if backend == "onnxruntime":

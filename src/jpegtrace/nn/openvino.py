@@ -19,8 +19,6 @@ before they become graph constants (:func:`_as_constant`).
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from .backends import BF16_FIRST_LAYER, PRECISIONS, network_arrays
@@ -103,8 +101,8 @@ class OpenVinoRunner:
     precision : {'fp32', 'bf16'}
     threads : int, optional
         Inference threads; by default torch's (``torch.get_num_threads()``) where torch is loaded, else
-        the cores the process may use, or ``OMP_NUM_THREADS`` where set, so that a process limited to
-        one thread (a Ray worker, ``OMP_NUM_THREADS=1``) stays at one here too.
+        numpy's BLAS's, so that a process limited to one thread (a Ray worker, ``OMP_NUM_THREADS=1``)
+        stays at one here too.
 
     Raises
     ------
@@ -154,13 +152,13 @@ class OpenVinoRunner:
 
 
 def _default_threads() -> int:
-    """torch's thread count where torch is loaded (what the rest of the process runs on); else
-    ``OMP_NUM_THREADS`` where set, or the cores this process may use."""
+    """torch's thread count where torch is loaded (what the rest of the process runs on); else the
+    threads numpy's BLAS runs on (the cores the process may use, or fewer where ``OMP_NUM_THREADS`` or
+    a Ray worker says so)."""
     import sys
 
     if "torch" in sys.modules:
         return sys.modules["torch"].get_num_threads()
-    try:
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    except (KeyError, ValueError):
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from ..grid.dct import _blas_threads
+
+    return _blas_threads()
