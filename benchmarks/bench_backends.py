@@ -66,7 +66,9 @@ def best_of(reps: int, run) -> tuple[float, np.ndarray]:
 def end_to_end(reps: int, *, jpeg: bool = True, sources: tuple[Path, ...] = (ROOT / "src",)) -> list[float]:
     """Best wall time of ``jpegtrace analyze`` on a 1 MP PNG in a fresh process, per source tree (the runs of
     the trees alternate): of a JPEG's pixels (the tables, chroma and double-JPEG test run) or of a
-    never-compressed photo."""
+    never-compressed photo. Each tree's bytecode is compiled first, as ``pip install`` does for a user."""
+    for source in sources:  # as installed: the modules' bytecode compiled once, not at every start
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(source)], check=True, capture_output=True)
     with tempfile.TemporaryDirectory() as folder:
         png = Path(folder) / "photo.png"
         Image.fromarray(test_image(1.0, jpeg=jpeg)).save(png)

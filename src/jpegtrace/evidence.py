@@ -10,7 +10,6 @@ it and say "no evidence" instead of guessing where too few pixels carry any.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from .grid.dct import luma
 
@@ -32,6 +31,8 @@ MIN_EVIDENCE_SHARE = 0.05
 
 #: Pixels of the image converted to luma at once by :func:`evidence_map`.
 _LUMA_BAND_PIXELS = 1 << 16
+#: Pixels of the image filtered at once (a band of rows) by :func:`gaussian_blur` and :func:`box_mean`.
+_FILTER_BAND_PIXELS = 1 << 17
 
 
 def evidence_map(image: np.ndarray, *, sigma: float = DETAIL_SIGMA, window: int = WINDOW,
@@ -66,22 +67,119 @@ def evidence_map(image: np.ndarray, *, sigma: float = DETAIL_SIGMA, window: int 
        estimation based on convolutional neural network", Electronic Imaging 2019: the network
        that this map qualifies.
     """
-    # In place, two image-sized float32 arrays at most (as analyze's memory bound needs); luma
-    # converts its input to float, so it gets a band of rows at a time.
+    # luma converts its input to float, so it gets a band of rows at a time.
     y = np.empty(image.shape[:2], np.float32)
     rows = max(1, _LUMA_BAND_PIXELS // max(1, image.shape[1] if image.ndim > 1 else 1))  # luma refuses 1-D
     for r in range(0, image.shape[0], rows):
         y[r:r + rows] = luma(image[r:r + rows])[0]
-    detail = ndimage.gaussian_filter(y, sigma, mode="reflect")
+    detail = gaussian_blur(y, sigma)
     np.subtract(y, detail, out=detail)
     np.multiply(detail, detail, out=detail)
-    rms = ndimage.uniform_filter(detail, size=window, mode="reflect", output=y)
+    rms = box_mean(detail, window, out=y)
     del detail
     np.sqrt(np.maximum(rms, 0.0, out=rms), out=rms)
     low, high = ramp
     rms -= low
     rms /= high - low
     return np.clip(rms, 0.0, 1.0, out=rms)
+
+
+def _reflected(indices: np.ndarray, size: int) -> np.ndarray:
+    """``indices`` folded into ``range(size)`` by mirroring about the edges (``d c b a | a b c d | d c b a``)."""
+    folded = np.mod(indices, 2 * size)
+    return np.where(folded >= size, 2 * size - 1 - folded, folded)
+
+
+def _filter_rows_and_columns(image: np.ndarray, before: int, after: int, combine, out: np.ndarray | None
+                             ) -> np.ndarray:
+    """``combine(padded, axis, length)`` along both axes of a 2-D float32 image, mirrored at its edges,
+    in bands of rows so that the working memory is a band's, not the image's; ``out`` is not ``image``."""
+    height, width = image.shape
+    out = np.empty_like(image) if out is None else out
+    if np.shares_memory(out, image):
+        raise ValueError("the output of a filter cannot be its input")
+    columns = _reflected(np.arange(-before, width + after), width)
+    band = max(1, _FILTER_BAND_PIXELS // max(1, width))
+    for top in range(0, height, band):
+        bottom = min(height, top + band)
+        padded = image[_reflected(np.arange(top - before, bottom + after), height)][:, columns]
+        out[top:bottom] = combine(combine(padded, 1, width), 0, bottom - top)
+    return out
+
+
+def gaussian_blur(image: np.ndarray, sigma: float, *, out: np.ndarray | None = None) -> np.ndarray:
+    """A 2-D float32 image convolved with a Gaussian, mirrored at its edges (numpy only).
+
+    Parameters
+    ----------
+    image : ndarray of float32, (H, W)
+    sigma : float
+        Standard deviation in pixels; the kernel reaches ``int(4 * sigma + 0.5)`` pixels either side.
+    out : ndarray of float32, (H, W), optional
+        Where to write the result (not ``image``).
+
+    Returns
+    -------
+    ndarray of float32, (H, W)
+
+    Notes
+    -----
+    The same filter as ``scipy.ndimage.gaussian_filter(image, sigma, mode="reflect")`` (within
+    float32 rounding, which a test checks): numpy alone, because importing ``scipy.ndimage`` costs
+    about 0.3 s, a fifth of the start-up of ``jpegtrace analyze``.
+    """
+    radius = int(4.0 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights = (weights / weights.sum()).astype(np.float32)
+
+    def correlate(padded: np.ndarray, axis: int, length: int) -> np.ndarray:
+        take = (lambda k: padded[k:k + length]) if axis == 0 else (lambda k: padded[:, k:k + length])
+        total = take(0) * weights[0]
+        for k in range(1, len(weights)):
+            total += take(k) * weights[k]
+        return total
+
+    return _filter_rows_and_columns(image, radius, radius, correlate, out)
+
+
+def box_mean(image: np.ndarray, size: int, *, out: np.ndarray | None = None) -> np.ndarray:
+    """The mean of a 2-D float32 image over a ``size`` square around each pixel, mirrored at its edges.
+
+    Parameters
+    ----------
+    image : ndarray of float32, (H, W)
+    size : int
+        Side of the square; for an even side it reaches ``size // 2`` pixels before the pixel and
+        ``size // 2 - 1`` after it.
+    out : ndarray of float32, (H, W), optional
+        Where to write the result (not ``image``).
+
+    Returns
+    -------
+    ndarray of float32, (H, W)
+
+    Notes
+    -----
+    The same filter as ``scipy.ndimage.uniform_filter(image, size, mode="reflect")`` (within float32
+    rounding, which a test checks), computed from running sums in float64.
+    """
+    before = size // 2
+    after = size - 1 - before
+
+    def window_mean(padded: np.ndarray, axis: int, length: int) -> np.ndarray:
+        sums = np.cumsum(padded, axis=axis, dtype=np.float64)
+        if axis == 0:
+            upper, lower, first = sums[size - 1:size - 1 + length], sums[:length - 1], sums[size - 1]
+        else:
+            upper, lower, first = sums[:, size - 1:size - 1 + length], sums[:, :length - 1], sums[:, size - 1]
+        means = np.empty(upper.shape, np.float32)
+        index = (slice(1, None),) if axis == 0 else (slice(None), slice(1, None))
+        np.subtract(upper[index], lower, out=means[index], casting="same_kind")
+        means[(0,) if axis == 0 else (slice(None), 0)] = first
+        return np.multiply(means, np.float32(1.0 / size), out=means)
+
+    return _filter_rows_and_columns(image, before, after, window_mean, out)
 
 
 #: Side of the blocks :func:`block_structure` judges (the JPEG block).

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import ndimage
+
+from .morphology import CROSS, SQUARE, closing, dilate, fill_holes, label, nan_median_3x3, opening
 
 #: Side (pixels) of the cells the maps are averaged over before regions are looked for.
 CELL = 8
@@ -217,7 +218,8 @@ def find_regions(quality_map: np.ndarray, flag_map: np.ndarray, evidence_map: np
     The maps are averaged over 8x8 cells weighted by the evidence. Flagged cells are cleaned by a
     binary opening and closing with a 3x3 cross (removing speckles one cell wide and bridging
     one-cell gaps), their holes filled, and split into 8-connected components. Quality regions are
-    looked for among flagged cells only: the cells' QF is smoothed by a 3x3 median, compared with
+    looked for among flagged cells only: the cells' QF is smoothed by the median of the flagged
+    cells in their 3x3 neighbourhood (:func:`jpegtrace.morphology.nan_median_3x3`), compared with
     the median QF of all flagged cells, and cells more than ``min_quality_difference`` away (in
     either direction) form components as above, of :data:`MIN_QUALITY_REGION_CELLS` cells at least,
     kept when their median QF also differs by as much from the median in the ring around them.
@@ -230,21 +232,20 @@ def find_regions(quality_map: np.ndarray, flag_map: np.ndarray, evidence_map: np
     if not usable.any():
         return []
     smallest = max(min_cells, int(np.ceil(min_share * usable.sum())))
-    cross = ndimage.generate_binary_structure(2, 1)
     flagged = usable & (flag > flag_threshold)
-    flagged = _clean(flagged, cross) & usable
-    flagged = ndimage.binary_fill_holes(flagged)
+    flagged = _clean(flagged) & usable
+    flagged = fill_holes(flagged)
     height, width = flag_map.shape
     regions = [_region(FLAG, component, flag, quality, usable, height, width, flag_threshold)
                for component in _components(flagged, smallest)]
 
     inside = flagged & usable
     if inside.sum() >= 2 * smallest:
-        smooth = ndimage.median_filter(np.where(inside, quality, np.nan), size=3, mode="nearest")
+        smooth = nan_median_3x3(np.where(inside, quality, np.nan))
         smooth = np.where(np.isfinite(smooth), smooth, quality)
         reference = float(np.median(quality[inside]))
         differs = inside & (np.abs(smooth - reference) >= min_quality_difference)
-        differs = _clean(differs, cross) & inside
+        differs = _clean(differs) & inside
         for component in _components(differs, max(smallest, MIN_QUALITY_REGION_CELLS)):
             # A quality region covering most of the flagged cells is the image's own QF, not a region.
             if component.sum() > 0.5 * inside.sum():
@@ -256,16 +257,16 @@ def find_regions(quality_map: np.ndarray, flag_map: np.ndarray, evidence_map: np
     return regions
 
 
-def _clean(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    """Opening then closing, with the image's edge cells continued outwards (so that a region reaching
-    the edge keeps its edge cells)."""
+def _clean(mask: np.ndarray) -> np.ndarray:
+    """Opening then closing with the 3x3 cross, with the image's edge cells continued outwards (so that
+    a region reaching the edge keeps its edge cells)."""
     padded = np.pad(mask, 2, mode="edge")
-    cleaned = ndimage.binary_closing(ndimage.binary_opening(padded, structure), structure)
+    cleaned = closing(opening(padded, CROSS), CROSS)
     return cleaned[2:-2, 2:-2]
 
 
 def _components(mask: np.ndarray, smallest: int) -> list[np.ndarray]:
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    labels, count = label(mask, SQUARE)
     if count == 0:
         return []
     sizes = np.bincount(labels.ravel())[1:]
@@ -278,7 +279,7 @@ def _region(kind: str, component: np.ndarray, flag: np.ndarray, quality: np.ndar
     rows, cols = np.nonzero(component)
     top, left = int(rows.min()) * CELL, int(cols.min()) * CELL
     bottom, right = min(height, (int(rows.max()) + 1) * CELL), min(width, (int(cols.max()) + 1) * CELL)
-    grown = ndimage.binary_dilation(component, np.ones((3, 3), bool), iterations=RING_CELLS)
+    grown = dilate(component, SQUARE, iterations=RING_CELLS)
     ring = grown & ~component & ring_cells
     inside_quality = quality[component & np.isfinite(quality)]
     around_quality = quality[ring & np.isfinite(quality)]
