@@ -340,3 +340,58 @@ def test_a_model_changed_in_place_is_run_as_it_is_now(photo):
     assert np.abs(after - predict_maps(model, image, backend="torch", precision="fp32")).max() < 1e-4
     assert backends.provenance(model, backend="openvino")["model"] == backends.weights_fingerprint(model)[:16] != \
         fingerprint[:16]
+
+
+def _site_without_torch(folder):
+    """A folder of links to every installed package but torch's: on ``PYTHONPATH`` with ``python -S``, an
+    install of jpegtrace without its torch extra."""
+    import sysconfig
+    from pathlib import Path
+
+    site = Path(folder) / "site"
+    site.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        name = entry.name.lower()
+        if name in ("torch", "functorch", "torchgen") or name.startswith("torch-") or name.endswith(".pth"):
+            continue
+        (site / entry.name).symlink_to(entry)
+    return site
+
+
+@needs_openvino
+def test_analyze_and_assess_run_where_torch_is_not_installed(photo, tmp_path):
+    """torch is an extra (issue 24): without it `analyze` and `assess` run on OpenVINO; what needs it
+    (training, the torch backend) says so in one line and exits 2."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    import jpegtrace
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(jpeg_compress(photo, 80)).save(folder / "photo.png")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_site_without_torch(tmp_path)),
+                                                         str(Path(jpegtrace.__file__).parents[1])])}
+
+    def jpegtrace_cli(*args):
+        return subprocess.run([sys.executable, "-S", "-m", "jpegtrace.cli", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path)
+
+    probe = subprocess.run([sys.executable, "-S", "-c", "import importlib.util; print(importlib.util.find_spec('torch'))"],
+                           capture_output=True, text=True, env=env, check=True)
+    assert probe.stdout.strip() == "None"
+    analyzed = jpegtrace_cli("analyze", str(folder / "photo.png"))
+    assert analyzed.returncode == 0 and "compressed\tQF 80" in analyzed.stdout, analyzed.stderr
+    assessed = jpegtrace_cli("assess", str(folder), "--out", str(tmp_path / "audit"), "--quiet")
+    assert assessed.returncode == 0, assessed.stderr
+    assert '"verdict": "compressed"' in (tmp_path / "audit" / "records.jsonl").read_text()
+    for args, what in ((["analyze", "--backend", "torch", str(folder / "photo.png")], "analyze --backend torch"),
+                       (["train", "--data", str(folder), "--out", str(tmp_path / "run")], "train")):
+        refused = jpegtrace_cli(*args)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert refused.stderr.strip() == (f"jpegtrace: error: {what} needs PyTorch, which is not installed: "
+                                          "pip install 'jpegtrace[torch]'")

@@ -149,16 +149,22 @@ def _traced_peak(function, *args, **kwargs):
 def test_analysis_allocates_no_image_sized_copies(random_model, monkeypatch):
     """numpy memory (traced) stays at the three float32 maps (quality, flag, evidence) plus small
     per-tile buffers; the grid check's working set does not grow with the image."""
-    from jpegtrace.grid import check
+    from jpegtrace.grid import check, dct
 
     image = np.random.default_rng(2).integers(0, 256, size=(480, 400), dtype=np.uint8)  # grayscale
     _, workspace = _traced_peak(check.find_jpeg_grid, image)
     _, larger_workspace = _traced_peak(check.find_jpeg_grid, np.tile(image, (3, 3)))
     assert larger_workspace < 1.25 * workspace  # chunks of blocks: bounded whatever the image size
     # Its default chunks (several MiB on a few threads) would hide an image-sized copy of this small
-    # image: smaller chunks here, so that the bound below stays tight.
+    # image: smaller chunks here, so that the bound below stays tight. The same for the block scores of
+    # the network's input, which numpy computes where OpenVINO runs the network (4 MiB a thread).
     monkeypatch.setattr(check, "CHUNK_BLOCKS", 256)
+    monkeypatch.setattr(dct, "SCORE_CHUNK_PIXELS", 1024)
+    # The runtimes' tiles (about 0.6 MB at tile 96 with their halos) and the regions' work on the 8x8 cells
+    # (under 100 bytes a cell) are not image-sized; an image of 0.77 MP keeps them well inside the bound.
+    image = np.random.default_rng(3).integers(0, 256, size=(960, 800), dtype=np.uint8)
     maps_bytes = 3 * 4 * image.size
+    analyze(image[:64, :64], model=random_model, tile_size=96)  # builds the model's runner, once per model
     result, peak = _traced_peak(analyze, image, model=random_model, tile_size=96)
     assert result.grayscale and result.quality_map.shape == result.evidence_map.shape == image.shape
     assert peak < maps_bytes + 3 * image.size, f"{peak} bytes traced for {maps_bytes} bytes of maps"

@@ -32,7 +32,7 @@ MIN_EVIDENCE_SHARE = 0.05
 #: Pixels of the image converted to luma at once by :func:`evidence_map`.
 _LUMA_BAND_PIXELS = 1 << 16
 #: Pixels of the image filtered at once (a band of rows) by :func:`gaussian_blur` and :func:`box_mean`.
-_FILTER_BAND_PIXELS = 1 << 17
+_FILTER_BAND_PIXELS = 1 << 14
 
 
 def evidence_map(image: np.ndarray, *, sigma: float = DETAIL_SIGMA, window: int = WINDOW,
@@ -92,18 +92,33 @@ def _reflected(indices: np.ndarray, size: int) -> np.ndarray:
 
 def _filter_rows_and_columns(image: np.ndarray, before: int, after: int, combine, out: np.ndarray | None
                              ) -> np.ndarray:
-    """``combine(padded, axis, length)`` along both axes of a 2-D float32 image, mirrored at its edges,
-    in bands of rows so that the working memory is a band's, not the image's; ``out`` is not ``image``."""
+    """``combine(padded, axis, length)`` along the rows, then the columns, of a 2-D float32 image mirrored
+    at its edges, written to ``out`` (not ``image``).
+
+    Both passes go in bands of rows, so that the working memory is a band's, not the image's: the second
+    runs in place over the first's result, keeping a copy of the rows above each band that the band
+    before overwrote.
+    """
     height, width = image.shape
     out = np.empty_like(image) if out is None else out
     if np.shares_memory(out, image):
         raise ValueError("the output of a filter cannot be its input")
+    reach = before + after
+    band = max(reach, 1, _FILTER_BAND_PIXELS // max(1, width))
     columns = _reflected(np.arange(-before, width + after), width)
-    band = max(1, _FILTER_BAND_PIXELS // max(1, width))
+    for top in range(0, height, band):
+        out[top:top + band] = combine(image[top:top + band][:, columns], 1, width)
+    above_start, above = 0, out[:0].copy()  # rows of the first pass that the band before overwrote
     for top in range(0, height, band):
         bottom = min(height, top + band)
-        padded = image[_reflected(np.arange(top - before, bottom + after), height)][:, columns]
-        out[top:bottom] = combine(combine(padded, 1, width), 0, bottom - top)
+        rows = _reflected(np.arange(top - before, bottom + after), height)
+        overwritten = rows < top
+        padded = np.empty((len(rows), width), np.float32)
+        padded[~overwritten] = out[rows[~overwritten]]
+        padded[overwritten] = above[rows[overwritten] - above_start]
+        above_start = max(0, bottom - reach)
+        above = out[above_start:bottom].copy()
+        out[top:bottom] = combine(padded, 0, bottom - top)
     return out
 
 

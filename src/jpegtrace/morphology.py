@@ -98,8 +98,8 @@ def label(mask: np.ndarray, structure: np.ndarray = SQUARE) -> tuple[np.ndarray,
     """
     mask = np.asarray(mask, bool)
     height, width = mask.shape
-    index = np.arange(height * width).reshape(height, width)
-    firsts, seconds = [], []
+    index = np.arange(height * width, dtype=np.int32).reshape(height, width)  # at most 1 M cells at 64 MP
+    pairs = []
     for dy, dx in _offsets(structure):
         if (dy, dx) <= (0, 0):  # each pair once: the neighbour after the cell in row-major order
             continue
@@ -107,27 +107,27 @@ def label(mask: np.ndarray, structure: np.ndarray = SQUARE) -> tuple[np.ndarray,
         cols_a = slice(max(0, -dx), width - max(0, dx))
         cols_b = slice(max(0, dx), width - max(0, -dx))
         both = mask[rows_a, cols_a] & mask[rows_b, cols_b]
-        firsts.append(index[rows_a, cols_a][both])
-        seconds.append(index[rows_b, cols_b][both])
-    first = np.concatenate(firsts) if firsts else np.empty(0, np.int64)
-    second = np.concatenate(seconds) if seconds else np.empty(0, np.int64)
-    parent = index.ravel().copy()
-    while True:
+        pairs.append((index[rows_a, cols_a][both], index[rows_b, cols_b][both]))
+    first = np.concatenate([a for a, _ in pairs]) if pairs else np.empty(0, np.int32)
+    second = np.concatenate([b for _, b in pairs]) if pairs else np.empty(0, np.int32)
+    del pairs
+    parent = index.ravel()  # index is not used again: the pointers start as the cells themselves
+    while first.size:
         root_a, root_b = parent[first], parent[second]
         apart = root_a != root_b
         if not apart.any():
             break
-        root_a, root_b = root_a[apart], root_b[apart]
-        parent[np.maximum(root_a, root_b)] = np.minimum(root_a, root_b)
+        first, second, root_a, root_b = first[apart], second[apart], root_a[apart], root_b[apart]
+        higher = np.maximum(root_a, root_b)
+        parent[higher] = np.minimum(root_a, root_b, out=root_a)
+        del root_a, root_b, higher
         while True:  # pointer jumping until every cell points at a root
             jumped = parent[parent]
             if np.array_equal(jumped, parent):
                 break
             parent = jumped
-        first, second = first[apart], second[apart]
-    roots = parent.reshape(height, width)
     labels = np.zeros((height, width), np.int32)
-    unique, numbered = np.unique(roots[mask], return_inverse=True)
+    unique, numbered = np.unique(parent.reshape(height, width)[mask], return_inverse=True)
     labels[mask] = numbered.ravel() + 1
     return labels, len(unique)
 

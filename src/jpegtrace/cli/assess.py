@@ -14,7 +14,7 @@ from .common import (
     add_quiet,
     display,
     error,
-    load_model,
+    load_network,
     positive_arg,
     prepare_out,
     progress_bar,
@@ -104,7 +104,7 @@ def run_assess(args) -> int:
     if not paths:
         error(f"{display(args.folder)}: no image files")
         return 2
-    model = load_model(args)
+    model = load_network(args)
     if model is None or not resolve_backend_args(args, model) or not prepare_out(args):
         return 2
     folder = Path(args.folder)

@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _torch_options(args) -> str:
+    """The options that made a command need torch, as the user gave them (' --device cuda'), or ''."""
+    asked = [f" --{name} {value}" for name, value, default in (("backend", getattr(args, "backend", None), "auto"),
+                                                               ("device", getattr(args, "device", None), "cpu"))
+             if value not in (None, default)]
+    return "".join(asked)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -47,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except JpegTraceError as exc:
         error(error_of(exc))
+        return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "torch":
+            raise
+        # torch is an extra: analyze and assess run without it on OpenVINO; training, the torch engine,
+        # GPUs, calibration, evaluation and the ONNX export need it.
+        error(f"{args.command}{_torch_options(args)} needs PyTorch, which is not installed: "
+              "pip install 'jpegtrace[torch]'")
         return 2
     except KeyboardInterrupt:
         error("interrupted")

@@ -77,7 +77,7 @@ def _default_workers(resources: dict, gpus_per_worker: float) -> int:
 
 def run_ray_assess(args) -> int:
     """``jpegtrace assess --engine ray``: list, audit what is not done yet, write the report from the Parquet."""
-    from ..cli.common import display, error, load_model, prepare_out, resolve_backend_args, run_settings
+    from ..cli.common import display, error, load_network, prepare_out, resolve_backend_args, run_settings
     from ..errors import JpegTraceError
 
     for module in ("ray", "pyarrow"):
@@ -101,7 +101,7 @@ def run_ray_assess(args) -> int:
     if not listing.items:
         error(f"{display(listing.source)}: no image files")
         return 2
-    model = load_model(args)
+    model = load_network(args)
     if model is None or not resolve_backend_args(args, model) or not prepare_out(args):
         return 2
     resolved = args.resolved

@@ -336,22 +336,22 @@ class NetworkWorker:
     def __init__(self, options: RayAuditOptions):
         import ray
 
-        from ..analysis import load_model
+        from ..analysis import load_network
 
         self.options = options
         self.device = "cuda" if ray.get_gpu_ids() else options.device
+        # An explicit CPU backend on a GPU worker would fail every file: such a worker runs torch.
+        backend = options.backend if self.device == "cpu" else "auto"
+        # The weights file's arrays where OpenVINO runs them on the CPU (no torch), else the torch network.
         if options.weights is None:
-            self.model = load_model(None, device=self.device)
+            self.model = load_network(None, device=self.device, backend=backend)
         else:
             with tempfile.TemporaryDirectory() as folder:
                 path = os.path.join(folder, "weights.safetensors")
                 with open(path, "wb") as f:
                     f.write(options.weights)
-                self.model = load_model(path, device=self.device)
+                self.model = load_network(path, device=self.device, backend=backend)
         from ..nn.backends import provenance, resolve
-
-        # An explicit CPU backend on a GPU worker would fail every file: such a worker runs torch.
-        backend = options.backend if self.device == "cpu" else "auto"
         # What this worker computes the maps with, per kind of image ('auto' may take fp32 for grayscale
         # ones), for the records (workers may differ: GPU or CPU).
         self.runs = {gray: resolve(self.model, backend=backend, precision=options.precision, device=self.device,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,9 +13,12 @@ from ..analysis import (DEFAULT_TILE_SIZE, JPEG_VERDICTS, NEVER_COMPRESSED, NO_E
 from ..errors import ImageReadError, TimeLimitError
 from ..io import DEFAULT_MAX_PIXELS, read_analysis_input
 from ..limits import time_limit as limited
-from ..nn.qfnet import QFNet
 from ..record import analysis_record
 from .common import Failure, Files, Progress, _named_files, _wrap, cell
+
+if TYPE_CHECKING:  # an audit on OpenVINO runs a weights file's arrays and never imports torch
+    from ..nn.qfnet import QFNet
+    from ..nn.weights import NetworkWeights
 
 #: Edges of the QF histogram of an assessment: 20 bins of 5 QF.
 HISTOGRAM_EDGES = tuple(range(0, 101, 5))
@@ -55,7 +59,7 @@ class AssessmentRecord:
                 "verdict": self.verdict, "grayscale": self.grayscale, "notes": "; ".join(self.notes)}
 
 
-def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
+def assess_images(model: QFNet | NetworkWeights, files: Files, *, tile_size: int = DEFAULT_TILE_SIZE, device: str | None = None,
                   backend: str = "auto", precision: str = "auto",
                   progress: Progress | None = None,
                   on_result: Callable[[str, np.ndarray, Analysis], None] | None = None,
@@ -67,7 +71,8 @@ def assess_images(model: QFNet, files: Files, *, tile_size: int = DEFAULT_TILE_S
 
     Parameters
     ----------
-    model : QFNet
+    model : QFNet or NetworkWeights
+        As :func:`jpegtrace.analysis.load_network` gives it.
     files : mapping of name to path, or sequence of paths
         Any images; grayscale ones are analysed too and marked.
     tile_size, device
