@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jpegtrace.history import DoubleCompression, detect_double_compression, empty_bin_ratio
+from jpegtrace.history import DoubleCompression, _empty_bin_indices, detect_double_compression, empty_bin_ratio
 from jpegtrace.jpeg import ijg_table, jpeg_compress
 from jpegtrace.tables import block_coefficients, estimate_luma_table
 
@@ -106,3 +106,11 @@ def test_an_earlier_table_much_coarser_than_the_last_is_not_read_as_one_just_coa
     twice = jpeg_compress(jpeg_compress(downscale(data.chelsea(), 2), first), last)
     result = detect_double_compression(twice, estimate_luma_table(twice, grid_offset=(0, 0)))
     assert result.detected and abs(result.primary_quality - first) <= 2, result
+
+
+@pytest.mark.parametrize("q1, q2", [(1, 1), (3, 2), (5, 2), (7, 3), (16, 5), (40, 11), (2, 7)])
+def test_empty_bins_are_the_bins_no_earlier_multiple_reaches(q1, q2):
+    top = 60
+    reached = {round(j * q1 / q2) for j in range(top * q2 // q1 + 3)}  # Python rounds half to even, as rint
+    expected = [b for b in range(1, top + 1) if b not in reached]
+    assert _empty_bin_indices(q1, q2, top).tolist() == expected

@@ -148,8 +148,8 @@ def _blocks(plane: np.ndarray, origin: tuple[int, int]) -> tuple[np.ndarray, flo
     return blocks[spread >= MIN_BLOCK_STD], float(np.mean(spread < FLAT_STD))
 
 
-def _read(planes, origin, max_blocks: int):
-    parts, flat = zip(*(_blocks(p, origin) for p in planes))
+def _read(parts, max_blocks: int):
+    """Steps and confidences of the blocks ``parts`` (:func:`_blocks` of each plane), and how many were read."""
     blocks = np.concatenate(parts)
     if len(blocks) > max_blocks:
         blocks = blocks[np.linspace(0, len(blocks) - 1, max_blocks).astype(int)]
@@ -159,7 +159,7 @@ def _read(planes, origin, max_blocks: int):
     read = [estimate_step(coefficients[:, k], ambiguous=CHROMA_AMBIGUOUS, zero_bin_reach=None) for k in range(64)]
     steps = np.array([s for s, _ in read], np.int64).reshape(8, 8)
     confidence = np.array([c for _, c in read]).reshape(8, 8)
-    return steps, confidence, len(blocks), float(np.mean(flat))
+    return steps, confidence, len(blocks)
 
 
 def estimate_chroma_table(rgb: np.ndarray, *, grid_offset: tuple[int, int],
@@ -211,12 +211,14 @@ def estimate_chroma_table(rgb: np.ndarray, *, grid_offset: tuple[int, int],
             planes.append(plane)
         # In a halved direction the chroma blocks are 16 pixels: the luma grid or 8 pixels further.
         shifts = [(dy, dx) for dy in ((0, 4) if 0 in halved else (0,)) for dx in ((0, 4) if 1 in halved else (0,))]
-        best = None
+        # The shift whose blocks are flattest is the stored grid (quantisation zeroes a block's AC); only
+        # its steps are read (the first of equals).
+        candidates = []
         for dy, dx in shifts:
-            steps, confidence, blocks, flat = _read(planes, (dy, dx), max_blocks)
-            if best is None or flat > best[4]:
-                best = (steps, confidence, blocks, (dy, dx), flat)
-        results[subsampling] = best
+            parts, flat = zip(*(_blocks(p, (dy, dx)) for p in planes))
+            candidates.append((float(np.mean(flat)), (dy, dx), parts))
+        flat, shift, parts = max(candidates, key=lambda candidate: candidate[0])
+        results[subsampling] = (*_read(parts, max_blocks), shift, flat)
     # The subsampling whose steps are read with the most confidence (about one per step read); one
     # whose steps are exactly an IJG chroma table's goes first (a wrongly halved direction reads
     # steps near half the true ones, no IJG table's), as encoders without tables of their own use them.

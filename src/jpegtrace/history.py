@@ -9,6 +9,7 @@ primary table as by Bianchi & Piva and Galvan et al.). A single JPEG's histogram
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,18 @@ def empty_bin_ratio(coefficients: np.ndarray, last_steps: np.ndarray, primary_st
     return (None if expected <= 0 else observed / expected), used
 
 
+@functools.lru_cache(maxsize=4096)
+def _empty_bin_indices(q1: int, q2: int, top: int) -> np.ndarray:
+    """The bins 1..``top`` of a step-``q2`` histogram that no multiple of ``q1`` requantised to ``q2``
+    reaches: ``rint(j q1 / q2)`` for j = 0, 1, ... (cached: the same steps recur across candidate tables)."""
+    reached = np.rint(np.arange(top * q2 // q1 + 3) * q1 / q2).astype(np.int64)
+    hit = np.zeros(top + 1, bool)
+    hit[reached[reached <= top]] = True
+    empty = np.flatnonzero(~hit[1:]) + 1
+    empty.flags.writeable = False  # shared by the cache
+    return empty
+
+
 def _empty_bins(histograms: dict[tuple[int, int], np.ndarray], last_steps: np.ndarray,
                 primary_steps: np.ndarray) -> tuple[float, float, int]:
     """The mass observed in the bins ``primary_steps`` leave empty, what a smooth histogram would put
@@ -130,9 +143,7 @@ def _empty_bins(histograms: dict[tuple[int, int], np.ndarray], last_steps: np.nd
         q1, q2 = int(primary_steps[u, v]), int(last_steps[u, v])
         if q1 <= q2:
             continue  # no gaps unless the earlier step is the coarser
-        top = len(hist) - 2
-        reachable = np.unique(np.rint(np.arange(top * q2 // q1 + 3) * q1 / q2).astype(np.int64))
-        empty = np.setdiff1d(np.arange(1, top + 1), reachable)
+        empty = _empty_bin_indices(q1, q2, len(hist) - 2)
         if empty.size == 0:
             continue
         # What a smooth histogram would hold in an empty bin: the mean of its neighbours.
