@@ -9,7 +9,9 @@ non-photo negatives (held-out fonts and seeds: share judged compressed, by the g
 "no evidence"); QF MAE over QF 5..95 for 4:2:0, 4:4:4, a grid shifted by (3, 5) and grayscale, with the mean
 error at every QF (bias), each for the network's QF and the headline QF (the table's where it is
 read from the pixels); camera-like tables (MAE against the IJG-equivalent QF); Table 1 (share judged
-uncompressed at QF 97-100 per variant, and of the originals). Choose on ``val``; report ``test``.
+uncompressed at QF 97-100 per variant, and of the originals); JPEGs lightly processed after decoding
+(``after_jpeg``: a gamma, mild noise or both, QF 20..85: share judged compressed per QF, QF MAE). Choose on
+``val``; report ``test``.
 
 The QF part of a large split can run as shards on several cores and be merged into the same scores
 (each JPEG's table and QF depend on its image and QF only, not on what else runs)::
@@ -38,6 +40,9 @@ from jpegtrace.eval.quality import EvaluationRecord, evaluate_model, summarize_e
 from jpegtrace.io import list_images, load_rgb, write_json
 
 MAE_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+#: QFs of the processed JPEGs (``after_jpeg``): those whose blocks such processing leaves
+#: (:data:`jpegtrace.train.camera.AFTER_JPEG_MAX_QUALITY`).
+AFTER_JPEG_QUALITIES = (20, 30, 50, 70, 85)
 TABLE1 = (97, 98, 99, 100)
 VARIANTS = {"4:2:0": {}, "4:4:4": {"subsampling": "4:4:4"}, "shifted": {"grid_offset": (3, 5)},
             "grayscale": {"grayscale": True}}
@@ -69,7 +74,8 @@ def main() -> int:
                         help="which scores to compute (comma-separated; the QF scores alone for a calibration's effect)")
     parser.add_argument("--variants", default=",".join([*VARIANTS, "camera_tables"]),
                         help="which JPEG variants the QF part covers (comma-separated of "
-                             f"{', '.join([*VARIANTS, 'camera_tables'])}); the JSON is written after each")
+                             f"{', '.join([*VARIANTS, 'camera_tables', 'after_jpeg'])}); the JSON is written "
+                             "after each")
     parser.add_argument("--shard", help="I/N: only every N-th image of the split by file size, from the I-th, "
                                          "with the QF part's records kept in the JSON for --merge")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="the QF scores of the shards' JSONs, together")
@@ -134,9 +140,11 @@ def qf_scores(report: dict, model, images: dict, *, variants, save=lambda: None)
         records = evaluate_model(model, images, MAE_QUALITIES + TABLE1 + (None,), **options)
         _variant_scores(report, name, records)
         save()
-    if "camera_tables" not in variants:
-        return
-    _variant_scores(report, "camera_tables", evaluate_model(model, images, MAE_QUALITIES, camera_tables_seed=7))
+    if "camera_tables" in variants:
+        _variant_scores(report, "camera_tables", evaluate_model(model, images, MAE_QUALITIES, camera_tables_seed=7))
+        save()
+    if "after_jpeg" in variants:
+        _variant_scores(report, "after_jpeg", evaluate_model(model, images, AFTER_JPEG_QUALITIES, after_jpeg_seed=11))
 
 
 def _variant_scores(report: dict, name: str, records: list[EvaluationRecord]) -> None:
@@ -145,6 +153,15 @@ def _variant_scores(report: dict, name: str, records: list[EvaluationRecord]) ->
     if "records" in report:
         report["records"][name] = [dataclasses.asdict(r) for r in records]
     summary = summarize_evaluation(records)
+    if name == "after_jpeg":
+        rows = [r for r in summary["per_quality"] if r["quality"] is not None]
+        report["qf"][name] = {"qf_mae": summary["qf_mae"], "headline_qf_mae": summary["headline_qf_mae"],
+                              "judged_compressed": float(np.mean([1 - r["judged_uncompressed"] for r in rows])),
+                              "judged_compressed_per_quality": {str(r["quality"]): round(1 - r["judged_uncompressed"], 3)
+                                                                for r in rows},
+                              "table_share_per_quality": {str(r["quality"]): round(r["table_share"], 3) for r in rows}}
+        print("after_jpeg", {k: v for k, v in report["qf"][name].items()}, file=sys.stderr)
+        return
     if name == "camera_tables":
         report["qf"][name] = {"qf_mae": summary["qf_mae"], "headline_qf_mae": summary["headline_qf_mae"]}
         print("camera tables", summary["qf_mae"], summary["headline_qf_mae"], file=sys.stderr)

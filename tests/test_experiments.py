@@ -387,3 +387,17 @@ def test_summary_scores_the_headline_qf_beside_the_networks():
 def test_evaluate_model_records_the_table_qf_of_a_readable_jpeg(photo, tiny_model):
     records = evaluate_model(tiny_model, {"photo": photo}, [50])
     assert records[0].quality_source == "table (IJG)" and records[0].headline_quality == 50.0
+
+
+def test_evaluate_model_processes_jpegs_after_decoding_with_their_labels(photo, tiny_model):
+    """``after_jpeg_seed``: each JPEG gets a gamma or mild noise after decoding (one draw per image and QF,
+    the same in every run); the record keeps the JPEG's QF, and the table, whose lattice the processing
+    breaks, is read less often than from the plain JPEGs."""
+    plain = evaluate_model(tiny_model, {"photo": photo}, [30, 50])
+    processed = evaluate_model(tiny_model, {"photo": photo}, [30, 50], after_jpeg_seed=11)
+    again = evaluate_model(tiny_model, {"photo": photo}, [30, 50], after_jpeg_seed=11)
+    assert [r.quality for r in processed] == [30, 50]
+    assert [r.estimated_quality for r in processed] == [r.estimated_quality for r in again]
+    assert [r.estimated_quality for r in processed] != [r.estimated_quality for r in plain]
+    assert all(r.quality_source == "table (IJG)" for r in plain)
+    assert sum(r.quality_source == "table (IJG)" for r in processed) < 2

@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jpegtrace.train.camera import bayer_demosaic, camera_look
-from jpegtrace.train.data import SynthesisConfig, TrainingBatches, make_synthetic_patch
+from jpegtrace.train.camera import after_jpeg, bayer_demosaic, camera_look
+from jpegtrace.train.data import SynthesisConfig, TrainingBatches, make_patch, make_synthetic_patch
 from jpegtrace.train.synthetic import HELD_OUT_FONTS, KINDS, TRAINING_FONTS, font_path, rescaled, synthetic_image
 
 
@@ -60,6 +60,23 @@ def test_camera_look_stays_8_bit_and_changes_the_pixels(photo):
     assert sum(not np.array_equal(look, photo) for look in looks) >= 5
 
 
+def test_after_jpeg_keeps_the_blocks_and_breaks_the_lattice(photo):
+    """The processed JPEG stays near the decoded one (a gamma or noise of a grey level or so), and the
+    grid check, which reads the lattice, no longer finds most of them; the patches keep their JPEG's label."""
+    from jpegtrace.grid.check import find_jpeg_grid
+    from jpegtrace.jpeg import jpeg_compress
+
+    jpeg = jpeg_compress(photo, 50)
+    processed = [after_jpeg(jpeg, np.random.default_rng(seed)) for seed in range(6)]
+    assert all(p.dtype == np.uint8 and p.shape == jpeg.shape for p in processed)
+    assert all(0 < np.abs(p.astype(int) - jpeg).mean() < 12 for p in processed)
+    assert find_jpeg_grid(jpeg).found
+    assert sum(find_jpeg_grid(p).found for p in processed) <= 3
+    config = SynthesisConfig(patch_size=32, uncompressed_fraction=0.0, after_jpeg_fraction=1.0)
+    labels = [make_patch(photo, np.random.default_rng(seed), config)[1] for seed in range(10)]
+    assert all(isinstance(q, int) and 5 <= q <= 100 for q in labels)
+
+
 def test_synthetic_patches_are_clean_or_labelled_by_their_compression(photo):
     config = SynthesisConfig(patch_size=32, synthetic_fraction=1.0, synthetic_compressed_fraction=0.5)
     qualities = [make_synthetic_patch(photo, np.random.default_rng(seed), config) for seed in range(40)]
@@ -75,7 +92,7 @@ def test_new_stages_leave_old_recipes_stream_unchanged(photos):
     same = TrainingBatches(images, 4, dataclasses.replace(base, synthetic_compressed_fraction=0.9), seed=5)[7]
     assert all(np.array_equal(a, b) for a, b in zip(old, same))  # a stage that is off draws nothing
     new = TrainingBatches(images, 4, dataclasses.replace(base, synthetic_fraction=0.5, camera_look_fraction=0.5,
-                                                         camera_table_fraction=0.5,
+                                                         camera_table_fraction=0.5, after_jpeg_fraction=0.5,
                                                          double_compression_fraction=0.5), seed=5)
     first, again = new[7], new[7]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))  # still a function of (seed, index)

@@ -81,7 +81,8 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
                    subsampling: str = "4:2:0", grid_offset: tuple[int, int] = (0, 0),
                    grayscale: bool = False, device: str | None = None,
                    progress: Iterable | None = None, tile_size: int = DEFAULT_TILE_SIZE,
-                   grid_check: bool = True, camera_tables_seed: int | None = None) -> list[EvaluationRecord]:
+                   grid_check: bool = True, camera_tables_seed: int | None = None,
+                   after_jpeg_seed: int | None = None) -> list[EvaluationRecord]:
     """Compress every image at every QF, analyse it and record the whole-image estimates.
 
     Parameters
@@ -107,6 +108,10 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         Compress with random camera-like tables (:func:`jpegtrace.jpeg.camera_like_tables`) drawn
         around each QF from this seed, one per image and QF, instead of the IJG tables; the true QF
         of a record is then the IJG-equivalent QF of its luma table.
+    after_jpeg_seed : int, optional
+        Process every JPEG lightly after decoding (:func:`jpegtrace.train.camera.after_jpeg`: a
+        gamma, mild noise or both), drawn from this seed, one draw per image and QF; the record's
+        true QF stays the JPEG's.
 
     Returns
     -------
@@ -126,6 +131,10 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
             tables = camera_like_tables(int(quality), rng)
             quality = ijg_equivalent_quality(tables[0])
         test = _test_image(source, quality, subsampling, grid_offset, tables)
+        if after_jpeg_seed is not None and quality is not None:
+            from ..train.camera import after_jpeg
+
+            test = after_jpeg(test, np.random.default_rng((after_jpeg_seed, zlib.crc32(name.encode()), int(quality))))
         result = analyze_array(test, model, tile_size=tile_size, device=device, grid_check=grid_check)
         records.append(record_of(name, quality, result))
     return records

@@ -75,3 +75,37 @@ def camera_look(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.2:  # exposure pushed up: large clipped areas
         x = x * rng.uniform(1.2, 2.0)
     return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
+#: Highest QF whose JPEG :func:`after_jpeg` processes in training: above it, noise of a grey level or
+#: two hides the blocks as well as the lattice, and the label would ask for what the pixels no longer show.
+AFTER_JPEG_MAX_QUALITY = 85
+
+
+def after_jpeg(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Light processing of a decoded JPEG: a gamma, mild noise, or both, as an editor or a re-save in
+    another format applies them.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, (H, W, 3)
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray of uint8, (H, W, 3)
+        With a gamma of 0.8-1.25 (a third of the time), Gaussian noise of 0.5-1.5 grey levels (a
+        third) or both (a third), rounded and clipped to 8 bits.
+
+    Notes
+    -----
+    Either breaks the integer lattice of the DCT coefficients, which the grid check and the table
+    reader rely on; the block edges and ringing stay, and those are what the network is to see.
+    """
+    x = image.astype(np.float64)
+    kind = int(rng.integers(0, 3))  # 0: gamma, 1: noise, 2: both
+    if kind != 1:
+        x = 255.0 * (x / 255.0) ** rng.uniform(0.8, 1.25)
+    if kind != 0:
+        x = x + rng.normal(0.0, rng.uniform(0.5, 1.5), size=x.shape)
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)

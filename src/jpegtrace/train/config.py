@@ -117,6 +117,7 @@ class TrainConfig:
     camera_look_fraction: float = 0.0
     camera_table_fraction: float = 0.0
     double_compression_fraction: float = 0.0
+    after_jpeg_fraction: float = 0.0
 
     def synthesis(self) -> SynthesisConfig:
         """The :class:`~jpegtrace.train.data.SynthesisConfig` of the run: the recipe's, with this config's values."""

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..jpeg import SUBSAMPLING_CODES, camera_like_tables, ijg_equivalent_quality, jpeg_compress, to_grayscale
-from .camera import camera_look
+from .camera import AFTER_JPEG_MAX_QUALITY, after_jpeg, camera_look
 from .synthetic import TEXTURELESS_KINDS, TRAINING_FONTS, rescaled, synthetic_image
 
 
@@ -71,6 +71,11 @@ class SynthesisConfig:
         Share of compressed patches compressed twice: first at a random QF on a random grid
         offset, then as drawn. They are labelled by the last compression, the one whose grid and
         table the pixels show and the one a deblocker must undo (paper: 0).
+    after_jpeg_fraction : float
+        Share of compressed patches at QF :data:`~jpegtrace.train.camera.AFTER_JPEG_MAX_QUALITY` or
+        below lightly processed after decoding (:func:`jpegtrace.train.camera.after_jpeg`: a gamma,
+        mild noise or both), labelled by their JPEG: its blocks survive such processing, its integer
+        lattice does not (paper: 0).
     """
 
     patch_size: int = 60
@@ -90,6 +95,7 @@ class SynthesisConfig:
     camera_look_fraction: float = 0.0
     camera_table_fraction: float = 0.0
     double_compression_fraction: float = 0.0
+    after_jpeg_fraction: float = 0.0
 
     @property
     def high_quality_floor(self) -> int:
@@ -115,7 +121,7 @@ class SynthesisConfig:
             raise ValueError("high_quality_min must lie in 1..100")
         for name in ("uncompressed_fraction", "grayscale_fraction", "splice_fraction", "high_quality_fraction",
                      "synthetic_fraction", "synthetic_compressed_fraction", "camera_look_fraction",
-                     "camera_table_fraction", "double_compression_fraction"):
+                     "camera_table_fraction", "double_compression_fraction", "after_jpeg_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]")
 
@@ -200,7 +206,11 @@ def _compress(region: np.ndarray, quality: int, subsampling: str, rng: np.random
     if config.camera_table_fraction and rng.random() < config.camera_table_fraction:
         tables = camera_like_tables(quality, rng)
         quality = ijg_equivalent_quality(tables[0])
-    return jpeg_compress(region, quality, subsampling, qtables=tables), quality
+    region = jpeg_compress(region, quality, subsampling, qtables=tables)
+    if (config.after_jpeg_fraction and quality <= AFTER_JPEG_MAX_QUALITY
+            and rng.random() < config.after_jpeg_fraction):
+        region = after_jpeg(region, rng)
+    return region, quality
 
 
 def make_synthetic_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisConfig
