@@ -147,3 +147,24 @@ def test_analysis_takes_repeats_out_of_the_evidence_and_sets_pixel_art_to_no_fla
         piecewise.shape[0], 8, piecewise.shape[1], 8).max(axis=(1, 3))
     assert not result.grid.found and blocks[piecewise].max() == 0.0
     assert result.network_mean_flag is not None  # the network's own mean flag is kept
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 40), (5, 3), (300, 7), (61, 1025), (400, 96)])
+def test_the_evidence_filters_are_scipys(shape, monkeypatch):
+    """The evidence map's numpy filters give scipy.ndimage's values (mirrored edges) within float32
+    rounding, in bands of rows (small bands here, so that several meet) or at once."""
+    from scipy import ndimage
+
+    from jpegtrace import evidence
+
+    image = (np.random.default_rng(sum(shape)).random(shape) * 255).astype(np.float32)
+    for band_pixels in (64, evidence._FILTER_BAND_PIXELS):
+        monkeypatch.setattr(evidence, "_FILTER_BAND_PIXELS", band_pixels)
+        np.testing.assert_allclose(evidence.gaussian_blur(image, 1.5),
+                                   ndimage.gaussian_filter(image, 1.5, mode="reflect"), atol=1e-4)
+        np.testing.assert_allclose(evidence.box_mean(image, 16), ndimage.uniform_filter(image, 16, mode="reflect"),
+                                   atol=1e-4)
+        np.testing.assert_allclose(evidence.box_mean(image, 5), ndimage.uniform_filter(image, 5, mode="reflect"),
+                                   atol=1e-4)
+    with pytest.raises(ValueError, match="cannot be its input"):
+        evidence.box_mean(image, 16, out=image)
