@@ -46,9 +46,9 @@ def add_backend_options(p) -> None:
     from ..nn.backends import BACKENDS, PRECISIONS
 
     p.add_argument("--backend", choices=["auto", *BACKENDS], default="auto",
-                   help="what runs the network: jpegtrace's streaming torch engine, ONNX Runtime (fp32) or OpenVINO "
-                        "(the optional extras jpegtrace[onnx] and jpegtrace[openvino]); auto (default): the fastest "
-                        "installed for the device, measured in benchmarks/RESULTS.md")
+                   help="what runs the network: jpegtrace's streaming torch engine (the extra jpegtrace[torch]), "
+                        "ONNX Runtime (fp32; jpegtrace[onnx]) or OpenVINO (installed with jpegtrace); auto (default): "
+                        "the fastest installed for the device, measured in benchmarks/RESULTS.md")
     p.add_argument("--precision", choices=["auto", *PRECISIONS], default="auto",
                    help="arithmetic of the network's inner layers: auto (default) is bf16 where the CPU has native "
                         "bf16 and the model was checked to keep the answer in it (headline QF within 0.25, every "
