@@ -2,7 +2,8 @@
 
 Backends: ``'torch'`` (jpegtrace's streaming engine, :mod:`jpegtrace.nn.engine`; every device),
 ``'onnxruntime'`` (the exported graph, :mod:`jpegtrace.nn.onnx`; CPU, fp32) and ``'openvino'``
-(:mod:`jpegtrace.nn.openvino`; CPU, fp32 and bf16). The last two are optional extras.
+(:mod:`jpegtrace.nn.openvino`; CPU, fp32 and bf16). OpenVINO comes with jpegtrace; torch and ONNX Runtime are
+extras (``jpegtrace[torch]``, ``jpegtrace[onnx]``).
 
 :func:`resolve` turns the settings into what runs. ``backend='auto'`` takes the fastest backend
 installed for the device and precision, in the order of :data:`CPU_SPEED_ORDER` (measured by
