@@ -160,7 +160,7 @@ def _variant_scores(report: dict, name: str, records: list[EvaluationRecord]) ->
                               "judged_compressed_per_quality": {str(r["quality"]): round(1 - r["judged_uncompressed"], 3)
                                                                 for r in rows},
                               "table_share_per_quality": {str(r["quality"]): round(r["table_share"], 3) for r in rows}}
-        print("after_jpeg", {k: v for k, v in report["qf"][name].items()}, file=sys.stderr)
+        print("after_jpeg", report["qf"][name], file=sys.stderr)
         return
     if name == "camera_tables":
         report["qf"][name] = {"qf_mae": summary["qf_mae"], "headline_qf_mae": summary["headline_qf_mae"]}

@@ -67,7 +67,8 @@ def evidence_map(image: np.ndarray, *, sigma: float = DETAIL_SIGMA, window: int 
        estimation based on convolutional neural network", Electronic Imaging 2019: the network
        that this map qualifies.
     """
-    # luma converts its input to float, so it gets a band of rows at a time.
+    # Two image-sized float32 arrays at most (as analyze's memory bound needs); luma converts its input
+    # to float, so it gets a band of rows at a time, and the filters work in bands of rows too.
     y = np.empty(image.shape[:2], np.float32)
     rows = max(1, _LUMA_BAND_PIXELS // max(1, image.shape[1] if image.ndim > 1 else 1))  # luma refuses 1-D
     for r in range(0, image.shape[0], rows):

@@ -121,6 +121,8 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
         above 0.5 or (with ``grid_check``) a JPEG grid is found.
     """
     jobs = [(name, q) for name in images for q in qualities]
+    if after_jpeg_seed is not None:
+        from ..train.camera import after_jpeg  # training's module imports scipy: only when asked for
     records = []
     for name, quality in (progress(jobs) if progress else jobs):
         source = to_grayscale(images[name]) if grayscale else images[name]
@@ -132,8 +134,6 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
             quality = ijg_equivalent_quality(tables[0])
         test = _test_image(source, quality, subsampling, grid_offset, tables)
         if after_jpeg_seed is not None and quality is not None:
-            from ..train.camera import after_jpeg
-
             test = after_jpeg(test, np.random.default_rng((after_jpeg_seed, zlib.crc32(name.encode()), int(quality))))
         result = analyze_array(test, model, tile_size=tile_size, device=device, grid_check=grid_check)
         records.append(record_of(name, quality, result))

@@ -275,11 +275,7 @@ def runner(model: QFNet | NetworkWeights, backend: str, precision: str):
     """A cached runner of ``model`` on ``backend`` (onnxruntime or openvino) in ``precision``: one per
     model object and setting, kept while the model lives (building one takes 0.1-1 s). Its
     ``predict_maps(image, tile_size=...)`` computes tiles of ``tile_size`` pixels a side and their halo."""
-    version = _weights_version(model)
-    entry = _RUNNERS.get(model)
-    if entry is None or entry[0] != version:  # new, or trained or changed since its runners were built
-        entry = _RUNNERS[model] = (version, {})
-    runners = entry[1]
+    runners = _per_weights(_RUNNERS, model, dict)
     key = (backend, precision)
     if key not in runners:
         if backend == "onnxruntime":
@@ -321,12 +317,18 @@ def _weights_version(model: QFNet | NetworkWeights) -> tuple[int, ...] | None:
     return tuple(tensor._version for tensor in model.state_dict(keep_vars=True).values())
 
 
-def _cached_fingerprint(model: QFNet | NetworkWeights) -> str:
+def _per_weights(cache: weakref.WeakKeyDictionary, model: QFNet | NetworkWeights, make):
+    """``cache``'s value for ``model``, made again by ``make()`` when the model is new to it or its weights
+    have changed since (:func:`_weights_version`)."""
     version = _weights_version(model)
-    cached = _FINGERPRINTS.get(model)
-    if cached is None or cached[0] != version:
-        cached = _FINGERPRINTS[model] = (version, weights_fingerprint(model))
-    return cached[1]
+    entry = cache.get(model)
+    if entry is None or entry[0] != version:
+        entry = cache[model] = (version, make())
+    return entry[1]
+
+
+def _cached_fingerprint(model: QFNet | NetworkWeights) -> str:
+    return _per_weights(_FINGERPRINTS, model, lambda: weights_fingerprint(model))
 
 
 _RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
