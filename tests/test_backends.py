@@ -324,6 +324,27 @@ def test_analyze_runs_without_torch_where_openvino_runs_the_network(photo, tmp_p
 
 
 @needs_openvino
+def test_the_program_imports_openvino_without_its_model_conversion(photo, tmp_path):
+    """`jpegtrace analyze` (main() as the program runs it) leaves out openvino.tools.ovc, which OpenVINO's
+    package imports only if it can (0.06-0.3 s of start-up); the analysis is the same, and the
+    conversion API can still be imported afterwards. A caller's main([...]) imports OpenVINO as it is."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(jpeg_compress(photo, 80)).save(path)
+    tail = "print('openvino.tools.ovc' in sys.modules, code)\nimport openvino.tools.ovc\nprint('importable')"
+    as_program = "import sys\nfrom jpegtrace.cli.main import main\nsys.argv = ['jpegtrace', 'analyze', sys.argv[1]]\ncode = main()\n"
+    as_caller = "import sys\nfrom jpegtrace.cli.main import main\ncode = main(['analyze', sys.argv[1]])\n"
+    outputs = [subprocess.run([sys.executable, "-c", head + tail, str(path)], capture_output=True, text=True,
+                              check=True).stdout.strip().splitlines() for head in (as_program, as_caller)]
+    assert "compressed" in outputs[0][0] and "QF 80" in outputs[0][0] and outputs[1][0] == outputs[0][0], outputs
+    assert outputs[0][1:] == ["False 0", "importable"] and outputs[1][1:] == ["True 0", "importable"], outputs
+
+
+@needs_openvino
 def test_a_model_changed_in_place_is_run_as_it_is_now(photo):
     """The runners copy the weights into their graphs and are cached per model: training's validation
     runs the same model object every few thousand steps, and must see its weights of the moment (it once

@@ -47,10 +47,36 @@ def _torch_options(args) -> str:
     return "".join(asked)
 
 
+def import_openvino_runtime() -> None:
+    """Import OpenVINO without its model-conversion API, where it is installed and not imported yet.
+
+    ``openvino/__init__.py`` imports ``openvino.tools.ovc`` (``openvino.convert_model``) if it can, which
+    brings telemetry, urllib and numpy.f2py: 0.06-0.3 s of every ``analyze`` that we never use, since
+    the network's graph is built with the opsets. A ``None`` in ``sys.modules`` makes that import fail,
+    which OpenVINO allows for; it is removed again at once, so a later ``import openvino.tools.ovc``
+    works. Only the program itself does this (``main()`` with no arguments): in a caller's process
+    ``openvino.convert_model`` stays where OpenVINO puts it.
+    """
+    import importlib.util
+
+    if "openvino" in sys.modules or importlib.util.find_spec("openvino") is None:
+        return
+    sys.modules["openvino.tools.ovc"] = None
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        pass  # a broken install: the command says so where it starts the backend
+    finally:
+        if sys.modules.get("openvino.tools.ovc", False) is None:
+            del sys.modules["openvino.tools.ovc"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if argv is None and getattr(args, "backend", None) in ("auto", "openvino"):
+        import_openvino_runtime()
     try:
         return args.func(args)
     except JpegTraceError as exc:
