@@ -168,3 +168,71 @@ def test_the_evidence_filters_are_scipys(shape, monkeypatch):
                                    atol=1e-4)
     with pytest.raises(ValueError, match="cannot be its input"):
         evidence.box_mean(image, 16, out=image)
+
+
+def _normalised_convolution(values, evidence, sigma):
+    """The definition of fill_without_evidence at full resolution, with scipy."""
+    from scipy import ndimage
+
+    field = (ndimage.gaussian_filter(values * evidence, sigma, mode="reflect")
+             / np.maximum(ndimage.gaussian_filter(evidence, sigma, mode="reflect"), 1e-9))
+    return evidence * values + (1 - evidence) * field
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 50), (97, 130), (256, 200)])
+def test_fill_without_evidence_is_a_normalised_convolution(shape, monkeypatch):
+    """Values where the pixels have evidence stay theirs; elsewhere they take the evidence-weighted
+    Gaussian mean around them, computed on 4x4 cells (within 0.03 of the full-resolution definition for
+    a smooth field), the same in any bands of rows."""
+    from jpegtrace import evidence as module
+    from jpegtrace.evidence import fill_without_evidence
+
+    rng = np.random.default_rng(sum(shape))
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    values = (0.5 + 0.4 * np.sin(yy / 40.0) * np.cos(xx / 50.0)).astype(np.float32)  # smooth at the cells' scale
+    evidence = (rng.random(shape) < 0.5).astype(np.float32) * rng.random(shape).astype(np.float32)
+    expected = _normalised_convolution(values.astype(np.float64), evidence.astype(np.float64), module.FILL_SIGMA)
+    results = []
+    for band_pixels in (64, module._FILTER_BAND_PIXELS):
+        monkeypatch.setattr(module, "_FILTER_BAND_PIXELS", band_pixels)
+        out = values.copy()
+        assert fill_without_evidence(out, evidence) is out and out.dtype == np.float32
+        results.append(out)
+        np.testing.assert_allclose(out, expected, atol=0.03)
+    np.testing.assert_allclose(results[0], results[1], atol=1e-6)
+    full = values.copy()
+    np.testing.assert_array_equal(fill_without_evidence(full, np.ones(shape, np.float32)), values)  # all evidence
+
+
+def test_fill_without_evidence_removes_blotches_and_keeps_what_is_out_of_reach():
+    from jpegtrace.evidence import fill_without_evidence
+
+    flag = np.zeros((200, 400), np.float32)
+    evidence = np.ones_like(flag)
+    flag[80:120, 80:120] = 1.0       # a blotch where the pixels carry nothing, inside clean texture
+    evidence[80:120, 80:120] = 0.0
+    evidence[:, 250:] = 0.0          # a flat area far wider than the reach, flagged
+    flag[:, 250:] = 1.0
+    fill_without_evidence(flag, evidence)
+    assert flag[80:120, 80:120].max() < 0.05  # the clean texture around decides
+    assert flag[:, 320:].min() == 1.0          # nothing with evidence within reach: unchanged
+    assert flag[:, :240].max() < 0.05
+
+
+def test_the_analysis_fills_flags_without_evidence_before_the_grid_and_block_rules(photo):
+    """finish_analysis: a flat half's flags come from the textured half near it, stay the network's
+    far from it, and the summary sees the filled map."""
+    from jpegtrace.analysis import check_pixels, finish_analysis
+    from jpegtrace.nn.qfnet import FLAG_CHANNEL
+
+    image = np.ascontiguousarray(np.tile(photo[:96, :96], (1, 4, 1)))
+    image[:, 160:] = (200, 40, 40)  # flat from column 160 on
+    checks = check_pixels(image)
+    raw = np.zeros((2, *image.shape[:2]), np.float32)
+    raw[0] = 0.2
+    raw[FLAG_CHANNEL, :, 160:] = 1.0   # the network "flags" the flat part
+    result = finish_analysis(image, raw, checks)
+    assert not result.grid.found
+    assert result.flag_map[:, 168:176].max() < 0.5   # near the texture: its flags (0)
+    assert result.flag_map[:, 300:].min() == 1.0     # out of reach: unchanged
+    assert result.flag_map[:, :150].max() == 0.0

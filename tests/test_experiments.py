@@ -265,6 +265,10 @@ def test_hat_means_give_the_mean_of_any_piecewise_linear_map():
     for _ in range(3):
         mapped = np.sort(rng.random(len(knots)))
         assert _hat_means(values, knots) @ mapped == pytest.approx(np.interp(values, knots, mapped).mean())
+        # weighted as the reported QF is (by the evidence map): the weighted mean of the map
+        weights = rng.random(values.shape) * (rng.random(values.shape) > 0.3)
+        assert _hat_means(values, knots, weights) @ mapped == pytest.approx(
+            np.average(np.interp(values, knots, mapped), weights=weights))
 
 
 def test_calibration_solver_recovers_a_monotone_distortion():
@@ -316,6 +320,14 @@ def test_quality_calibration_fit_does_better_than_none_on_its_own_images(photos)
             fit_quality_calibration(model, images, qualities=qualities, **bad)
     with pytest.raises(ValueError, match="no images"):
         fit_quality_calibration(model, {})
+    # flat images carry no evidence: nothing to fit (they would get "no evidence", and no QF)
+    flat = {"grey": np.full((64, 64, 3), 128, np.uint8), "white": np.full((64, 64, 3), 255, np.uint8)}
+    with pytest.raises(ValueError, match="no test image carries evidence"):
+        fit_quality_calibration(model, flat, qualities=qualities, per_image=3, variants=("4:2:0",))
+    # and among photos they change nothing: the fit leaves them out
+    with_flat = fit_quality_calibration(model, {**images, **flat}, qualities=qualities, per_image=3,
+                                        variants=("4:2:0",))
+    np.testing.assert_allclose(with_flat.values, calibration.values, atol=1e-9)
 
 
 def test_collages_use_the_models_flag_threshold_unless_told(photo):

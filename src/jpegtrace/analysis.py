@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import JpegTraceError
-from .evidence import MIN_EVIDENCE_SHARE, block_structure, evidence_map, set_blocks
+from .evidence import MIN_EVIDENCE_SHARE, block_structure, evidence_map, fill_without_evidence, set_blocks
 from .grid.check import GridEvidence, find_jpeg_grid
 from .grid.clipped import clipped_block_flag, grid_block_origin
 from .grid.coarse import find_coarse_grid
@@ -663,9 +663,13 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
     grid, evidence, piecewise_constant = checks.grid, checks.evidence, checks.piecewise_constant
     network_mean_flag = table = history = luma_table = None
     found = grid is not None and grid.found
+    flag = np.clip(raw[FLAG_CHANNEL], 0.0, 1.0, out=raw[FLAG_CHANNEL])
     if found or piecewise_constant.any():
-        flag = np.clip(raw[FLAG_CHANNEL], 0.0, 1.0, out=raw[FLAG_CHANNEL])
         network_mean_flag = weighted_mean(flag, evidence)
+    # Where the pixels carry no evidence the network's flag is a guess (blotches in saturated areas):
+    # it takes that of the pixels around with evidence. The grid's and the blocks' rules come after it.
+    fill_without_evidence(flag, evidence)
+    if found or piecewise_constant.any():
         if found:
             join_grid_evidence(flag, rgb, grid)
             if checks.coarse_table is None:

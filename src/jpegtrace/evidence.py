@@ -159,6 +159,97 @@ def gaussian_blur(image: np.ndarray, sigma: float, *, out: np.ndarray | None = N
     return _filter_rows_and_columns(image, radius, radius, correlate, out)
 
 
+#: Reach (pixels, a Gaussian's standard deviation) of :func:`fill_without_evidence`: the flags of pixels
+#: without evidence come from the pixels with evidence about this far around them.
+FILL_SIGMA = 12.0
+#: Side (pixels) of the cells :func:`fill_without_evidence` averages over before it blurs: the filled-in
+#: field is smooth at this scale, so it is computed on a grid 16 times smaller.
+FILL_CELL = 4
+
+
+def fill_without_evidence(values: np.ndarray, evidence: np.ndarray, *, sigma: float = FILL_SIGMA) -> np.ndarray:
+    """Pull each pixel's value towards that of the nearby pixels with evidence, as far as it lacks any.
+
+    Parameters
+    ----------
+    values : ndarray of float32, (H, W)
+        A map such as the flag map; changed in place.
+    evidence : ndarray of float32, (H, W)
+        :func:`evidence_map` of the image (0 to 1).
+    sigma : float
+        How far (pixels) the pixels with evidence are looked for.
+
+    Returns
+    -------
+    ndarray of float32, (H, W)
+        ``values``: ``e * v + (1 - e) * f`` at each pixel, with ``e`` its evidence, ``v`` its value and
+        ``f`` the evidence-weighted Gaussian mean of the values around it (normalised convolution);
+        unchanged where no pixel within reach carries evidence.
+
+    Notes
+    -----
+    The network's flag in a region without detail (a saturated or flat area) is a guess, and in
+    never-compressed photos with saturated colours it guesses "compressed" in blotches (issue 20: pixel
+    precision 0.50-0.74 on held-out camera photos). A pasted JPEG region keeps its textured pixels'
+    flags, and its flat parts take them; a clean photo's saturated patches take the flags of the clean
+    pixels around them. Chosen on the ``val`` split (``scripts/evaluate_generalisation.py``, research log
+    of 2026-12-07; ``sigma`` 12 against 8 and 16): collage IoU 0.924 -> 0.940, pixel precision 0.945 ->
+    0.966, and on the same images with saturation and contrast raised (54 % of the pixels with a channel
+    at 0 or 255) IoU 0.784 -> 0.812, precision 0.857 -> 0.893.
+    The weighted means are computed on cells of :data:`FILL_CELL` pixels and interpolated linearly,
+    band by band: no image-sized temporary.
+
+    References
+    ----------
+    .. [1] H. Knutsson and C.-F. Westin, "Normalized and differential convolution", CVPR 1993.
+    """
+    height, width = values.shape
+    if height == 0 or width == 0:
+        return values
+    cell = FILL_CELL
+    rows, cols = -(-height // cell), -(-width // cell)
+    weighted = np.zeros((rows, cols), np.float64)
+    weights = np.zeros((rows, cols), np.float64)
+    band = max(1, _FILTER_BAND_PIXELS // (cell * width)) * cell
+    for y0 in range(0, height, band):
+        y1 = min(height, y0 + band)
+        e = evidence[y0:y1].astype(np.float64)
+        _add_cells(weighted[y0 // cell:], values[y0:y1] * e, cell)
+        _add_cells(weights[y0 // cell:], e, cell)
+    blurred_weights = gaussian_blur(weights.astype(np.float32), sigma / cell)
+    field = gaussian_blur(weighted.astype(np.float32), sigma / cell)
+    reached = blurred_weights > np.float32(1e-3 * cell ** 2)  # a mean evidence of 0.001 around
+    np.divide(field, blurred_weights, out=field, where=reached)
+    field[~reached] = np.nan
+    # Linear interpolation between the cells' centres (clamped at the edges), band by band.
+    centres = (np.arange(width) + 0.5) / cell - 0.5
+    left = np.clip(np.floor(centres).astype(np.int64), 0, cols - 1)
+    right = np.minimum(left + 1, cols - 1)
+    across = np.clip(centres - left, 0.0, 1.0).astype(np.float32)
+    for y0 in range(0, height, band):
+        y1 = min(height, y0 + band)
+        down = (np.arange(y0, y1) + 0.5) / cell - 0.5
+        top = np.clip(np.floor(down).astype(np.int64), 0, rows - 1)
+        bottom = np.minimum(top + 1, rows - 1)
+        t = np.clip(down - top, 0.0, 1.0).astype(np.float32)[:, None]
+        lines = field[top] * (1 - t) + field[bottom] * t
+        filled = lines[:, left] * (1 - across) + lines[:, right] * across
+        e = evidence[y0:y1]
+        keep = np.isnan(filled)
+        blended = e * values[y0:y1] + (1 - e) * filled
+        values[y0:y1] = np.where(keep, values[y0:y1], blended)
+    return values
+
+
+def _add_cells(cells: np.ndarray, pixels: np.ndarray, cell: int) -> None:
+    """Add the sums of ``pixels`` over ``cell`` x ``cell`` cells (partial ones at the edges) to ``cells``."""
+    h, w = pixels.shape
+    padded = np.zeros((-(-h // cell) * cell, -(-w // cell) * cell))
+    padded[:h, :w] = pixels
+    sums = padded.reshape(padded.shape[0] // cell, cell, padded.shape[1] // cell, cell).sum(axis=(1, 3))
+    cells[:sums.shape[0], :sums.shape[1]] += sums
+
+
 def box_mean(image: np.ndarray, size: int, *, out: np.ndarray | None = None) -> np.ndarray:
     """The mean of a 2-D float32 image over a ``size`` square around each pixel, mirrored at its edges.
 
