@@ -10,8 +10,10 @@ non-photo negatives (held-out fonts and seeds: share judged compressed, by the g
 error at every QF (bias), each for the network's QF and the headline QF (the table's where it is
 read from the pixels); camera-like tables (MAE against the IJG-equivalent QF); Table 1 (share judged
 uncompressed at QF 97-100 per variant, and of the originals); JPEGs lightly processed after decoding
-(``after_jpeg``: a gamma, mild noise or both, QF 20..85: share judged compressed per QF, QF MAE). Choose on
-``val``; report ``test``.
+(``after_jpeg``: a gamma, mild noise or both, QF 20..85: share judged compressed per QF, QF MAE); and, as a
+stand-in for never-compressed camera photos with saturated colours (``saturated``), the collage and clean-photo
+scores again on the split's photos with colour saturation x2 and contrast x1.3 (Pillow's ImageEnhance), which
+puts a channel at 0 or 255 in about half of the pixels. Choose on ``val``; report ``test``.
 
 The QF part of a large split can run as shards on several cores and be merged into the same scores
 (each JPEG's table and QF depend on its image and QF only, not on what else runs)::
@@ -70,7 +72,7 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=100)
     parser.add_argument("--negatives-per-kind", type=int, default=12)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--parts", default="collage,clean,negatives,qf",
+    parser.add_argument("--parts", default="collage,clean,negatives,saturated,qf",
                         help="which scores to compute (comma-separated; the QF scores alone for a calibration's effect)")
     parser.add_argument("--variants", default=",".join([*VARIANTS, "camera_tables"]),
                         help="which JPEG variants the QF part covers (comma-separated of "
@@ -113,6 +115,8 @@ def main() -> int:
         negatives = evaluate_negatives(model, fresh_negatives(args.negatives_per_kind, photos=photos))
         report["negatives"] = summarize_negatives(negatives)
         print("negatives", {k: v for k, v in report["negatives"].items() if k != "per_kind"}, file=sys.stderr)
+    if "saturated" in parts:
+        saturated_photos(report, model, files, pairs=args.pairs)
     write_json(args.out, report)  # what is done so far, should the QF part not finish
     if "qf" in parts:
         qf_scores(report, model, images, variants=args.variants.split(","),
@@ -130,6 +134,38 @@ def clean_photos(report: dict, model, images: dict) -> None:
         "grid_found": float(np.mean([r.grid.found for r in clean])),
         "verdicts": {v: sum(r.verdict == v for r in clean) for v in sorted({r.verdict for r in clean})}}
     print("clean", report["clean_photos"], file=sys.stderr)
+
+
+def saturate(image: np.ndarray) -> np.ndarray:
+    """A photo with its colours saturated x2 and contrast raised x1.3 (Pillow), clipping many channels."""
+    from PIL import Image, ImageEnhance
+
+    vivid = ImageEnhance.Contrast(ImageEnhance.Color(Image.fromarray(image)).enhance(2.0)).enhance(1.3)
+    return np.asarray(vivid)
+
+
+def saturated_photos(report: dict, model, files: list, *, pairs: int) -> None:
+    """The collage and clean-photo scores on saturated versions of the split's photos (``saturate``)."""
+    import tempfile
+
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as folder:
+        saturated = []
+        for path in files:
+            saturated.append(Path(folder) / f"{path.stem}.png")
+            Image.fromarray(saturate(load_rgb(path))).save(saturated[-1])
+        images = {p.name: load_rgb(p) for p in saturated}
+        records, _ = collage_benchmark(model, saturated, pairs=pairs, seed=0, qualities=(80,), threshold=0.5)
+    collage = summarize_collage_benchmark(records)
+    clean = {}
+    clean_photos(clean, model, images)
+    clipped = [((image == 0) | (image == 255)).any(axis=2).mean() for image in images.values()]
+    report["saturated"] = {"clipped_pixel_share": float(np.mean(clipped)),
+                           "collage_qf80": {k: collage[k] for k in ("n", "mean_iou", "mean_precision", "mean_recall",
+                                                                    "mean_auc")},
+                           "clean_photos": clean["clean_photos"]}
+    print("saturated", report["saturated"], file=sys.stderr)
 
 
 def qf_scores(report: dict, model, images: dict, *, variants, save=lambda: None) -> None:

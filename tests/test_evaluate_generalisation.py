@@ -87,3 +87,31 @@ def test_the_table_joins_runs_of_one_split_and_quotes_headline_and_network_qf():
     assert cells["QF 97-100 judged uncompressed, worst QF: 4:2:0 / 4:4:4 / shifted / gray"].startswith("0.02 / ")
     assert cells["collage QF 80, mean IoU (flag > 0.5)"] == "0.950"
     assert set(cells) == set(table.BARS)
+
+
+def test_the_saturated_part_scores_collages_and_clean_photos_of_saturated_versions(tmp_path, photo):
+    """The stand-in for camera photos with saturated colours: the split's photos saturated (many channels
+    clipped, grey kept grey), then the collage and clean-photo scores of those."""
+    import torch
+
+    from jpegtrace.nn.config import NetConfig
+    from jpegtrace.nn.qfnet import QFNet
+
+    script = _script()
+    vivid = script.saturate(photo)
+    clipped = lambda image: ((image == 0) | (image == 255)).any(axis=2).mean()  # noqa: E731
+    assert vivid.shape == photo.shape and vivid.dtype == np.uint8 and clipped(vivid) > clipped(photo) + 0.05
+    grey = np.full((8, 8, 3), 90, np.uint8)
+    assert np.ptp(script.saturate(grey), axis=2).max() == 0
+    files = []
+    for name, (top, left) in {"a.png": (0, 0), "b.png": (20, 30)}.items():
+        files.append(tmp_path / name)
+        Image.fromarray(photo[top:top + 64, left:left + 80]).save(files[-1])
+    torch.manual_seed(0)
+    report: dict = {}
+    script.saturated_photos(report, QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval(), files, pairs=2)
+    scores = report["saturated"]
+    assert scores["collage_qf80"]["n"] == 2 and 0.0 <= scores["collage_qf80"]["mean_iou"] <= 1.0
+    assert scores["clipped_pixel_share"] > 0.05
+    assert set(scores["clean_photos"]) >= {"mean_flagged_share", "judged_compressed", "verdicts"}
+    assert sum(scores["clean_photos"]["verdicts"].values()) == 2
