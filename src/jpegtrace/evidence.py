@@ -208,16 +208,16 @@ def fill_without_evidence(values: np.ndarray, evidence: np.ndarray, *, sigma: fl
         return values
     cell = FILL_CELL
     rows, cols = -(-height // cell), -(-width // cell)
-    weighted = np.zeros((rows, cols), np.float64)
-    weights = np.zeros((rows, cols), np.float64)
+    weighted = np.zeros((rows, cols), np.float32)  # sums of at most 16 values in [0, 1]: float32 is exact enough
+    weights = np.zeros((rows, cols), np.float32)
     band = max(1, _FILTER_BAND_PIXELS // (cell * width)) * cell
     for y0 in range(0, height, band):
         y1 = min(height, y0 + band)
-        e = evidence[y0:y1].astype(np.float64)
+        e = evidence[y0:y1]
         _add_cells(weighted[y0 // cell:], values[y0:y1] * e, cell)
         _add_cells(weights[y0 // cell:], e, cell)
-    blurred_weights = gaussian_blur(weights.astype(np.float32), sigma / cell)
-    field = gaussian_blur(weighted.astype(np.float32), sigma / cell)
+    blurred_weights = gaussian_blur(weights, sigma / cell)
+    field = gaussian_blur(weighted, sigma / cell)
     reached = blurred_weights > np.float32(1e-3 * cell ** 2)  # a mean evidence of 0.001 around
     np.divide(field, blurred_weights, out=field, where=reached)
     field[~reached] = np.nan
@@ -244,7 +244,7 @@ def fill_without_evidence(values: np.ndarray, evidence: np.ndarray, *, sigma: fl
 def _add_cells(cells: np.ndarray, pixels: np.ndarray, cell: int) -> None:
     """Add the sums of ``pixels`` over ``cell`` x ``cell`` cells (partial ones at the edges) to ``cells``."""
     h, w = pixels.shape
-    padded = np.zeros((-(-h // cell) * cell, -(-w // cell) * cell))
+    padded = np.zeros((-(-h // cell) * cell, -(-w // cell) * cell), np.float32)
     padded[:h, :w] = pixels
     sums = padded.reshape(padded.shape[0] // cell, cell, padded.shape[1] // cell, cell).sum(axis=(1, 3))
     cells[:sums.shape[0], :sums.shape[1]] += sums
