@@ -192,10 +192,10 @@ def fill_without_evidence(values: np.ndarray, evidence: np.ndarray, *, sigma: fl
     never-compressed photos with saturated colours it guesses "compressed" in blotches (issue 20: pixel
     precision 0.50-0.74 on held-out camera photos). A pasted JPEG region keeps its textured pixels'
     flags, and its flat parts take them; a clean photo's saturated patches take the flags of the clean
-    pixels around them. Chosen on the ``val`` split (``scripts/evaluate_generalisation.py``, research log
-    of 2026-12-07; ``sigma`` 12 against 8 and 16): collage IoU 0.924 -> 0.940, pixel precision 0.945 ->
-    0.966, and on the same images with saturation and contrast raised (54 % of the pixels with a channel
-    at 0 or 255) IoU 0.784 -> 0.812, precision 0.857 -> 0.893.
+    pixels around them. Chosen on the ``val`` split (research log of 2026-12-07; ``sigma`` 12 against 4, 8,
+    16 and 32): with ``scripts/evaluate_generalisation.py``, collage IoU 0.924 -> 0.940, pixel precision
+    0.945 -> 0.964, and on the same images with saturation and contrast raised (its ``saturated`` part, 54 %
+    of the pixels with a channel at 0 or 255) IoU 0.784 -> 0.809, precision 0.857 -> 0.889.
     The weighted means are computed on cells of :data:`FILL_CELL` pixels and interpolated linearly,
     band by band: no image-sized temporary.
 
