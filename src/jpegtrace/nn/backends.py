@@ -52,9 +52,9 @@ CPU_SPEED_ORDER = {"fp32": ("openvino", "onnxruntime", "torch"), "bf16": ("openv
 TOLERANCE = {"max_image_qf": 0.25, "max_pixel_qf": 2.0, "verdict_changes": 0}
 #: Per backend, the first layer its bf16 computes in bfloat16 (the layers from there to the last but one
 #: do; the last is always fp32). Recorded with each check in the precision record: a check of another
-#: choice of layers does not count for this one. OpenVINO kept layer 1 in f32 too until 2026-12-07 (see
+#: choice of layers does not count for this one. OpenVINO keeps layer 1 in f32 too (see
 #: :data:`jpegtrace.nn.openvino.FIRST_BF16_LAYER`, which is this entry).
-BF16_FIRST_LAYER = {"torch": 1, "openvino": 1}
+BF16_FIRST_LAYER = {"torch": 1, "openvino": 2}
 PRECISION_RECORD = Path(__file__).resolve().parents[1] / "weights" / "precision.json"
 _PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
 

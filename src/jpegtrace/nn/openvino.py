@@ -11,8 +11,8 @@ whole analysis runs without it (about 0.8 s less start-up). The maps equal the t
 within float rounding in fp32 (``tests/test_backends.py``).
 
 Precision: ``'fp32'`` runs OpenVINO in f32; ``'bf16'`` puts explicit bfloat16 conversions around the
-inner layers from :data:`FIRST_BF16_LAYER` on (CPUs with AVX-512 BF16 or AMX), the first and the
-last layers staying f32, as in the torch engine; OpenVINO's own inference
+inner layers from :data:`FIRST_BF16_LAYER` on (CPUs with AVX-512 BF16 or AMX), the first two and the
+last layers staying f32 (the torch engine keeps only the first and last); OpenVINO's own inference
 precision hint stays f32, since it would convert every layer. Weights and biases are rounded to bf16
 before they become graph constants (:func:`_as_constant`).
 """
@@ -25,13 +25,13 @@ from .backends import BF16_FIRST_LAYER, PRECISIONS, network_arrays
 from .inputs import network_input_array
 from .weights import NetworkWeights
 
-#: With ``precision='bf16'``, the layers from this one to the last but one compute in bfloat16: layers 1-5,
-#: layer 0 (which sees the exact pixels) and the last in f32. Until 2026-12-07 layer 1 stayed in f32 too: with
-#: the first quality calibration the largest pixel difference to fp32 on the 50 val images x 8 versions of
-#: ``benchmarks/check_precision.py`` was 2.11 QF with layers 1-5 in bf16 (over the tolerance of 2). The
-#: calibration refitted on evidence-weighted means is less steep, and the same check gives 1.74 (headline
-#: 0.10, no verdict changed). Layer 1 in f32 was 44 % of the network's time (70 of 161 ms on a 544 x 544
-#: tile, AMX Xeon, 2 threads).
+#: With ``precision='bf16'``, the layers from this one to the last but one compute in bfloat16. Layer 1
+#: (the first 64 -> 64 convolution) stays in f32 with layer 0, although it is 44 % of the network's time (70 of
+#: 161 ms on a 544 x 544 tile, AMX Xeon, 2 threads): on the 50 val images x 8 versions of
+#: ``benchmarks/check_precision.py`` the largest pixel difference to fp32 with layers 1-5 in bf16 was 2.11 QF
+#: with the first quality calibration (over the tolerance of 2), and with the calibration refitted on
+#: evidence-weighted means (2026-12-07) 1.74 for 4:2:0 and 1.57 for 4:4:4 JPEGs but 2.14 on a shifted grid;
+#: with layers 2-5, 1.54 (4:2:0). Keeping any other single layer in f32 gave 2.07-3.12 (2026-12-04).
 FIRST_BF16_LAYER = BF16_FIRST_LAYER["openvino"]
 #: Side of the output region computed at once (plus its halo): about 0.6 GiB of f32 activations.
 DEFAULT_OPENVINO_TILE = 1024
