@@ -150,12 +150,11 @@ def saturated_photos(report: dict, model, files: list, *, pairs: int) -> None:
 
     from PIL import Image
 
-    with tempfile.TemporaryDirectory() as folder:
-        saturated = []
-        for path in files:
-            saturated.append(Path(folder) / f"{path.stem}.png")
-            Image.fromarray(saturate(load_rgb(path))).save(saturated[-1])
-        images = {p.name: load_rgb(p) for p in saturated}
+    images = {f"{path.stem}.png": saturate(load_rgb(path)) for path in files}
+    with tempfile.TemporaryDirectory() as folder:  # the collage benchmark reads files
+        saturated = [Path(folder) / name for name in images]
+        for path, image in zip(saturated, images.values()):
+            Image.fromarray(image).save(path)
         records, _ = collage_benchmark(model, saturated, pairs=pairs, seed=0, qualities=(80,), threshold=0.5)
     collage = summarize_collage_benchmark(records)
     clean = {}

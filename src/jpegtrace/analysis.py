@@ -669,20 +669,19 @@ def finish_analysis(rgb: np.ndarray, raw: np.ndarray, checks: PixelChecks, *,
     # Where the pixels carry no evidence the network's flag is a guess (blotches in saturated areas):
     # it takes that of the pixels around with evidence. The grid's and the blocks' rules come after it.
     fill_without_evidence(flag, evidence)
-    if found or piecewise_constant.any():
-        if found:
-            join_grid_evidence(flag, rgb, grid)
-            if checks.coarse_table is None:
-                table = luma_table = estimate_luma_table(rgb, grid_offset=grid.grid_offset)
-            else:
-                table = checks.coarse_table
-            if table is not None and not grayscale:
-                table = replace(table, chroma=estimate_chroma_table(rgb, grid_offset=table.grid_offset))
-            history = None if table is None else detect_double_compression(rgb, table)
+    if found:
+        join_grid_evidence(flag, rgb, grid)
+        if checks.coarse_table is None:
+            table = luma_table = estimate_luma_table(rgb, grid_offset=grid.grid_offset)
         else:
-            # An edge between exactly flat pixels is what a JPEG cannot leave (it rings); only a
-            # coarse JPEG's DC-only blocks look so, and those show their grid.
-            set_blocks(flag, piecewise_constant, 0.0)
+            table = checks.coarse_table
+        if table is not None and not grayscale:
+            table = replace(table, chroma=estimate_chroma_table(rgb, grid_offset=table.grid_offset))
+        history = None if table is None else detect_double_compression(rgb, table)
+    else:
+        # An edge between exactly flat pixels is what a JPEG cannot leave (it rings); only a
+        # coarse JPEG's DC-only blocks look so, and those show their grid. (No such block: nothing set.)
+        set_blocks(flag, piecewise_constant, 0.0)
     result = summarize(raw, grayscale=grayscale, notes=tuple(notes), inplace=True, grid=grid,
                        quality_calibration=quality_calibration, network_mean_flag=network_mean_flag,
                        evidence=evidence, table=table)
