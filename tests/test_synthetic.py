@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jpegtrace.train.camera import after_jpeg, bayer_demosaic, camera_look
+from jpegtrace.train.camera import after_jpeg, bayer_demosaic, camera_look, vivid_look
 from jpegtrace.train.data import SynthesisConfig, TrainingBatches, make_patch, make_synthetic_patch
 from jpegtrace.train.synthetic import HELD_OUT_FONTS, KINDS, TRAINING_FONTS, font_path, rescaled, synthetic_image
 
@@ -60,6 +60,26 @@ def test_camera_look_stays_8_bit_and_changes_the_pixels(photo):
     assert sum(not np.array_equal(look, photo) for look in looks) >= 5
 
 
+def test_vivid_look_raises_chroma_and_clips_channels(photo):
+    """Each vivid region is further from grey than its source, has more channels at 0 or 255, and keeps
+    grey pixels grey (chroma is scaled about each pixel's own luma)."""
+    def chroma(x):
+        x = x.astype(float)
+        return np.abs(x - x.mean(axis=2, keepdims=True)).mean()
+
+    def clipped(x):
+        return ((x == 0) | (x == 255)).any(axis=2).mean()
+
+    looks = [vivid_look(photo, np.random.default_rng(seed)) for seed in range(5)]
+    assert all(look.shape == photo.shape and look.dtype == np.uint8 for look in looks)
+    assert all(chroma(look) > 1.2 * chroma(photo) for look in looks)
+    assert all(clipped(look) > clipped(photo) for look in looks)
+    grey = np.repeat(photo[:, :, :1], 3, axis=2)
+    vivid_grey = vivid_look(grey, np.random.default_rng(0))
+    assert np.array_equal(vivid_grey[:, :, 0], vivid_grey[:, :, 1])
+    assert np.array_equal(vivid_grey[:, :, 1], vivid_grey[:, :, 2])
+
+
 def test_after_jpeg_keeps_the_blocks_and_breaks_the_lattice(photo):
     """The processed JPEG stays near the decoded one (a gamma or noise of a grey level or so), and the
     grid check, which reads the lattice, no longer finds most of them; the patches keep their JPEG's label."""
@@ -92,7 +112,7 @@ def test_new_stages_leave_old_recipes_stream_unchanged(photos):
     same = TrainingBatches(images, 4, dataclasses.replace(base, synthetic_compressed_fraction=0.9), seed=5)[7]
     assert all(np.array_equal(a, b) for a, b in zip(old, same))  # a stage that is off draws nothing
     new = TrainingBatches(images, 4, dataclasses.replace(base, synthetic_fraction=0.5, camera_look_fraction=0.5,
-                                                         camera_table_fraction=0.5, after_jpeg_fraction=0.5,
+                                                         vivid_fraction=0.5, camera_table_fraction=0.5, after_jpeg_fraction=0.5,
                                                          double_compression_fraction=0.5), seed=5)
     first, again = new[7], new[7]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))  # still a function of (seed, index)

@@ -115,6 +115,7 @@ class TrainConfig:
     synthetic_fraction: float = 0.0
     synthetic_compressed_fraction: float = 0.4
     camera_look_fraction: float = 0.0
+    vivid_fraction: float = 0.0
     camera_table_fraction: float = 0.0
     double_compression_fraction: float = 0.0
     after_jpeg_fraction: float = 0.0

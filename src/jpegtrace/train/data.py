@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..jpeg import SUBSAMPLING_CODES, camera_like_tables, ijg_equivalent_quality, jpeg_compress, to_grayscale
-from .camera import AFTER_JPEG_MAX_QUALITY, after_jpeg, camera_look
+from .camera import AFTER_JPEG_MAX_QUALITY, after_jpeg, camera_look, vivid_look
 from .synthetic import TEXTURELESS_KINDS, TRAINING_FONTS, rescaled, synthetic_image
 
 
@@ -64,6 +64,10 @@ class SynthesisConfig:
         Share of photo regions passed through :func:`jpegtrace.camera.camera_look` (demosaicing,
         blur, sharpening, noise, tone curve, saturation) before compression, compressed or not
         (paper: 0).
+    vivid_fraction : float
+        Share of photo regions given :func:`jpegtrace.train.camera.vivid_look` (chroma and contrast
+        raised until channels clip over whole areas) after the camera look, compressed or not
+        (paper: 0).
     camera_table_fraction : float
         Share of compressed patches made with :func:`jpegtrace.jpeg.camera_like_tables` instead of
         the IJG tables; their label is the IJG-equivalent QF of the luma table (paper: 0).
@@ -93,6 +97,7 @@ class SynthesisConfig:
     synthetic_fraction: float = 0.0
     synthetic_compressed_fraction: float = 0.4
     camera_look_fraction: float = 0.0
+    vivid_fraction: float = 0.0
     camera_table_fraction: float = 0.0
     double_compression_fraction: float = 0.0
     after_jpeg_fraction: float = 0.0
@@ -121,7 +126,7 @@ class SynthesisConfig:
             raise ValueError("high_quality_min must lie in 1..100")
         for name in ("uncompressed_fraction", "grayscale_fraction", "splice_fraction", "high_quality_fraction",
                      "synthetic_fraction", "synthetic_compressed_fraction", "camera_look_fraction",
-                     "camera_table_fraction", "double_compression_fraction", "after_jpeg_fraction"):
+                     "vivid_fraction", "camera_table_fraction", "double_compression_fraction", "after_jpeg_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]")
 
@@ -174,6 +179,8 @@ def make_patch(image: np.ndarray, rng: np.random.Generator, config: SynthesisCon
     # Every new stage draws only when it is on, so that older recipes replay the same stream.
     if config.camera_look_fraction and rng.random() < config.camera_look_fraction:
         region = camera_look(region, rng)
+    if config.vivid_fraction and rng.random() < config.vivid_fraction:
+        region = vivid_look(region, rng)
     gray = rng.random() < config.grayscale_fraction if grayscale is None else grayscale
     if gray:
         region = to_grayscale(region)
