@@ -34,7 +34,7 @@ import numpy as np
 from jpegtrace.analysis import check_pixels, finish_analysis, predict_maps
 from jpegtrace.io import list_images, load_rgb
 from jpegtrace.jpeg import jpeg_compress, to_grayscale
-from jpegtrace.nn.backends import BF16_FIRST_LAYER, PRECISION_RECORD, TOLERANCE, installed_backends, weights_fingerprint
+from jpegtrace.nn.backends import PRECISION_RECORD, TOLERANCE, bf16_layers, installed_backends, weights_fingerprint
 from jpegtrace.nn.engine import bf16_is_fast
 from jpegtrace.nn.weights import load_weights
 
@@ -100,13 +100,12 @@ def main(argv=None) -> int:
                         help="which bf16 paths to check, of torch and openvino (default both; openvino where installed)")
     parser.add_argument("--weights", help="safetensors weights (default: the shipped model)")
     parser.add_argument("--write", action="store_true",
-                        help=f"record the result in {PRECISION_RECORD.name} (the 4:2:0 check of both paths, or "
-                             "a grayscale one)")
+                        help=f"record the result in {PRECISION_RECORD.name} (a 4:2:0 check, or a grayscale one; "
+                             "the paths not checked keep their records)")
     args = parser.parse_args(argv)
     wanted = set(args.backends.split(","))
-    if args.write and not (args.variant == "grayscale" or (args.variant == "4:2:0"
-                                                            and wanted == {"torch", "openvino"})):
-        parser.error("--write records what precision='auto' reads: the 4:2:0 check of both paths, or a grayscale one")
+    if args.write and args.variant not in ("4:2:0", "grayscale"):
+        parser.error("--write records what precision='auto' reads: a 4:2:0 check, or a grayscale one")
     if not bf16_is_fast("cpu"):
         print("this CPU has no native bf16: nothing to check (precision='auto' is fp32 here)")
         return 0
@@ -138,8 +137,14 @@ def main(argv=None) -> int:
             "checked": datetime.date.today().isoformat(),
             "data": f"{len(images)} val images of {data.name} x QF {args.qualities} ({args.variant})",
             "command": "PYTHONPATH=src python benchmarks/check_precision.py " + " ".join(argv or sys.argv[1:]),
-            "bf16": {backend: {**w, "first_bf16_layer": BF16_FIRST_LAYER[backend]} for (backend, _), w in worst.items()},
         }
+        previous = models.get(fingerprint, {})
+        if args.variant == "grayscale":
+            previous = previous.get("grayscale", {})
+        # the paths not checked now keep their records; each says when and how it was checked
+        check["bf16"] = {**previous.get("bf16", {}), **{
+            backend: {**w, "layers": bf16_layers(backend, len(model.config.dilations)), "checked": check["checked"],
+                      "command": check["command"]} for (backend, _), w in worst.items()}}
         if args.variant == "grayscale":  # beside the colour check, which it leaves as it is
             models.setdefault(fingerprint, {})["grayscale"] = check
         else:

@@ -90,6 +90,21 @@ def test_bf16_keeps_the_answer_on_a_few_images(shipped, photos, backend):
                 assert abs(approx.headline_quality - exact.headline_quality) <= backends.TOLERANCE["max_image_qf"]
 
 
+@needs_openvino
+@needs_bf16
+def test_openvino_bf16_maps_are_f32_sums_of_bf16_products(shipped, photo):
+    """The last layer's products are bf16, its sums and bias f32: the maps are not rounded to bf16 (most of
+    their values are not bf16 numbers) and stay close to fp32's."""
+    from jpegtrace.nn.openvino import OpenVinoRunner
+
+    image = jpeg_compress(photo, 50)[:96, :96]
+    low = OpenVinoRunner(shipped, precision="bf16", threads=1).predict_maps(image)
+    exact = OpenVinoRunner(shipped, precision="fp32", threads=1).predict_maps(image)
+    as_bf16 = torch.from_numpy(low).to(torch.bfloat16).float().numpy()
+    assert (as_bf16 != low).mean() > 0.9
+    assert np.abs(low - exact).max() < 0.05
+
+
 def test_auto_takes_the_fastest_installed_backend_and_bf16_only_for_a_checked_model(shipped, monkeypatch):
     torch.manual_seed(0)
     unchecked = QFNet(NetConfig(width=8, dilations=(1, 2, 1))).eval()
@@ -118,23 +133,28 @@ def test_the_precision_record_names_models_by_their_tensors(shipped, tmp_path):
         copy.layers[0].bias.add_(1e-3)
     assert backends.weights_fingerprint(copy) != fingerprint
     record = tmp_path / "precision.json"
-    checked = {"within_tolerance": True, "first_bf16_layer": backends.BF16_FIRST_LAYER["torch"]}
+    checked = {"within_tolerance": True, "layers": backends.bf16_layers("torch", 7)}
     record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"torch": checked}}}}))
     assert backends.bf16_checked(shipped, "torch", record=record)
     assert not backends.bf16_checked(shipped, "openvino", record=record)
     assert not backends.bf16_checked(copy, "torch", record=record)
     # a check of another choice of bf16 layers does not count for this one
     backends._precision_record.cache_clear()
-    record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"torch": {**checked, "first_bf16_layer": 2}}}}}))
+    other = {**checked, "layers": backends.bf16_layers("openvino", 7)}
+    record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"torch": other}}}}))
     assert not backends.bf16_checked(shipped, "torch", record=record)
+
+
+def test_bf16_layers_say_what_each_layer_computes_in():
+    assert backends.bf16_layers("torch", 7) == "f32 bf16 bf16 bf16 bf16 bf16 f32"
+    assert backends.bf16_layers("openvino", 7) == "f32 f32 bf16 bf16 bf16 bf16 bf16>f32"
 
 
 def test_grayscale_images_need_a_bf16_check_of_their_own(shipped, tmp_path, monkeypatch):
     """The colour check does not count for grayscale images: 'auto' takes bf16 for them only where the
     record's grayscale check kept the answer (the shipped model's did not: pixels moved 2.5 QF)."""
     fingerprint = backends.weights_fingerprint(shipped)
-    layer = backends.BF16_FIRST_LAYER["openvino"]
-    checked = {"within_tolerance": True, "first_bf16_layer": layer}
+    checked = {"within_tolerance": True, "layers": backends.bf16_layers("openvino", 7)}
     record = tmp_path / "precision.json"
     record.write_text(json.dumps({"models": {fingerprint: {"bf16": {"openvino": checked}}}}))
     assert backends.bf16_checked(shipped, "openvino", record=record)
@@ -176,7 +196,7 @@ def test_the_shipped_model_is_recorded_as_checked():
     for backend, result in entry["bf16"].items():
         assert result["within_tolerance"] == (result["max_image_qf"] <= 0.25 and result["max_pixel_qf"] <= 2
                                               and result["verdict_changes"] == 0)
-        assert result["first_bf16_layer"] == backends.BF16_FIRST_LAYER[backend]  # checked as the code runs it
+        assert result["layers"] == backends.bf16_layers(backend, 7)  # checked as the code runs it
 
 
 def test_cli_backend_options(photo, tmp_path, capsys):

@@ -51,10 +51,12 @@ CPU_SPEED_ORDER = {"fp32": ("openvino", "onnxruntime", "torch"), "bf16": ("openv
 #: the whole-image (headline) QF within 0.25, every pixel's QF within 2, the same verdict.
 TOLERANCE = {"max_image_qf": 0.25, "max_pixel_qf": 2.0, "verdict_changes": 0}
 #: Per backend, the first layer its bf16 computes in bfloat16 (the layers from there to the last but one
-#: do; the last is always fp32). Recorded with each check in the precision record: a check of another
-#: choice of layers does not count for this one. OpenVINO keeps layer 1 in f32 too (see
-#: :data:`jpegtrace.nn.openvino.FIRST_BF16_LAYER`, which is this entry).
+#: do). OpenVINO keeps layer 1 in f32 too (see :data:`jpegtrace.nn.openvino.FIRST_BF16_LAYER`, which is
+#: this entry).
 BF16_FIRST_LAYER = {"torch": 1, "openvino": 2}
+#: Per backend, whether its bf16 takes the last layer's products in bfloat16 too, summed into f32 maps with
+#: an f32 bias (``'bf16>f32'`` in :func:`bf16_layers`); else the last layer is f32.
+BF16_LAST_LAYER_PRODUCTS = {"torch": False, "openvino": True}
 PRECISION_RECORD = Path(__file__).resolve().parents[1] / "weights" / "precision.json"
 _PACKAGES = {"torch": ("torch",), "onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
 
@@ -106,6 +108,17 @@ def cpuinfo_flags(path: str = "/proc/cpuinfo") -> frozenset[str] | None:
     except OSError:
         return None
     return None if line is None or ":" not in line else frozenset(line.split(":", 1)[1].split())
+
+
+def bf16_layers(backend: str, depth: int) -> str:
+    """The arithmetic of each of a ``depth``-layer network's convolutions under ``precision='bf16'`` on
+    ``backend``, as recorded with each check in the precision record, e.g. ``'f32 f32 bf16 bf16 bf16 bf16
+    bf16>f32'``: ``bf16>f32`` is bfloat16 products summed into f32 (the maps, with an f32 bias).
+
+    A check of one arrangement does not count for another (:func:`bf16_checked`).
+    """
+    first, last = BF16_FIRST_LAYER[backend], "bf16>f32" if BF16_LAST_LAYER_PRODUCTS[backend] else "f32"
+    return " ".join("bf16" if first <= i < depth - 1 else last if i == depth - 1 else "f32" for i in range(depth))
 
 
 def bf16_is_fast(device: str | torch.device | None = "cpu") -> bool:
@@ -206,13 +219,15 @@ def _precision_record(path: Path) -> dict:
 def bf16_checked(model: QFNet | NetworkWeights, backend: str, *, grayscale: bool = False, record: Path = PRECISION_RECORD) -> bool:
     """Whether ``model``'s bf16 maps on ``backend`` were checked and kept :data:`TOLERANCE`: on colour
     images (4:2:0 JPEGs), or with ``grayscale`` on grayscale ones, a check of its own (the record's
-    ``grayscale`` entry), since a model can keep the answer on one and not the other."""
+    ``grayscale`` entry), since a model can keep the answer on one and not the other. Only a check of the
+    layers' arithmetic the code runs counts (:func:`bf16_layers`)."""
     fingerprint = _cached_fingerprint(model)
     entry = _precision_record(Path(record)).get(fingerprint, {})
     if grayscale:
         entry = entry.get("grayscale", {})
     check = entry.get("bf16", {}).get(backend, {})
-    return bool(check.get("within_tolerance", False)) and check.get("first_bf16_layer") == BF16_FIRST_LAYER.get(backend)
+    return (bool(check.get("within_tolerance", False))
+            and check.get("layers") == bf16_layers(backend, len(model.config.dilations)))
 
 
 def resolve(model: QFNet | NetworkWeights, *, backend: str = "auto", precision: str = "auto",

@@ -11,10 +11,10 @@ whole analysis runs without it (about 0.8 s less start-up). The maps equal the t
 within float rounding in fp32 (``tests/test_backends.py``).
 
 Precision: ``'fp32'`` runs OpenVINO in f32; ``'bf16'`` puts explicit bfloat16 conversions around the
-inner layers from :data:`FIRST_BF16_LAYER` on (CPUs with AVX-512 BF16 or AMX), the first two and the
-last layers staying f32 (the torch engine keeps only the first and last); OpenVINO's own inference
-precision hint stays f32, since it would convert every layer. Weights and biases are rounded to bf16
-before they become graph constants (:func:`_as_constant`).
+layers from :data:`FIRST_BF16_LAYER` on (CPUs with AVX-512 BF16 or AMX), the first two layers staying f32
+and the last one's bf16 products summed into f32 maps (the torch engine keeps the first and the last
+layers in f32); OpenVINO's own inference precision hint stays f32, since it would convert every layer.
+Weights and biases are rounded to bf16 before they become graph constants (:func:`_as_constant`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from .weights import NetworkWeights
 #: ``benchmarks/check_precision.py`` the largest pixel difference to fp32 with layers 1-5 in bf16 was 2.11 QF
 #: with the first quality calibration (over the tolerance of 2), and with the calibration refitted on
 #: evidence-weighted means (2026-12-07) 1.74 for 4:2:0 and 1.57 for 4:4:4 JPEGs but 2.14 on a shifted grid;
-#: with layers 2-5, 1.54 (4:2:0). Keeping any other single layer in f32 gave 2.07-3.12 (2026-12-04).
+#: with layers 2-5, 1.54 (4:2:0). Keeping any other single layer in f32 gave 2.07-3.12 (2026-12-04). Layer 1
+#: in float16 (slower than f32 on AVX-512 FP16) or as bf16 products of split inputs (OpenVINO's conversions
+#: cost what the products save) were no faster (docs/research-log.md, 2026-12-07).
 FIRST_BF16_LAYER = BF16_FIRST_LAYER["openvino"]
 #: Side of the output region computed at once (plus its halo): about 0.6 GiB of f32 activations.
 DEFAULT_OPENVINO_TILE = 1024
@@ -41,7 +43,9 @@ def build_graph(network: NetworkWeights, *, bf16: bool = False):
     """The OpenVINO model of ``network``'s convolutions: input ``input`` ``(N, C, H, W)`` f32 (the
     network's input, :func:`~jpegtrace.nn.inputs.network_input_array`), output ``maps`` ``(N, 2, H, W)``.
 
-    With ``bf16``, the layers from :data:`FIRST_BF16_LAYER` to the last but one compute in bfloat16.
+    With ``bf16``, the layers from :data:`FIRST_BF16_LAYER` to the last but one compute in bfloat16, and
+    the last layer's products too, summed into f32 maps to which its bias is added in f32
+    (:func:`~jpegtrace.nn.backends.bf16_layers`).
     """
     import openvino as ov
     import openvino.opset13 as ops
@@ -51,20 +55,23 @@ def build_graph(network: NetworkWeights, *, bf16: bool = False):
     layers = network.convolutions()
     last = len(layers) - 1
     for i, (weight, bias, d, relu) in enumerate(layers):
-        inner = bf16 and FIRST_BF16_LAYER <= i < last
-        weight = ops.constant(_as_constant(weight, bf16=inner))
-        bias = ops.constant(_as_constant(bias, bf16=inner).reshape(1, -1, 1, 1))
-        if inner:
-            # Explicit bf16 for the inner layers only: the first layers see the exact pixels and the
-            # last writes the maps in f32. (OpenVINO's bf16 precision hint would convert every layer,
-            # which moves a pixel's QF by up to 15.)
+        low = bf16 and FIRST_BF16_LAYER <= i  # products in bf16
+        weight = ops.constant(_as_constant(weight, bf16=low))
+        bias = ops.constant(_as_constant(bias, bf16=low and i < last).reshape(1, -1, 1, 1))
+        if low:
+            # Explicit bf16 for the inner layers only: the first layers see the exact pixels. (OpenVINO's
+            # bf16 precision hint would convert every layer, which moves a pixel's QF by up to 15.)
             if i == FIRST_BF16_LAYER:
                 x = ops.convert(x, ov.Type.bf16)
             weight = ops.convert(weight, ov.Type.bf16)
-            bias = ops.convert(bias, ov.Type.bf16)
-        elif bf16 and i == last and last > FIRST_BF16_LAYER:
-            x = ops.convert(x, ov.Type.f32)
+            if i < last:
+                bias = ops.convert(bias, ov.Type.bf16)
         x = ops.convolution(x, weight, strides=[1, 1], pads_begin=[d, d], pads_end=[d, d], dilations=[d, d])
+        if low and i == last:
+            # The maps in f32: OpenVINO fuses this into the convolution, whose sums are f32 (AMX), so the
+            # maps are not rounded to bf16. An f32 last layer took 23 of 165 ms of a 544 x 544 tile (two
+            # output channels use the f32 kernels poorly) and its input's conversion 6 more; this 4.4.
+            x = ops.convert(x, ov.Type.f32)
         x = ops.add(x, bias)
         if relu:
             x = ops.relu(x)
