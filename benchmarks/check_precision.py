@@ -14,9 +14,11 @@ headline QF stays within 0.25, every pixel within 2 QF and no verdict changes
 
 ``--variant`` checks 4:4:4 JPEGs, a grid shifted by (3, 5) or grayscale ones instead of 4:2:0 (the variants of
 ``scripts/evaluate_generalisation.py``). ``precision='auto'`` reads the 4:2:0 check for colour images and the
-grayscale one for grayscale images, so ``--write`` takes those two (the 4:2:0 one of both paths).
+grayscale one for grayscale images, so ``--write`` takes those two.
 
-``--write`` records the result under the weights' fingerprint, where ``precision='auto'`` looks.
+``--write`` records the result under the weights' fingerprint, where ``precision='auto'`` looks, with the
+arithmetic of each layer of each path checked (``jpegtrace.nn.backends.bf16_layers``); the paths not checked keep
+their records.
 Exits 1 when a path is not within tolerance.
 """
 
