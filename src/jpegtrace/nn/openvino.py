@@ -59,7 +59,7 @@ def build_graph(network: NetworkWeights, *, bf16: bool = False):
         weight = ops.constant(_as_constant(weight, bf16=low))
         bias = ops.constant(_as_constant(bias, bf16=low and i < last).reshape(1, -1, 1, 1))
         if low:
-            # Explicit bf16 for the inner layers only: the first layers see the exact pixels. (OpenVINO's
+            # Explicit bf16 from FIRST_BF16_LAYER on only: the first layers see the exact pixels. (OpenVINO's
             # bf16 precision hint would convert every layer, which moves a pixel's QF by up to 15.)
             if i == FIRST_BF16_LAYER:
                 x = ops.convert(x, ov.Type.bf16)
