@@ -2,15 +2,17 @@
 
 Demosaicing of a Bayer mosaic, denoising and blur, sharpening, sensor noise, tone curves and
 saturation with clipping (:func:`camera_look`), a strongly saturated "vivid" look (:func:`vivid_look`),
-and, after JPEG, light processing that keeps the blocks (:func:`after_jpeg`). A network trained only on photos downscaled 4x or more (crisp,
-texture-rich, rarely clipped) takes these looks for compression; training patches that pass
-through them, compressed or not, teach it that they are not.
+and, after JPEG, light processing that keeps the blocks (:func:`after_jpeg`). A network trained only on
+photos downscaled 4x or more (crisp, texture-rich, rarely clipped) takes these looks for compression;
+training patches that pass through them, compressed or not, teach it that they are not.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from ..grid.dct import _JFIF_LUMA
 
 
 def bayer_demosaic(image: np.ndarray) -> np.ndarray:
@@ -102,9 +104,10 @@ def vivid_look(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     teach it what such pixels are.
     """
     x = image.astype(np.float32)
-    luma = x @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    x = luma[..., None] + rng.uniform(1.3, 2.5) * (x - luma[..., None])
-    x = luma.mean() + rng.uniform(1.0, 1.4) * (x - luma.mean())
+    luma = (x @ _JFIF_LUMA.astype(np.float32))[..., None]
+    x = luma + rng.uniform(1.3, 2.5) * (x - luma)
+    mean = luma.mean()
+    x = mean + rng.uniform(1.0, 1.4) * (x - mean)
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
