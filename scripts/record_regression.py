@@ -40,7 +40,7 @@ def main() -> None:
     records = {}
     for name, image in fixed_images().items():
         result = analyze(image)
-        records[name] = {"mean_quality": result.mean_quality, "mean_flag": result.mean_flag, "verdict": result.verdict}
+        records[name] = {"median_quality": result.median_quality, "mean_quality": result.mean_quality, "mean_flag": result.mean_flag, "verdict": result.verdict}
     digest = hashlib.sha256(default_weights_path().read_bytes()).hexdigest()
     write_json(args.out, {"weights_sha256": digest, "command": "python scripts/record_regression.py --out " + args.out,
                           "images": records})

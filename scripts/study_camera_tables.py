@@ -50,7 +50,7 @@ def main() -> int:
             rows["image"].append(path.name)
             rows["nominal"].append(quality)
             rows["truth"].append(truth)
-            rows["network"].append(np.nan if result.mean_quality is None else result.mean_quality)
+            rows["network"].append(np.nan if result.median_quality is None else result.median_quality)
             rows["headline"].append(np.nan if result.headline_quality is None else result.headline_quality)
             rows["source"].append(result.quality_source)
             rows["steps"].append(np.zeros((8, 8), np.int64) if table is None else table.steps)

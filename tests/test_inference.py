@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from jpegtrace import ImageReadError, analyze
-from jpegtrace.analysis import predict_maps, summarize
+from jpegtrace.analysis import predict_maps, summarize, weighted_mean
 from jpegtrace.nn.qfnet import QFNet
 
 
@@ -36,7 +36,32 @@ def test_summary_clips_maps_and_converts_to_quality_factor():
     np.testing.assert_allclose(result.quality_map, [[100, 100], [70, 0]], atol=1e-4)
     np.testing.assert_allclose(result.flag_map, [[0, 0.2], [0.9, 1.0]], atol=1e-6)
     assert result.mean_quality == pytest.approx(67.5, abs=1e-4)
+    assert result.median_quality == pytest.approx(70.0, abs=0.01)  # of 0, 70, 100, 100: half the weight by 70
     assert result.mean_flag == pytest.approx(0.525) and result.compressed
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_weighted_median_is_the_sorted_one_to_its_resolution(weighted):
+    from jpegtrace.analysis import weighted_median
+
+    rng = np.random.default_rng(3)
+    values = (100 * rng.beta(2, 5, size=(700, 900))).astype(np.float32)  # several chunks, a skewed spread
+    weights = rng.random(values.shape).astype(np.float32) if weighted else None
+    order = np.argsort(values, axis=None)
+    cumulative = np.cumsum(np.ones(values.size) if weights is None else weights.ravel()[order].astype(np.float64))
+    exact = values.ravel()[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
+    assert abs(weighted_median(values, weights) - exact) <= 0.005 + 1e-6
+    assert abs(weighted_median(values / 100, weights, high=1.0, resolution=1e-4) - exact / 100) <= 0.5e-4 + 1e-8
+    assert abs(weighted_median(values, weights) - weighted_mean(values, weights)) > 1  # not the mean
+
+
+def test_weighted_median_ignores_pixels_without_weight_and_is_none_without_any():
+    from jpegtrace.analysis import weighted_median
+
+    values = np.array([[10.0, 20.0, 30.0, 90.0]], dtype=np.float32)
+    assert weighted_median(values, np.array([[0, 1, 1, 0]], dtype=np.float32)) == pytest.approx(20.0)
+    assert weighted_median(values, np.array([[0, 1, 3, 0]], dtype=np.float32)) == pytest.approx(30.0)
+    assert weighted_median(values, np.zeros((1, 4), dtype=np.float32)) is None
 
 
 def test_summary_maps_the_clipped_quality_through_the_calibration_and_leaves_the_flag():
@@ -49,6 +74,7 @@ def test_summary_maps_the_clipped_quality_through_the_calibration_and_leaves_the
         np.testing.assert_allclose(result.quality_map, [[100, 95], [78.75, 0]], atol=1e-4)
         np.testing.assert_allclose(result.flag_map, [[0, 0.2], [0.9, 1.0]], atol=1e-6)
         assert result.mean_quality == pytest.approx((100 + 95 + 78.75) / 4, abs=1e-4)
+        assert result.median_quality == pytest.approx(78.75, abs=0.01)
 
 
 def test_analyze_applies_the_models_quality_calibration(photo):

@@ -225,7 +225,7 @@ def test_analyze_quotes_the_tables_qf_and_says_so(large_photo):
     result = analyze(jpeg_compress(large_photo, 75))
     assert result.table is not None and result.quality_source == "table (IJG)" and result.headline_quality == 75
     clean = analyze(large_photo)
-    assert clean.table is None and clean.quality_source == "network" and clean.headline_quality == clean.mean_quality
+    assert clean.table is None and clean.quality_source == "network" and clean.headline_quality == clean.median_quality
 
 
 def test_the_tables_command_reads_pixels_and_the_files_own_tables(tmp_path, large_photo):

@@ -58,7 +58,7 @@ def analysis_record(analysis: Analysis, *, file: str, input_info=None, maps: dic
     ``quality`` is the headline QF (:attr:`~jpegtrace.analysis.Analysis.headline_quality`: the
     table's where it was read from the pixels, the largest region's for a partly compressed image,
     else the maps'), ``quality_source`` says which, and ``map_quality`` is the evidence-weighted
-    mean of the quality map. ``grid.offset`` is null when no grid was found; ``grid`` is null when
+    median of the quality map (:attr:`~jpegtrace.analysis.Analysis.median_quality`). ``grid.offset`` is null when no grid was found; ``grid`` is null when
     the check was not run.
     """
     grid = analysis.grid
@@ -67,7 +67,7 @@ def analysis_record(analysis: Analysis, *, file: str, input_info=None, maps: dic
         "height": int(analysis.shape[0]), "width": int(analysis.shape[1]),
         "verdict": analysis.verdict, "compressed": analysis.compressed,
         "quality": _rounded(analysis.headline_quality, 2), "quality_source": analysis.quality_source,
-        "map_quality": _rounded(analysis.mean_quality, 2),
+        "map_quality": _rounded(analysis.median_quality, 2),
         "mean_flag": _rounded(analysis.mean_flag, 4), "network_mean_flag": _rounded(analysis.network_mean_flag, 4),
         "evidence_share": round(float(analysis.evidence_share), 4),
         "outside_flag": _rounded(analysis.outside_flag, 4),

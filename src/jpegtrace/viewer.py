@@ -226,6 +226,7 @@ def summary_html(analysis: Analysis, regions: Iterable[Region] = (), *, title: s
     quality = analysis.headline_quality
     rows = [
         ("QF", "–" if quality is None else f"{quality:.1f} <span class=small>({escape(analysis.quality_source)})</span>"),
+        ("QF of the quality map (weighted median)", _number(analysis.median_quality, 1)),
         ("mean QF of the quality map", _number(analysis.mean_quality, 1)),
         ("mean flag", _number(analysis.mean_flag, 3)),
     ]

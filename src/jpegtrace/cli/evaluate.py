@@ -25,7 +25,7 @@ def add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="QF estimation and detection accuracy on never-compressed images (Fig. 2, Table 1)",
         description="Compress every never-compressed image of DIR at each QF, analyse it, and report per QF "
-                    "the mean and standard deviation of the estimated QF (mean of the quality map) and its "
+                    "the mean and standard deviation of the estimated QF (the quality map's evidence-weighted median) and its "
                     "mean absolute error (the paper's Fig. 2), and the share of images judged uncompressed "
                     "(mean flag at most 0.5 and no JPEG grid found; 'flag alone': the paper's rule, mean flag "
                     "at most 0.5) at QF 97, 98, 99, 100 and without JPEG (its Table 1), plus "

@@ -117,7 +117,8 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
     -------
     list of EvaluationRecord
         One per image and QF, image-major, in the order given. The estimated QF of a test
-        image is the mean of its quality map; it counts as compressed when its mean flag is
+        image is the evidence-weighted median of its quality map
+        (:attr:`~jpegtrace.analysis.Analysis.median_quality`); it counts as compressed when its mean flag is
         above 0.5 or (with ``grid_check``) a JPEG grid is found.
     """
     jobs = [(name, q) for name in images for q in qualities]
@@ -142,7 +143,7 @@ def evaluate_model(model: QFNet, images: dict[str, np.ndarray], qualities: Seque
 
 def record_of(image: str, quality: int | None, result: Analysis) -> EvaluationRecord:
     """The :class:`EvaluationRecord` of one analysed test image."""
-    return EvaluationRecord(image, quality, result.mean_quality, result.mean_flag, verdict=result.verdict,
+    return EvaluationRecord(image, quality, result.median_quality, result.mean_flag, verdict=result.verdict,
                             flag_verdict=result.flag_verdict, network_verdict=result.network_verdict,
                             evidence_share=result.evidence_share,
                             grid_score=None if result.grid is None else result.grid.score,

@@ -59,7 +59,7 @@ EVIDENCE_SCALE = (EVIDENCE_CMAP, "evidence (0 = no JPEG trace can show here)", 0
 
 def quality_map_figure(analysis: Analysis, title: str = "estimated JPEG quality"):
     """Figure of the quality map in QF units (0..100) with a colour bar (block means of a large map)."""
-    shown = "no QF: no evidence" if analysis.mean_quality is None else f"mean QF {analysis.mean_quality:.1f}"
+    shown = "no QF: no evidence" if analysis.median_quality is None else f"QF {analysis.median_quality:.1f}"
     cmap, label, vmin, vmax = QUALITY_SCALE
     return _map_figure(analysis.quality_map, f"{title} ({shown})", label, vmin, vmax, cmap)
 
@@ -275,7 +275,7 @@ def evaluation_figure(summary: dict, title: str = "JPEG quality estimation (pape
     ax.set_ylim(0, 102)
     ax.set_aspect("equal")
     ax.set_xlabel("true JPEG quality factor")
-    ax.set_ylabel("estimated quality factor (mean of the quality map)")
+    ax.set_ylabel("estimated quality factor (weighted median of the quality map)")
     mae = summary.get("qf_mae")
     subtitle = f"{summary.get('n_images', '?')} images" + (f", QF MAE {mae:.2f} (QF ≤ 95)" if mae is not None else "")
     ax.set_title(f"{title}\n{subtitle}", fontsize=10)
@@ -455,7 +455,7 @@ def qf_histogram_figure(summary: dict, title: str = "Estimated JPEG quality of t
     ax.bar(edges[:-1], hist["counts"], width=np.diff(edges), align="edge", color="tab:blue", edgecolor="white")
     ax.set_xlim(edges[0], edges[-1])
     ax.set_ylim(0, max(1, max(hist["counts"], default=0)) * 1.1)
-    ax.set_xlabel("estimated quality factor (mean of the quality map)")
+    ax.set_xlabel("estimated quality factor (headline QF)")
     ax.set_ylabel("images")
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_title(f"{title}\n{summary['n_compressed']} compressed, {summary['n_uncompressed']} never compressed"

@@ -37,7 +37,8 @@ class QualityCalibration:
     QF 95 ones at 94). Mapping
     every clipped pixel through a curve chosen so that image means land on the true QFs
     (:func:`jpegtrace.eval.calibration.fit_quality_calibration`) removes that bias and keeps the
-    paper's summary: the estimated QF of an image is still the mean of its quality map.
+    summary's calibration: the estimated QF of an image is the evidence-weighted median of its quality
+    map (until 2026-12-08 its mean, the paper's summary), and the map is fitted for that.
 
     Parameters
     ----------
