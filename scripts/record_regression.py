@@ -4,8 +4,8 @@
 
 The images are scikit-image's samples (never the training set), downscaled 3x with a Lanczos filter and
 JPEG-compressed by Pillow: astronaut at QF 40 (4:2:0), coffee at QF 75 (4:4:4), camera (grayscale) at QF 90,
-and astronaut as it is. Recorded: the network's mean quality and mean flag (evidence-weighted, as analyze gives
-them), the verdict, and the weights' SHA-256, so that a change of the numbers is traced to a change of weights
+and astronaut as it is. Recorded: the network's median and mean quality and its mean flag (evidence-weighted, as
+analyze gives them), the verdict, and the weights' SHA-256, so that a change of the numbers is traced to a change of weights
 or of code.
 """
 
@@ -40,7 +40,8 @@ def main() -> None:
     records = {}
     for name, image in fixed_images().items():
         result = analyze(image)
-        records[name] = {"median_quality": result.median_quality, "mean_quality": result.mean_quality, "mean_flag": result.mean_flag, "verdict": result.verdict}
+        records[name] = {"median_quality": result.median_quality, "mean_quality": result.mean_quality,
+                         "mean_flag": result.mean_flag, "verdict": result.verdict}
     digest = hashlib.sha256(default_weights_path().read_bytes()).hexdigest()
     write_json(args.out, {"weights_sha256": digest, "command": "python scripts/record_regression.py --out " + args.out,
                           "images": records})
