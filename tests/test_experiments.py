@@ -409,7 +409,7 @@ def test_evaluate_model_processes_jpegs_after_decoding_with_their_labels(photo, 
     processed = evaluate_model(tiny_model, {"photo": photo}, [30, 50], after_jpeg_seed=11)
     again = evaluate_model(tiny_model, {"photo": photo}, [30, 50], after_jpeg_seed=11)
     assert [r.quality for r in processed] == [30, 50]
-    assert [r.estimated_quality for r in processed] == [r.estimated_quality for r in again]
-    assert [r.estimated_quality for r in processed] != [r.estimated_quality for r in plain]
+    assert [(r.estimated_quality, r.mean_flag) for r in processed] == [(r.estimated_quality, r.mean_flag) for r in again]
+    assert [r.mean_flag for r in processed] != [r.mean_flag for r in plain]  # (a tiny model's median QF may stay put)
     assert all(r.quality_source == "table (IJG)" for r in plain)
     assert sum(r.quality_source == "table (IJG)" for r in processed) < 2
