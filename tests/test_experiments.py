@@ -288,6 +288,25 @@ def test_calibration_solver_recovers_a_monotone_distortion():
     # a reversed relation cannot be followed: the map stays non-decreasing
     backwards = _solve_calibration(np.array(features), 1 - np.array(targets), knots)
     assert all(b >= a for a, b in zip(backwards.values, backwards.values[1:]))
+    # with a bound on the slope, the square root's steep start (10 between the first knots) is cut to it
+    bounded = _solve_calibration(np.array(features), np.array(targets), knots, max_slope=1.6)
+    slopes = np.diff(bounded.values) / np.diff(knots)
+    assert slopes.min() >= -1e-9 and slopes.max() <= 1.6 + 1e-6 and np.diff(fitted.values)[0] / knots[1] > 5
+    np.testing.assert_allclose(np.asarray(bounded.values)[knots >= 0.3], truth[knots >= 0.3], atol=0.05)  # caught up
+
+
+def test_a_monotone_calibration_moves_the_weighted_median_with_it():
+    """What lets fit_quality_calibration fit the median's map from each image's raw median."""
+    from jpegtrace.analysis import weighted_median
+    from jpegtrace.nn.weights import QualityCalibration
+
+    calibration = QualityCalibration((0.0, 0.1, 0.5, 1.0), (0.0, 0.05, 0.7, 1.0))
+    rng = np.random.default_rng(4)
+    raw = rng.beta(2, 6, size=(120, 90)).astype(np.float32)
+    weights = rng.random(raw.shape).astype(np.float32)
+    mapped_median = weighted_median(calibration(raw), weights, high=1.0, resolution=1e-4)
+    median_mapped = np.interp(weighted_median(raw, weights, high=1.0, resolution=1e-4), (0, 0.1, 0.5, 1), (0, 0.05, 0.7, 1))
+    assert mapped_median == pytest.approx(median_mapped, abs=3e-4)  # a bin either way, times the slope
 
 
 def test_quality_calibration_fit_does_better_than_none_on_its_own_images(photos):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import JpegTraceError
+from ..nn.weights import MAX_CALIBRATION_SLOPE
 from .common import (
     add_data_options,
     add_model_options,
@@ -12,6 +13,7 @@ from .common import (
     error,
     error_of,
     positive_arg,
+    positive_float_arg,
     progress_bar,
     write_error,
 )
@@ -32,6 +34,9 @@ def add_calibrate(sub) -> None:
     p.add_argument("--out", required=True, metavar="OUT", help="weights file to write (a .safetensors file)")
     p.add_argument("--per-image", type=positive_arg, default=6,
                    help="QFs per image for the quality calibration, at most the 11 of 5..95 (default 6)")
+    p.add_argument("--max-slope", type=positive_float_arg, default=MAX_CALIBRATION_SLOPE, metavar="S",
+                   help="steepest stretch of the quality calibration, QF out per QF in: a steeper one magnifies "
+                        f"every pixel's error by its slope (default {MAX_CALIBRATION_SLOPE:g})")
     p.add_argument("--pairs", type=positive_arg, default=100, help="collages for the flag threshold (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the QFs, kinds of JPEG and collages (default 0)")
     add_model_options(p, required=True, model_help="safetensors weights to calibrate")
@@ -64,7 +69,7 @@ def run_calibrate(args) -> int:
         error("no image could be read")
         return 1
     per_image = min(args.per_image, len(CALIBRATION_QUALITIES))
-    calibration = fit_quality_calibration(model, images, per_image=per_image, seed=args.seed,
+    calibration = fit_quality_calibration(model, images, per_image=per_image, seed=args.seed, max_slope=args.max_slope,
                                           tile_size=args.tile_size, device=args.device,
                                           progress=progress_bar(args, "quality calibration", " image"))
     threshold = calibrate_flag_threshold(model, list(files.values()), pairs=args.pairs, seed=args.seed,

@@ -11,7 +11,7 @@ from ..analysis import DEFAULT_TILE_SIZE, analyze_array, check_pixels, predict_m
 from ..evidence import MIN_EVIDENCE_SHARE
 from ..jpeg import to_grayscale
 from ..nn.qfnet import QUALITY_CHANNEL, QFNet, check_flag_threshold
-from ..nn.weights import QualityCalibration
+from ..nn.weights import MAX_CALIBRATION_SLOPE, QualityCalibration
 from .collage import _collage_pairs, make_collage
 from .common import Files, Progress, _wrap
 from .masks import MASK_SHAPES
@@ -112,6 +112,7 @@ MEDIAN_RESOLUTION = 1e-4
 CALIBRATION_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 
+
 #: The kinds of test image :func:`fit_quality_calibration` draws from, one per source image:
 #: 4:2:0 twice as often as the others, as the default of Pillow and most cameras.
 CALIBRATION_VARIANTS = ("4:2:0", "4:2:0", "4:4:4", "shifted", "grayscale")
@@ -120,7 +121,8 @@ CALIBRATION_VARIANTS = ("4:2:0", "4:2:0", "4:4:4", "shifted", "grayscale")
 def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray], *,
                             qualities: Sequence[int] = CALIBRATION_QUALITIES, per_image: int = 6, seed: int = 0,
                             variants: Sequence[str] = CALIBRATION_VARIANTS,
-                            knots: Sequence[float] = CALIBRATION_KNOTS, tile_size: int = DEFAULT_TILE_SIZE,
+                            knots: Sequence[float] = CALIBRATION_KNOTS, max_slope: float | None = MAX_CALIBRATION_SLOPE,
+                            tile_size: int = DEFAULT_TILE_SIZE,
                             device: str | None = None, progress: Progress | None = None) -> QualityCalibration:
     """Fit the monotone map of the quality map that puts image medians on the true QFs.
 
@@ -151,6 +153,9 @@ def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray], *,
         origin) and 'grayscale'; repeat one to draw it more often.
     knots : sequence of float
         Increasing, from 0 to 1.
+    max_slope : float or None
+        The steepest the map may rise between two knots (:data:`MAX_CALIBRATION_SLOPE`); None for no
+        bound. A steeper map magnifies every pixel's error (and bf16's rounding) by its slope.
     tile_size, device
         As for :func:`jpegtrace.analysis.predict_maps`.
     progress : callable, optional
@@ -206,16 +211,22 @@ def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray], *,
             targets.append(0.0 if quality is None else (100 - quality) / 100)
     if not features:
         raise ValueError("no test image carries evidence to fit the quality calibration on")
-    return _solve_calibration(np.asarray(features), np.asarray(targets), knots)
+    return _solve_calibration(np.asarray(features), np.asarray(targets), knots, max_slope=max_slope)
 
 
-def _solve_calibration(features: np.ndarray, targets: np.ndarray, knots: np.ndarray) -> QualityCalibration:
-    """The monotone map whose values at ``knots`` minimise ``sum((features @ values - targets) ** 2)``."""
-    from scipy.optimize import nnls
+def _solve_calibration(features: np.ndarray, targets: np.ndarray, knots: np.ndarray, *,
+                       max_slope: float | None = None) -> QualityCalibration:
+    """The monotone map whose values at ``knots`` minimise ``sum((features @ values - targets) ** 2)``,
+    with no stretch steeper than ``max_slope`` where given."""
+    from scipy.optimize import lsq_linear, nnls
 
     # values = cumulative sums of non-negative steps: a monotone map whatever the data.
     cumulative = np.tril(np.ones((len(knots), len(knots))))
-    steps, _ = nnls(features @ cumulative, targets)
+    if max_slope is None:
+        steps, _ = nnls(features @ cumulative, targets)
+    else:  # steps[0] is the value at the first knot, each later one the rise over a stretch
+        upper = np.concatenate([[np.inf], max_slope * np.diff(knots)])
+        steps = lsq_linear(features @ cumulative, targets, bounds=(np.zeros(len(knots)), upper)).x
     values = np.clip(cumulative @ steps, 0.0, 1.0)
     return QualityCalibration(tuple(knots.tolist()), tuple(values.tolist()))
 

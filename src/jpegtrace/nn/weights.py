@@ -27,6 +27,14 @@ if TYPE_CHECKING:  # torch is imported where a torch network is built or written
     from .qfnet import QFNet
 
 
+#: Steepest stretch the quality calibration may have (QF out per QF in). Fitted for medians without a
+#: bound (2026-12-08), the map rose from QF 100 to 95.6 between raw QF 98 and 97, a slope of 4.4: every
+#: pixel's difference there came out 4.4 times larger, a quality map with a cliff at QF 96-98, and bf16
+#: pixels up to 5.8 QF from fp32's (10 val images at QF 95, 98 and as they are; tolerance 2). The
+#: calibration fitted for means, whose steepest stretch was 1.57, kept bf16 within 1.56 QF a pixel.
+MAX_CALIBRATION_SLOPE = 1.6
+
+
 @dataclass(frozen=True)
 class QualityCalibration:
     """A monotone piecewise-linear map of the normalised quality map, fitted on training images.
