@@ -55,6 +55,8 @@ def test_the_numpy_grid_presence_keeps_the_pinned_values():
 
     presence = grid_presence_array(block_scores_array(luma(_golden_image())[0])).astype(np.float64)
     left, right = presence[16:-16, 8:40], presence[16:-16, 56:88]
+    # numpy's BLAS sums the DCT in another order than torch, and in another again on an AMD EPYC than
+    # on the Intel CPUs that pinned these (up to 3.3e-4 there); an error in the statistic moves them by 0.1
     np.testing.assert_allclose([presence.sum(), presence.max(), left.mean(), right.mean()],
-                               GOLDEN_SUMMARY, rtol=1e-7, atol=1e-4)
-    np.testing.assert_allclose(presence[::19, ::23], GOLDEN_SAMPLES, rtol=0, atol=1e-4)
+                               GOLDEN_SUMMARY, rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(presence[::19, ::23], GOLDEN_SAMPLES, rtol=0, atol=1e-3)
