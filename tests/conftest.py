@@ -4,6 +4,12 @@ from PIL import Image
 
 from jpegtrace.io import downscale
 
+#: How far float32 sums of the block scores' DCT in another order (numpy's BLAS against torch's convolution)
+#: move a score, a presence value or a map: under 1e-4 on the Intel CPUs of the first sessions, up to 3.3e-4
+#: on an AMD EPYC (2026-12-08), whose BLAS kernels order them otherwise. An error in the statistic moves them
+#: by 0.1 or more.
+FLOAT32_ORDER = 1e-3
+
 
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:

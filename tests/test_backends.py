@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import FLOAT32_ORDER
+
 from jpegtrace.analysis import analyze_array, check_pixels, finish_analysis, predict_maps
 from jpegtrace.cli.main import main
 from jpegtrace.jpeg import jpeg_compress
@@ -18,11 +20,6 @@ from jpegtrace.nn.weights import load_weights, save_weights
 openvino_installed = "openvino" in backends.installed_backends()
 needs_openvino = pytest.mark.skipif(not openvino_installed, reason="openvino is not installed")
 needs_bf16 = pytest.mark.skipif(not bf16_is_fast("cpu"), reason="this CPU has no native bf16")
-#: How far float32 sums of the block scores' DCT in another order (numpy's BLAS against torch's convolution)
-#: move a score, a presence value or a map: under 1e-4 on the Intel CPUs of the first sessions, up to 3.3e-4
-#: on an AMD EPYC (2026-12-08), whose BLAS kernels order them otherwise. An error in the statistic moves them
-#: by 0.1 or more.
-FLOAT32_ORDER = 1e-3
 
 
 @pytest.fixture(scope="module")
