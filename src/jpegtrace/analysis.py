@@ -149,6 +149,8 @@ def weighted_median(values: np.ndarray, weights: np.ndarray | None, *, low: floa
 
 #: Pixels :func:`weighted_median` bins at once (20 bytes of temporaries each).
 MEDIAN_CHUNK = 1 << 16
+#: QF step of the histogram :func:`summarize` reads the quality map's weighted median from.
+QUALITY_MEDIAN_STEP = 0.01
 
 
 @dataclass(frozen=True)
@@ -457,7 +459,8 @@ def summarize(raw_maps: np.ndarray, *, grayscale: bool = False, notes: tuple[str
     mean_flag = weighted_mean(flag, evidence)
     verdict = judge(mean_flag, grid_found=grid is not None and grid.found, evidence_share=share)
     mean_quality = weighted_mean(quality_map, evidence) if verdict != NO_EVIDENCE else None
-    median_quality = weighted_median(quality_map, evidence) if verdict != NO_EVIDENCE else None
+    median_quality = (weighted_median(quality_map, evidence, resolution=QUALITY_MEDIAN_STEP)
+                      if verdict != NO_EVIDENCE else None)
     regions = tuple(find_regions(quality_map, flag, evidence)) if find_local else ()
     outside_flag, outside_share = outside_regions(regions, flag, evidence)
     # A grid found is taken to cover the whole image here; analyze_array checks it outside the regions.

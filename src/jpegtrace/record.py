@@ -58,8 +58,8 @@ def analysis_record(analysis: Analysis, *, file: str, input_info=None, maps: dic
     ``quality`` is the headline QF (:attr:`~jpegtrace.analysis.Analysis.headline_quality`: the
     table's where it was read from the pixels, the largest region's for a partly compressed image,
     else the maps'), ``quality_source`` says which, and ``map_quality`` is the evidence-weighted
-    median of the quality map (:attr:`~jpegtrace.analysis.Analysis.median_quality`). ``grid.offset`` is null when no grid was found; ``grid`` is null when
-    the check was not run.
+    median of the quality map (:attr:`~jpegtrace.analysis.Analysis.median_quality`). ``grid.offset``
+    is null when no grid was found; ``grid`` is null when the check was not run.
     """
     grid = analysis.grid
     record = {

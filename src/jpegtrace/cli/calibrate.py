@@ -24,8 +24,8 @@ def add_calibrate(sub) -> None:
         "calibrate", help="fit a trained model's quality calibration and flag threshold on training images",
         description="Fit, on never-compressed training images of DIR, the two calibrations saved with a "
                     "model's weights, and write the weights with them to OUT. The quality calibration is a "
-                    "monotone map of the quality map that puts the estimated QF (the quality map's evidence-weighted median) of JPEGs of these "
-                    "images on their true QF (each image compressed at --per-image QFs from 5 to 95, as 4:2:0, "
+                    "monotone map of the quality map that puts the estimated QF (the quality map's "
+                    "evidence-weighted median) of JPEGs of these images on their true QF (each image compressed at --per-image QFs from 5 to 95, as 4:2:0, "
                     "4:4:4, grayscale or with a shifted grid, and also kept as it is). The flag threshold is "
                     "the one with the best mean IoU on --pairs collages of these images (a QF-80 region pasted "
                     "into a 256-pixel crop; it makes the masks of collage and collage-benchmark). Whole-image "

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..analysis import DEFAULT_TILE_SIZE, analyze_array, check_pixels, predict_maps, weighted_median
+from ..analysis import (
+    DEFAULT_TILE_SIZE,
+    QUALITY_MEDIAN_STEP,
+    analyze_array,
+    check_pixels,
+    predict_maps,
+    weighted_median,
+)
 from ..evidence import MIN_EVIDENCE_SHARE
 from ..jpeg import to_grayscale
 from ..nn.qfnet import QUALITY_CHANNEL, QFNet, check_flag_threshold
@@ -100,9 +107,9 @@ def calibrate_flag_threshold(model: QFNet, files: Files, *, pairs: int = 100, se
 CALIBRATION_KNOTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
-#: Step of the raw (0..1) medians the calibration is fitted on: QF 0.01, as
-#: :func:`jpegtrace.analysis.summarize` reads its medians.
-MEDIAN_RESOLUTION = 1e-4
+#: Step of the raw (0..1) medians the calibration is fitted on: the QF step at which
+#: :func:`jpegtrace.analysis.summarize` reads its medians, in normalised quality.
+MEDIAN_RESOLUTION = QUALITY_MEDIAN_STEP / 100
 
 
 #: QFs :func:`fit_quality_calibration` compresses at: those of Fig. 2. Near-lossless JPEGs (QF 97-100)
@@ -110,7 +117,6 @@ MEDIAN_RESOLUTION = 1e-4
 #: high end up so far that QF 90 JPEGs of the val images came out 2.5 too high (the shipped network
 #: of 2026-12-01); their estimates still gain from the QF 95 knot.
 CALIBRATION_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
-
 
 
 #: The kinds of test image :func:`fit_quality_calibration` draws from, one per source image:
@@ -131,8 +137,9 @@ def fit_quality_calibration(model: QFNet, images: Mapping[str, np.ndarray], *,
     shifted grid at a random offset). The map is piecewise linear between ``knots`` and never
     decreasing, so it maps an image's weighted median of the raw quality map to the weighted
     median of the mapped map, and that is linear in the map's values at the knots: the values
-    come from one non-negative least-squares fit of the images' mapped raw medians to their true
-    normalised quality, with non-negative steps between knots, so the map never reverses. The
+    come from one least-squares fit of the images' mapped raw medians to their true normalised
+    quality, with non-negative steps between knots, so the map never reverses, and none steeper
+    than ``max_slope``. The
     medians are weighted by the evidence map, as the QF that :func:`jpegtrace.analysis.summarize`
     reports (:attr:`~jpegtrace.analysis.Analysis.median_quality`) is; test images that would get
     "no evidence" are left out.
